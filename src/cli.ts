@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// Command line: quick mode (--listen/--to), a config file (--config), validation only (--check).
+
+import { parseArgs } from 'node:util';
+import { readConfigFile } from './config/load.js';
+import { ConfigError, validateConfig } from './config/schema.js';
+import { createLogger } from './log.js';
+import { startFairway, StartupError } from './primary/fairway.js';
+
+const USAGE = `Usage:
+  fairway --listen 127.0.0.1:8080 --to 127.0.0.1:9001 --to 127.0.0.1:9002 [--algorithm least-conn]
+  fairway --config fairway.yaml [--check]
+
+Options:
+  --config FILE       YAML or JSON config file
+  --check             validate the config and exit (0 valid, 2 invalid)
+  --listen HOST:PORT  address to accept clients on (default 127.0.0.1:8080)
+  --to ADDRESS        a backend, host:port or http://host:port (repeat for more)
+  --algorithm NAME    round-robin or least-conn (default least-conn)
+  --workers N|auto    worker threads (default auto = available cores)
+  --engine NAME       auto, uws or native-free (default auto)
+  -h, --help          this text
+`;
+
+const EXIT_INVALID = 2;
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(code);
+}
+
+function parseCommandLine() {
+  try {
+    return parseArgs({
+      options: {
+        config: { type: 'string' },
+        check: { type: 'boolean' },
+        listen: { type: 'string' },
+        to: { type: 'string', multiple: true },
+        algorithm: { type: 'string' },
+        workers: { type: 'string' },
+        engine: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    return fail(`fairway: ${(err as Error).message}\n\n${USAGE}`, EXIT_INVALID);
+  }
+}
+
+/** Builds the raw config from a file and/or flags; flags override what the file says. */
+function rawConfig(flags: ReturnType<typeof parseCommandLine>): Record<string, unknown> {
+  if (!flags.config && !flags.to) fail(`fairway: give --config FILE, or --to for each backend\n\n${USAGE}`, EXIT_INVALID);
+  if (flags.config && flags.to) fail('fairway: --to builds its own pool and cannot be combined with --config', EXIT_INVALID);
+  const raw: Record<string, unknown> = flags.config ? (readConfigFile(flags.config) as Record<string, unknown>) : {};
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  if (flags.listen !== undefined) raw.listen = flags.listen;
+  if (flags.engine !== undefined) raw.engine = flags.engine;
+  if (flags.workers !== undefined) raw.workers = /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers;
+  if (flags.to) {
+    raw.pools = { default: { algorithm: flags.algorithm ?? 'least-conn', backends: flags.to } };
+  } else if (flags.algorithm !== undefined && raw.pools && typeof raw.pools === 'object') {
+    for (const pool of Object.values(raw.pools as Record<string, Record<string, unknown>>)) {
+      if (pool && typeof pool === 'object') pool.algorithm = flags.algorithm;
+    }
+  }
+  return raw;
+}
+
+async function main(): Promise<void> {
+  const flags = parseCommandLine();
+  if (flags.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let config;
+  try {
+    config = validateConfig(rawConfig(flags));
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message, EXIT_INVALID);
+    throw err;
+  }
+  if (flags.check) {
+    process.stdout.write(`config ok: ${Object.keys(config.pools).length} pool(s), ${Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0)} backend(s)\n`);
+    return;
+  }
+
+  const logger = createLogger(config.log.level, { role: 'primary' });
+  let fairway;
+  try {
+    fairway = await startFairway(config, { logger });
+  } catch (err) {
+    if (err instanceof StartupError) {
+      logger.flush();
+      fail(`fairway: ${err.message}`, 1);
+    }
+    throw err;
+  }
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down: closing WebSockets with 1001, finishing requests in flight');
+    fairway.stop().then(
+      () => logger.flush(() => process.exit(0)),
+      (err: Error) => {
+        logger.error({ err }, 'shutdown failed');
+        logger.flush(() => process.exit(1));
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: Error) => fail(`fairway: ${err.stack ?? err.message}`, 1));

@@ -1,0 +1,312 @@
+// The configuration schema in one place: validation of raw YAML/JSON input into a normalised Config.
+
+import { availableParallelism } from 'node:os';
+import { parseDuration, parseSize } from './units.js';
+
+export const ALGORITHMS = ['round-robin', 'least-conn'] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+export const ENGINES = ['auto', 'uws', 'native-free'] as const;
+export type EngineName = (typeof ENGINES)[number];
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface BackendConfig {
+  /** Identity of the backend across reloads: pool name and address. */
+  id: string;
+  pool: string;
+  /** Origin for the HTTP client, e.g. http://127.0.0.1:9001 */
+  origin: string;
+  host: string;
+  port: number;
+  weight: number;
+}
+
+export interface PoolConfig {
+  name: string;
+  algorithm: Algorithm;
+  backends: BackendConfig[];
+}
+
+export interface RouteMatch {
+  path?: string;
+  host?: string;
+  headers?: Record<string, string>;
+}
+
+export interface RouteConfig {
+  match: RouteMatch;
+  pool: string;
+}
+
+export interface Config {
+  listen: HostPort;
+  workers: number;
+  engine: EngineName;
+  log: { level: (typeof LOG_LEVELS)[number]; access: boolean };
+  /** Upstream HTTP timeouts, in milliseconds. */
+  timeouts: { connect: number; response: number; idle: number };
+  websocket: { maxMessage: number; pingInterval: number; maxBuffered: number };
+  shutdown: { grace: number };
+  pools: Record<string, PoolConfig>;
+  routes: RouteConfig[];
+}
+
+/** A config problem: where it is, what was expected, what was given. */
+export class ConfigError extends Error {
+  readonly code = 'FAIRWAY_ERR_CONFIG';
+  constructor(readonly problems: string[]) {
+    super(problems.map((p) => `config: ${p}`).join('\n'));
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+/** Collects every problem instead of stopping at the first, so one run shows them all. */
+class Checker {
+  problems: string[] = [];
+
+  fail(path: string, expected: string, got: unknown): undefined {
+    this.problems.push(`${path}: expected ${expected}, got ${describe(got)}`);
+    return undefined;
+  }
+
+  /** A mapping with free-form keys (pool names, header names). */
+  mapping(path: string, value: unknown): Raw | undefined {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      return this.fail(path, 'a mapping', value);
+    }
+    return value as Raw;
+  }
+
+  /** A mapping whose keys must be among `allowed`: a typo is an error, not silently ignored. */
+  object(path: string, value: unknown, allowed: readonly string[]): Raw | undefined {
+    if (!this.mapping(path, value)) return undefined;
+    for (const key of Object.keys(value as Raw)) {
+      if (!allowed.includes(key)) {
+        this.problems.push(`${join(path, key)}: unknown key (allowed here: ${allowed.join(', ')})`);
+      }
+    }
+    return value as Raw;
+  }
+
+  string(path: string, value: unknown): string | undefined {
+    if (typeof value !== 'string' || value === '') return this.fail(path, 'a non-empty string', value);
+    return value;
+  }
+
+  oneOf<T extends string>(path: string, value: unknown, choices: readonly T[]): T | undefined {
+    if (typeof value !== 'string' || !choices.includes(value as T)) {
+      return this.fail(path, `one of ${choices.join(', ')}`, value);
+    }
+    return value as T;
+  }
+
+  boolean(path: string, value: unknown): boolean | undefined {
+    if (typeof value !== 'boolean') return this.fail(path, 'true or false', value);
+    return value;
+  }
+
+  integer(path: string, value: unknown, min: number, max: number): number | undefined {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      return this.fail(path, `a whole number from ${min} to ${max}`, value);
+    }
+    return value;
+  }
+
+  duration(path: string, value: unknown): number | undefined {
+    const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+    if (ms === undefined) return this.fail(path, 'a duration with a unit such as "500ms" or "5s"', value);
+    return ms;
+  }
+
+  size(path: string, value: unknown): number | undefined {
+    const bytes = typeof value === 'string' ? parseSize(value) : undefined;
+    if (bytes === undefined) return this.fail(path, 'a size with a unit such as "64kb" or "16mb"', value);
+    return bytes;
+  }
+
+  hostPort(path: string, value: unknown): HostPort | undefined {
+    const parsed = typeof value === 'string' ? parseHostPort(value) : undefined;
+    if (!parsed) return this.fail(path, 'host:port such as "127.0.0.1:8080"', value);
+    return parsed;
+  }
+}
+
+function join(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  return path ? `${path}.${key}` : key;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'a list';
+  if (value !== null && typeof value === 'object') return 'a mapping';
+  return String(value);
+}
+
+export function parseHostPort(text: string): HostPort | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text.trim());
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  return { host: match[1] ?? match[2], port };
+}
+
+function parseBackend(check: Checker, path: string, pool: string, raw: unknown): BackendConfig | undefined {
+  let address: unknown = raw;
+  let weight = 1;
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+    const obj = check.object(path, raw, ['url', 'weight'])!;
+    address = obj.url;
+    if (obj.weight !== undefined) weight = check.integer(join(path, 'weight'), obj.weight, 1, 1000) ?? 1;
+    path = join(path, 'url');
+  }
+  if (typeof address !== 'string') return check.fail(path, 'an http(s) URL or host:port', address);
+  const text = address.includes('://') ? address : `http://${address}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return check.fail(path, 'an http(s) URL or host:port', address);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search) {
+    return check.fail(path, 'an http(s) URL with no path, or host:port', address);
+  }
+  if (url.protocol === 'https:') {
+    return check.fail(path, 'an http:// backend (https:// backends are not supported yet)', address);
+  }
+  const port = Number(url.port || 80);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return { id: `${pool}/${url.host}`, pool, origin: url.origin, host, port, weight };
+}
+
+function parsePool(check: Checker, path: string, name: string, raw: unknown): PoolConfig | undefined {
+  const obj = check.object(path, raw, ['algorithm', 'backends']);
+  if (!obj) return undefined;
+  const algorithm =
+    obj.algorithm === undefined ? 'least-conn' : check.oneOf(join(path, 'algorithm'), obj.algorithm, ALGORITHMS);
+  if (!Array.isArray(obj.backends) || obj.backends.length === 0) {
+    check.fail(join(path, 'backends'), 'a non-empty list of backends', obj.backends);
+    return undefined;
+  }
+  const backends: BackendConfig[] = [];
+  const seen = new Set<string>();
+  obj.backends.forEach((item, i) => {
+    const backend = parseBackend(check, join(join(path, 'backends'), i), name, item);
+    if (!backend) return;
+    if (seen.has(backend.id)) {
+      check.problems.push(`${join(join(path, 'backends'), i)}: duplicate backend ${backend.origin} in pool ${name}`);
+      return;
+    }
+    seen.add(backend.id);
+    backends.push(backend);
+  });
+  return algorithm ? { name, algorithm, backends } : undefined;
+}
+
+function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): RouteConfig | undefined {
+  const obj = check.object(path, raw, ['match', 'pool']);
+  if (!obj) return undefined;
+  const pool = check.string(join(path, 'pool'), obj.pool);
+  if (pool !== undefined && !(pool in pools)) {
+    check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
+  }
+  const match: RouteMatch = {};
+  if (obj.match !== undefined) {
+    const m = check.object(join(path, 'match'), obj.match, ['path', 'host', 'headers']);
+    if (m?.path !== undefined) {
+      const p = check.string(join(path, 'match.path'), m.path);
+      if (p !== undefined && !p.startsWith('/')) check.fail(join(path, 'match.path'), 'a path starting with /', p);
+      else match.path = p;
+    }
+    if (m?.host !== undefined) match.host = check.string(join(path, 'match.host'), m.host)?.toLowerCase();
+    if (m?.headers !== undefined) {
+      const h = check.mapping(join(path, 'match.headers'), m.headers);
+      if (h) {
+        match.headers = {};
+        for (const [key, value] of Object.entries(h)) {
+          const v = check.string(join(path, `match.headers.${key}`), value);
+          if (v !== undefined) match.headers[key.toLowerCase()] = v;
+        }
+      }
+    }
+  }
+  return pool === undefined ? undefined : { match, pool };
+}
+
+const TOP_KEYS = ['listen', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'pools', 'routes'];
+
+/** Validates raw config input; throws ConfigError listing every problem found. */
+export function validateConfig(raw: unknown): Config {
+  const check = new Checker();
+  const top = check.object('', raw, TOP_KEYS);
+  if (!top) throw new ConfigError(check.problems.map((p) => p.replace(/^: /, 'top level: ')));
+
+  const listen = check.hostPort('listen', top.listen ?? '127.0.0.1:8080');
+  const workers =
+    top.workers === undefined || top.workers === 'auto'
+      ? availableParallelism()
+      : check.integer('workers', top.workers, 1, 256);
+  const engine = top.engine === undefined ? 'auto' : check.oneOf('engine', top.engine, ENGINES);
+
+  const log = { level: 'info' as Config['log']['level'], access: true };
+  if (top.log !== undefined) {
+    const obj = check.object('log', top.log, ['level', 'access']);
+    if (obj?.level !== undefined) log.level = check.oneOf('log.level', obj.level, LOG_LEVELS) ?? 'info';
+    if (obj?.access !== undefined) log.access = check.boolean('log.access', obj.access) ?? true;
+  }
+
+  const timeouts = { connect: 5000, response: 60_000, idle: 60_000 };
+  if (top.timeouts !== undefined) {
+    const obj = check.object('timeouts', top.timeouts, ['connect', 'response', 'idle']);
+    for (const key of ['connect', 'response', 'idle'] as const) {
+      if (obj?.[key] !== undefined) timeouts[key] = check.duration(`timeouts.${key}`, obj[key]) ?? timeouts[key];
+    }
+  }
+
+  const websocket = { maxMessage: 16 * 1024 ** 2, pingInterval: 30_000, maxBuffered: 16 * 1024 ** 2 };
+  if (top.websocket !== undefined) {
+    const obj = check.object('websocket', top.websocket, ['max_message', 'ping_interval', 'max_buffered']);
+    if (obj?.max_message !== undefined) websocket.maxMessage = check.size('websocket.max_message', obj.max_message) ?? 0;
+    if (obj?.max_buffered !== undefined) websocket.maxBuffered = check.size('websocket.max_buffered', obj.max_buffered) ?? 0;
+    if (obj?.ping_interval !== undefined) {
+      const ms = check.duration('websocket.ping_interval', obj.ping_interval);
+      // uWS counts idle time in seconds and refuses idle timeouts from 1 to 8.
+      if (ms !== undefined && ms !== 0 && ms < 10_000) check.fail('websocket.ping_interval', 'at least "10s", or "0s" to turn pings off', obj.ping_interval);
+      else if (ms !== undefined) websocket.pingInterval = ms;
+    }
+  }
+
+  const shutdown = { grace: 10_000 };
+  if (top.shutdown !== undefined) {
+    const obj = check.object('shutdown', top.shutdown, ['grace']);
+    if (obj?.grace !== undefined) shutdown.grace = check.duration('shutdown.grace', obj.grace) ?? shutdown.grace;
+  }
+
+  const pools: Record<string, PoolConfig> = {};
+  const rawPools = check.mapping('pools', top.pools);
+  if (rawPools) {
+    if (Object.keys(rawPools).length === 0) check.fail('pools', 'at least one pool', rawPools);
+    for (const [name, value] of Object.entries(rawPools)) {
+      if (!/^[A-Za-z0-9_-]+$/.test(name)) check.fail(`pools.${name}`, 'a pool name of letters, digits, - and _', name);
+      const pool = parsePool(check, `pools.${name}`, name, value);
+      if (pool) pools[name] = pool;
+    }
+  }
+
+  let routes: RouteConfig[] = [];
+  if (top.routes !== undefined) {
+    if (!Array.isArray(top.routes)) check.fail('routes', 'a list of routes', top.routes);
+    else routes = top.routes.map((r, i) => parseRoute(check, `routes[${i}]`, r, rawPools ?? {})).filter((r) => r !== undefined);
+  } else if (rawPools && Object.keys(rawPools).length > 1) {
+    check.fail('routes', 'a list of routes when there is more than one pool', undefined);
+  }
+
+  if (check.problems.length > 0) throw new ConfigError(check.problems);
+  return { listen: listen!, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes };
+}

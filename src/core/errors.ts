@@ -1,0 +1,45 @@
+// Error codes that cross threads and reach users: a stable code, a source, and the HTTP status.
+
+export type ErrorSource = 'upstream' | 'downstream' | 'internal';
+
+export interface ProxyFault {
+  /** Short stable name, sent in the x-fairway-error header. */
+  code: string;
+  source: ErrorSource;
+  status: number;
+  message: string;
+}
+
+export const FAULTS = {
+  noRoute: { code: 'no-route', source: 'downstream', status: 404, message: 'no route matches this request' },
+  noBackend: { code: 'no-backend', source: 'upstream', status: 503, message: 'no backend is available to take this request' },
+  connectRefused: { code: 'connect-refused', source: 'upstream', status: 502, message: 'the backend refused the connection' },
+  connectTimeout: { code: 'connect-timeout', source: 'upstream', status: 504, message: 'the backend did not accept the connection in time' },
+  responseTimeout: { code: 'response-timeout', source: 'upstream', status: 504, message: 'the backend did not answer in time' },
+  upstreamReset: { code: 'upstream-reset', source: 'upstream', status: 502, message: 'the backend closed the connection before answering' },
+  upstreamError: { code: 'upstream-error', source: 'upstream', status: 502, message: 'the backend request failed' },
+  badHandshake: { code: 'upstream-handshake', source: 'upstream', status: 502, message: 'the backend refused the WebSocket handshake' },
+  internal: { code: 'internal', source: 'internal', status: 500, message: 'internal error in the load balancer' },
+} as const satisfies Record<string, ProxyFault>;
+
+/** Maps an error from the HTTP client or a socket to the fault a client is told about. */
+export function faultFor(err: unknown): ProxyFault {
+  const code = (err as { code?: string } | null)?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return FAULTS.connectRefused;
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      return FAULTS.connectTimeout;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return FAULTS.responseTimeout;
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+      return FAULTS.upstreamReset;
+    default:
+      return FAULTS.upstreamError;
+  }
+}

@@ -1,0 +1,279 @@
+// HTTP/1.1 proxying between a uWS response and an undici dispatch, streaming both ways.
+
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { FAULTS, faultFor, type ProxyFault } from '../../core/errors.js';
+import { NO_BACKEND } from '../../core/balancers/picker.js';
+import { readRequestHead, type RequestHead } from './requestHead.js';
+import type { WorkerContext } from './workerContext.js';
+
+type DispatchController = Dispatcher.DispatchController;
+
+/** Response headers that describe one hop, or that uWS writes itself. */
+const RESPONSE_NOT_FORWARDED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'content-length',
+  'date',
+]);
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** Writes a short error response; call inside a uWS handler or inside `res.cork`. */
+export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection = false): void {
+  res.writeStatus(`${fault.status} ${STATUS_TEXT[fault.status] ?? ''}`);
+  res.writeHeader('content-type', 'text/plain; charset=utf-8');
+  res.writeHeader('x-fairway-error', fault.code);
+  res.end(`${fault.message}\n`, closeConnection);
+}
+
+/** Entry point for every non-upgrade request. */
+export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
+  const head = readRequestHead(res, req, false);
+  if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
+  const pool = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
+  if (pool === undefined) return writeFault(res, FAULTS.noRoute);
+  const slot = context.pickers.get(pool)!.pick();
+  if (slot === NO_BACKEND) return writeFault(res, FAULTS.noBackend);
+  new HttpExchange(context, res, head, slot).start();
+}
+
+/**
+ * Test-only faults (enabled by FAIRWAY_TEST_HOOKS=1) that exercise the real error paths: an
+ * exception inside a handler, and an uncaught exception that takes the worker thread down.
+ */
+export function runTestFault(fault: string): void {
+  if (fault === 'throw') throw new Error('test fault: thrown inside a handler');
+  if (fault === 'crash') {
+    setImmediate(() => {
+      throw new Error('test fault: uncaught exception in a worker');
+    });
+  }
+}
+
+/** One proxied request: owns the slot it was given until the upstream exchange ends. */
+class HttpExchange implements Dispatcher.DispatchHandler {
+  private controller: DispatchController | null = null;
+  private body: RequestBody | null = null;
+  private clientGone = false;
+  /** Set once uWS has the whole response: the response object must not be touched again. */
+  private responseDone = false;
+  private released = false;
+  private headersSent = false;
+  private noBody = false;
+  /** Length announced by the backend, or -1 for a streamed (chunked) response. */
+  private total = -1;
+  private pending: Buffer | null = null;
+  private pendingOffset = 0;
+  private status = 0;
+  private bytesOut = 0;
+  private readonly startedAt = performance.now();
+  private chunk: Buffer | null = null;
+  private readonly corkedData = () => this.writeData();
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly res: HttpResponse,
+    private readonly head: RequestHead,
+    private readonly slot: number,
+  ) {}
+
+  start(): void {
+    const { context, res, head } = this;
+    context.inFlightHttp++;
+    res.onAborted(() => this.onClientGone());
+    if (head.contentLength > 0 || head.chunked) {
+      this.body = new RequestBody(res, context.config.timeouts.idle, () => this.res.close());
+    }
+    context.table.countRequest(this.slot);
+    this.noBody = head.method === 'HEAD';
+    try {
+      context.dispatchers[this.slot].dispatch({ path: head.path, method: head.method, headers: head.headers, body: this.body }, this);
+    } catch (err) {
+      // undici refuses some requests synchronously (a header it will not send, for one).
+      this.onResponseError(null, err as Error);
+    }
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (statusCode < 200 || this.clientGone) return;
+    this.status = statusCode;
+    this.noBody ||= statusCode === 204 || statusCode === 304;
+    const length = headers['content-length'];
+    if (typeof length === 'string' && headers['transfer-encoding'] === undefined) this.total = Number(length);
+    this.res.cork(() => {
+      this.res.writeStatus(statusMessage ? `${statusCode} ${statusMessage}` : String(statusCode));
+      for (const name in headers) {
+        if (RESPONSE_NOT_FORWARDED.has(name)) continue;
+        const value = headers[name]!;
+        if (typeof value === 'string') this.res.writeHeader(name, value);
+        else for (const item of value) this.res.writeHeader(name, item);
+      }
+      // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
+      if (this.noBody && this.total >= 0) this.res.writeHeader('content-length', String(this.total));
+      this.headersSent = true;
+    });
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    if (this.clientGone || this.noBody || this.responseDone) return;
+    this.bytesOut += chunk.length;
+    this.chunk = chunk;
+    this.res.cork(this.corkedData);
+  }
+
+  private writeData(): void {
+    const chunk = this.chunk!;
+    this.chunk = null;
+    const res = this.res;
+    if (this.total < 0) {
+      if (!res.write(chunk)) {
+        this.controller!.pause();
+        res.onWritable(() => {
+          this.controller?.resume();
+          return true;
+        });
+      }
+      return;
+    }
+    const offset = res.getWriteOffset();
+    const [ok, done] = res.tryEnd(chunk, this.total);
+    if (done) this.responseDone = true;
+    else if (!ok) {
+      this.pending = chunk;
+      this.pendingOffset = offset;
+      this.controller!.pause();
+      res.onWritable((at) => this.retryPending(at));
+    }
+  }
+
+  private retryPending(at: number): boolean {
+    if (this.clientGone || this.responseDone || !this.pending) return true;
+    const [ok, done] = this.res.tryEnd(this.pending.subarray(at - this.pendingOffset), this.total);
+    if (done) this.responseDone = true;
+    if (ok || done) {
+      this.pending = null;
+      this.controller?.resume();
+    }
+    return ok;
+  }
+
+  onResponseEnd(): void {
+    // A body of known length was already finished by tryEnd once its last byte went out.
+    if (!this.clientGone && !this.responseDone) {
+      this.responseDone = true;
+      this.res.cork(() => {
+        if (this.noBody) this.res.endWithoutBody();
+        else this.res.end();
+      });
+    }
+    this.finish();
+  }
+
+  onResponseError(controller: DispatchController | null, err: Error): void {
+    if (!this.clientGone) this.context.table.countFailure(this.slot);
+    if (!this.clientGone && !this.responseDone) {
+      this.responseDone = true;
+      const fault = faultFor(err);
+      this.status = fault.status;
+      this.res.cork(() => {
+        // Once the status line is out, the only honest signal left is to cut the connection.
+        if (this.headersSent) this.res.close();
+        else writeFault(this.res, fault, true);
+      });
+      this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.backendUrl() }, 'upstream request failed');
+    }
+    this.finish();
+  }
+
+  private onClientGone(): void {
+    if (this.clientGone) return;
+    this.clientGone = true;
+    this.status ||= 499;
+    this.body?.destroy();
+    if (this.controller && !this.released) this.controller.abort(new Error('client went away'));
+    // undici reports the abort through onResponseError, which releases the slot.
+  }
+
+  private finish(): void {
+    if (this.released) return;
+    this.released = true;
+    const { context } = this;
+    context.table.release(this.slot, context.worker);
+    context.inFlightHttp--;
+    if (context.accessLog) {
+      context.logger.info({
+        type: 'http',
+        method: this.head.method,
+        path: this.head.path,
+        status: this.status,
+        backend: this.backendUrl(),
+        ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
+        bytes: this.bytesOut,
+        client: this.head.client,
+      });
+    }
+  }
+
+  private backendUrl(): string {
+    return this.context.backends[this.slot].origin;
+  }
+}
+
+/**
+ * The client's request body as a Readable: uWS pushes chunks in, and reading from the socket
+ * pauses while the upstream is not taking them. A client that vanishes while paused is seen only
+ * when reading resumes, so a paused body that stays paused past the idle timeout is dropped.
+ */
+class RequestBody extends Readable {
+  private paused = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly idleTimeout: number,
+    private readonly onStalled: () => void,
+  ) {
+    super({ highWaterMark: 256 * 1024 });
+    res.onData((data, isLast) => {
+      // uWS reuses the memory behind `data` once this callback returns: copy it.
+      if (!this.push(Buffer.copyBytesFrom(new Uint8Array(data))) && !isLast) {
+        this.paused = true;
+        res.pause();
+        this.timer = setTimeout(this.onStalled, this.idleTimeout);
+      }
+      if (isLast) this.push(null);
+    });
+  }
+
+  override _read(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.res.resume();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.timer) clearTimeout(this.timer);
+    callback(err);
+  }
+}

@@ -1,0 +1,99 @@
+// Reads a uWS request's method, path and headers synchronously, into what goes upstream.
+
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+
+/** Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself. */
+const NOT_FORWARDED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-for',
+]);
+
+/** Headers that belong to one WebSocket leg's handshake and are made anew for the other. */
+const WEBSOCKET_HANDSHAKE = new Set([
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-extensions',
+  'sec-websocket-protocol',
+]);
+
+export interface RequestHead {
+  method: string;
+  /** Path with query string, as sent. */
+  path: string;
+  /** Host header as sent, and its host name lower-cased without port (for routing). */
+  host: string;
+  hostName: string;
+  client: string;
+  /** Flat [name, value, name, value, …] list for the upstream request. */
+  headers: string[];
+  /** -1 when the request has no content-length header. */
+  contentLength: number;
+  chunked: boolean;
+}
+
+/** Must run inside the uWS handler: `req` is valid only until it returns. */
+export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean): RequestHead {
+  const method = req.getCaseSensitiveMethod();
+  const query = req.getQuery();
+  const path = query ? `${req.getUrl()}?${query}` : req.getUrl();
+  const host = req.getHeader('host');
+  const client = clientAddress(res);
+  const connectionTokens = req.getHeader('connection').toLowerCase();
+  const headers: string[] = [];
+  let forwardedFor = '';
+  let contentLength = -1;
+  let chunked = false;
+  req.forEach((name, value) => {
+    if (name === 'x-forwarded-for') {
+      forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
+    } else if (name === 'content-length') {
+      contentLength = Number(value);
+      headers.push(name, value);
+    } else if (name === 'transfer-encoding') {
+      chunked = value.toLowerCase().includes('chunked');
+    } else if (
+      !NOT_FORWARDED.has(name) &&
+      !(websocket && WEBSOCKET_HANDSHAKE.has(name)) &&
+      !(connectionTokens !== '' && connectionTokens !== 'keep-alive' && connectionTokens !== 'close' && listsToken(connectionTokens, name))
+    ) {
+      headers.push(name, value);
+    }
+  });
+  headers.push(
+    'x-forwarded-for',
+    forwardedFor ? `${forwardedFor}, ${client}` : client,
+    'x-forwarded-proto',
+    'http',
+  );
+  if (host) headers.push('x-forwarded-host', host);
+  const colon = host.lastIndexOf(':');
+  const hostName = (colon > host.lastIndexOf(']') ? host.slice(0, colon) : host).toLowerCase();
+  return { method, path, host, hostName, client, headers, contentLength, chunked };
+}
+
+function listsToken(list: string, token: string): boolean {
+  for (const item of list.split(',')) if (item.trim() === token) return true;
+  return false;
+}
+
+/** uWS gives IPv4 peers as IPv4-mapped IPv6 in full hex; turn that back into dotted form. */
+export function clientAddress(res: HttpResponse): string {
+  const text = Buffer.from(res.getRemoteAddressAsText()).toString();
+  const mapped = /^(?:0000:){5}ffff:([0-9a-f]{4}):([0-9a-f]{4})$/i.exec(text);
+  if (mapped) {
+    const high = parseInt(mapped[1], 16);
+    const low = parseInt(mapped[2], 16);
+    return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+  }
+  return text;
+}

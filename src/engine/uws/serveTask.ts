@@ -1,0 +1,129 @@
+// The long-lived piscina task of one worker thread: a uWS App on the shared port until shutdown.
+
+import type { MessagePort } from 'node:worker_threads';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { Config } from '../../config/schema.js';
+import { FAULTS } from '../../core/errors.js';
+import type { SlotPlan } from '../../core/state/slotRegistry.js';
+import { StateTable } from '../../core/state/stateTable.js';
+import { createLogger } from '../../log.js';
+import { loadUws } from './binding.js';
+import { handleHttp, writeFault } from './httpProxy.js';
+import { WorkerContext } from './workerContext.js';
+import { webSocketBehavior } from './wsProxy.js';
+
+export interface ServeTask {
+  worker: number;
+  buffer: SharedArrayBuffer;
+  config: Config;
+  plan: SlotPlan;
+  /** Control channel to the primary; see WorkerMessage and PrimaryMessage. */
+  port: MessagePort;
+  testHooks: boolean;
+}
+
+/** Worker → primary. */
+export type WorkerMessage = { type: 'listening' } | { type: 'failed'; code: string; message: string };
+/** Primary → worker. */
+export type PrimaryMessage = { type: 'shutdown'; grace: number };
+
+export interface ServeResult {
+  worker: number;
+}
+
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_INTERNAL_ERROR = 1011;
+
+export default async function serve(task: ServeTask): Promise<ServeResult> {
+  const { worker, config, port } = task;
+  const logger = createLogger(config.log.level, { worker });
+  const { uws } = loadUws();
+  if (!uws) {
+    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_ENGINE', message: 'no uWebSockets.js build loads in this worker' } satisfies WorkerMessage);
+    throw new Error('no uWebSockets.js build loads in this worker');
+  }
+  const table = StateTable.attach(task.buffer);
+  const context = new WorkerContext(worker, table, config, task.plan, logger, task.testHooks);
+  const app = uws.App();
+  app.ws('/*', webSocketBehavior(context));
+  app.any('/*', (res, req) => {
+    try {
+      handleHttp(context, res, req);
+    } catch (err) {
+      logger.error({ err }, 'error in HTTP handler');
+      try {
+        writeFault(res, FAULTS.internal);
+      } catch {
+        // The response was already ended or aborted.
+      }
+    }
+  });
+
+  const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.listen.host, config.listen.port, resolve));
+  if (!listenSocket) {
+    const message = `worker ${worker} could not listen on ${config.listen.host}:${config.listen.port}`;
+    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
+    await context.closeDispatchers();
+    throw new Error(message);
+  }
+  port.postMessage({ type: 'listening' } satisfies WorkerMessage);
+
+  const keepalive =
+    config.websocket.pingInterval > 0
+      ? setInterval(() => {
+          for (const session of context.webSockets) session.keepalive();
+        }, config.websocket.pingInterval)
+      : undefined;
+
+  let closed = false;
+  const closeAll = (code: number, reason: string) => {
+    if (closed) return;
+    closed = true;
+    context.shuttingDown = true;
+    clearInterval(keepalive);
+    uws.us_listen_socket_close(listenSocket);
+    for (const session of [...context.webSockets]) session.shutdown(code, reason);
+  };
+
+  // uWS aborts the whole process if a worker exits with sockets open, so an uncaught exception
+  // closes everything first; the primary then replaces the worker and subtracts its sessions.
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception in worker: closing its connections and exiting');
+    try {
+      closeAll(CLOSE_INTERNAL_ERROR, 'load balancer worker failed');
+      closeApp(app);
+    } finally {
+      logger.flush();
+      process.exit(1);
+    }
+  });
+
+  await new Promise<void>((resolve) => {
+    port.on('message', (message: PrimaryMessage) => {
+      if (message.type !== 'shutdown') return;
+      void shutdown(message.grace).then(resolve);
+    });
+  });
+  port.close();
+  return { worker };
+
+  async function shutdown(grace: number): Promise<void> {
+    closeAll(CLOSE_GOING_AWAY, 'server shutting down');
+    const deadline = Date.now() + grace;
+    while (context.inFlightHttp > 0 && Date.now() < deadline) await delay(25);
+    if (context.inFlightHttp > 0) logger.warn({ inFlight: context.inFlightHttp }, 'grace period over: cutting requests still in flight');
+    closeApp(app);
+    await context.closeDispatchers();
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  }
+}
+
+/** `close` exists on uWS apps of this version but is missing from its type definitions. */
+function closeApp(app: TemplatedApp): void {
+  (app as TemplatedApp & { close(): void }).close();
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+

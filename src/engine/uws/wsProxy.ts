@@ -1,0 +1,302 @@
+// WebSocket proxying: a uWS client socket relayed message by message to an upstream `ws` client.
+
+import type { IncomingMessage } from 'node:http';
+import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as ClientSocket, WebSocketBehavior } from 'uWebSockets.js';
+import { WebSocket as UpstreamSocket } from 'ws';
+import { NO_BACKEND } from '../../core/balancers/picker.js';
+import { FAULTS, faultFor } from '../../core/errors.js';
+import { runTestFault, writeFault } from './httpProxy.js';
+import { readRequestHead, type RequestHead } from './requestHead.js';
+import type { OpenSession, WorkerContext } from './workerContext.js';
+
+/** uWS copies user data shallowly, so the session lives one level down. */
+interface SessionData {
+  session: WebSocketSession;
+}
+
+/** Backend → client: pause reading the backend above this much unsent to the client. */
+const CLIENT_HIGH_WATER = 1024 * 1024;
+const CLIENT_LOW_WATER = 256 * 1024;
+/** Longest handshake response body relayed to the client when the backend refuses an upgrade. */
+const REFUSAL_BODY_LIMIT = 64 * 1024;
+
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_INTERNAL_ERROR = 1011;
+const CLOSE_TRY_AGAIN_LATER = 1013;
+const CLOSE_BAD_GATEWAY = 1014;
+
+/** Codes that may be sent in a close frame (RFC 6455 7.4), as opposed to reported locally. */
+function sendableCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+export function webSocketBehavior(context: WorkerContext): WebSocketBehavior<SessionData> {
+  const { websocket } = context.config;
+  return {
+    maxPayloadLength: websocket.maxMessage,
+    // Sends must never be dropped silently: the relay pauses the backend long before this.
+    maxBackpressure: websocket.maxBuffered + websocket.maxMessage,
+    idleTimeout: Math.round(websocket.pingInterval / 1000),
+    sendPingsAutomatically: websocket.pingInterval > 0,
+    upgrade: (res, req, socketContext) => {
+      try {
+        handleUpgrade(context, res, req, socketContext);
+      } catch (err) {
+        context.logger.error({ err }, 'error in WebSocket upgrade handler');
+        writeFault(res, FAULTS.internal);
+      }
+    },
+    open: (ws) => guard(context, ws, () => ws.getUserData().session.onClientOpen(ws)),
+    message: (ws, message, isBinary) => guard(context, ws, () => ws.getUserData().session.onClientMessage(message, isBinary)),
+    drain: (ws) => guard(context, ws, () => ws.getUserData().session.onClientDrain()),
+    close: (ws, code, message) => {
+      try {
+        ws.getUserData().session.onClientClose(code, message);
+      } catch (err) {
+        context.logger.error({ err }, 'error in WebSocket close handler');
+      }
+    },
+  };
+}
+
+/** An exception in a uWS handler would abort the process: contain it to the one session. */
+function guard(context: WorkerContext, ws: ClientSocket<SessionData>, action: () => void): void {
+  try {
+    action();
+  } catch (err) {
+    context.logger.error({ err }, 'error in WebSocket handler');
+    try {
+      ws.end(CLOSE_INTERNAL_ERROR, 'internal error');
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
+  const head = readRequestHead(res, req, true);
+  const key = req.getHeader('sec-websocket-key');
+  const protocols = req.getHeader('sec-websocket-protocol');
+  const extensions = req.getHeader('sec-websocket-extensions');
+  if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
+  const pool = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
+  if (pool === undefined) return writeFault(res, FAULTS.noRoute);
+  if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
+  const slot = context.pickers.get(pool)!.pick();
+  if (slot === NO_BACKEND) return writeFault(res, FAULTS.noBackend);
+  const session = new WebSocketSession(context, head, slot);
+  res.onAborted(() => session.onHandshakeAborted());
+  session.connect(res, key, protocols, extensions, socketContext);
+}
+
+/** One proxied WebSocket session; counts as one active session on its backend until it ends. */
+export class WebSocketSession implements OpenSession {
+  private upstream: UpstreamSocket | null = null;
+  private client: ClientSocket<SessionData> | null = null;
+  private handshakeRes: HttpResponse | null = null;
+  private released = false;
+  private upstreamPaused = false;
+  /** Cleared when a ping goes out, set by any sign of life; still clear at the next ping = dead. */
+  upstreamAlive = true;
+  private closeCode = 0;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private readonly startedAt = performance.now();
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly head: RequestHead,
+    private readonly slot: number,
+  ) {
+    context.table.countRequest(slot);
+    context.webSockets.add(this);
+  }
+
+  connect(res: HttpResponse, key: string, protocols: string, extensions: string, socketContext: us_socket_context_t): void {
+    const { context, head } = this;
+    this.handshakeRes = res;
+    const backend = context.backends[this.slot];
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < head.headers.length; i += 2) {
+      const name = head.headers[i];
+      const previous = headers[name];
+      headers[name] = previous === undefined ? head.headers[i + 1] : `${previous}${name === 'cookie' ? '; ' : ', '}${head.headers[i + 1]}`;
+    }
+    const offered = protocols ? protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
+    const upstream = new UpstreamSocket(`ws://${backend.host.includes(':') ? `[${backend.host}]` : backend.host}:${backend.port}${head.path}`, offered, {
+      headers,
+      perMessageDeflate: false,
+      followRedirects: false,
+      maxPayload: context.config.websocket.maxMessage,
+      handshakeTimeout: context.config.timeouts.connect + context.config.timeouts.response,
+    });
+    this.upstream = upstream;
+    upstream.on('open', () => {
+      const pending = this.handshakeRes;
+      this.handshakeRes = null;
+      if (!pending) return;
+      pending.cork(() => pending.upgrade({ session: this }, key, upstream.protocol, extensions, socketContext));
+    });
+    upstream.on('unexpected-response', (_req, response) => this.relayRefusal(response));
+    upstream.on('error', (err) => this.onUpstreamError(err));
+    upstream.on('message', (data, isBinary) => this.onUpstreamMessage(data as Buffer, isBinary));
+    upstream.on('pong', () => {
+      this.upstreamAlive = true;
+    });
+    upstream.on('close', (code, reason) => this.onUpstreamClose(code, reason));
+  }
+
+  /** The backend answered the upgrade with something other than 101: pass its answer on. */
+  private relayRefusal(response: IncomingMessage): void {
+    const status = response.statusCode ?? 502;
+    if (status >= 500) this.context.table.countFailure(this.slot);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      if (size < REFUSAL_BODY_LIMIT) chunks.push(chunk);
+      size += chunk.length;
+    });
+    const reply = () => {
+      const res = this.handshakeRes;
+      this.handshakeRes = null;
+      this.closeCode = status;
+      if (res) {
+        res.cork(() => {
+          res.writeStatus(`${status} ${response.statusMessage ?? ''}`);
+          const type = response.headers['content-type'];
+          if (type) res.writeHeader('content-type', type);
+          res.writeHeader('x-fairway-error', FAULTS.badHandshake.code);
+          res.end(Buffer.concat(chunks).subarray(0, REFUSAL_BODY_LIMIT));
+        });
+      }
+      this.upstream?.terminate();
+      this.finish();
+    };
+    response.on('end', reply);
+    response.on('error', reply);
+  }
+
+  private onUpstreamError(err: Error): void {
+    const res = this.handshakeRes;
+    if (res) {
+      this.handshakeRes = null;
+      this.context.table.countFailure(this.slot);
+      const fault = faultFor(err);
+      this.closeCode = fault.status;
+      res.cork(() => writeFault(res, fault));
+      this.finish();
+    } else if (this.client) {
+      this.context.table.countFailure(this.slot);
+    }
+    this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.context.backends[this.slot].origin }, 'upstream WebSocket error');
+  }
+
+  onHandshakeAborted(): void {
+    this.handshakeRes = null;
+    this.closeCode = 499;
+    this.upstream?.terminate();
+    this.finish();
+  }
+
+  onClientOpen(ws: ClientSocket<SessionData>): void {
+    this.client = ws;
+  }
+
+  onClientMessage(message: ArrayBuffer, isBinary: boolean): void {
+    const upstream = this.upstream!;
+    this.bytesIn += message.byteLength;
+    // uWS reuses `message` once this handler returns, and ws may queue the data: copy it.
+    upstream.send(Buffer.copyBytesFrom(new Uint8Array(message)), { binary: isBinary });
+    if (upstream.bufferedAmount > this.context.config.websocket.maxBuffered) {
+      // uWS cannot stop reading one client, so a client that outruns its backend is cut off.
+      this.client!.end(CLOSE_TRY_AGAIN_LATER, 'backend is not keeping up');
+    }
+  }
+
+  private onUpstreamMessage(data: Buffer, isBinary: boolean): void {
+    this.upstreamAlive = true;
+    const client = this.client;
+    if (!client) return;
+    this.bytesOut += data.length;
+    const sent = client.send(data, isBinary);
+    if (sent === 2) {
+      client.end(CLOSE_TRY_AGAIN_LATER, 'client is not keeping up');
+    } else if (!this.upstreamPaused && client.getBufferedAmount() > CLIENT_HIGH_WATER) {
+      this.upstreamPaused = true;
+      this.upstream!.pause();
+    }
+  }
+
+  onClientDrain(): void {
+    if (this.upstreamPaused && this.client!.getBufferedAmount() < CLIENT_LOW_WATER) {
+      this.upstreamPaused = false;
+      this.upstream!.resume();
+    }
+  }
+
+  private onUpstreamClose(code: number, reason: Buffer): void {
+    const client = this.client;
+    if (!client) return;
+    this.client = null;
+    if (sendableCode(code)) client.end(code, reason);
+    else if (code === 1005) client.end(1000);
+    else client.end(CLOSE_BAD_GATEWAY, 'backend connection lost');
+  }
+
+  onClientClose(code: number, message: ArrayBuffer): void {
+    this.client = null;
+    this.closeCode = code;
+    const upstream = this.upstream;
+    if (upstream && upstream.readyState === UpstreamSocket.OPEN) {
+      if (sendableCode(code)) upstream.close(code, Buffer.from(message).toString());
+      else if (code === 1005) upstream.close(1000);
+      else upstream.close(CLOSE_GOING_AWAY, 'client connection lost');
+      // A backend that never answers the close frame must not hold the socket forever.
+      setTimeout(() => upstream.terminate(), 5000).unref();
+    }
+    this.finish();
+  }
+
+  /** Pinged by the worker's keepalive round; a backend silent since the last round is dead. */
+  keepalive(): void {
+    const upstream = this.upstream;
+    if (!upstream || upstream.readyState !== UpstreamSocket.OPEN) return;
+    if (!this.upstreamAlive) {
+      upstream.terminate();
+      return;
+    }
+    this.upstreamAlive = false;
+    upstream.ping();
+  }
+
+  shutdown(code: number, reason: string): void {
+    if (this.client) this.client.end(code, reason);
+    else if (this.handshakeRes) {
+      const res = this.handshakeRes;
+      this.handshakeRes = null;
+      res.cork(() => writeFault(res, FAULTS.noBackend, true));
+      this.upstream?.terminate();
+      this.finish();
+    }
+  }
+
+  private finish(): void {
+    if (this.released) return;
+    this.released = true;
+    const { context } = this;
+    context.webSockets.delete(this);
+    context.table.release(this.slot, context.worker);
+    if (context.accessLog) {
+      context.logger.info({
+        type: 'websocket',
+        path: this.head.path,
+        code: this.closeCode,
+        backend: context.backends[this.slot].origin,
+        ms: Math.round(performance.now() - this.startedAt),
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        client: this.head.client,
+      });
+    }
+  }
+}

@@ -1,0 +1,111 @@
+// Starting and stopping a fairway instance in the primary thread.
+
+import { createServer } from 'node:net';
+import type { Config } from '../config/schema.js';
+import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
+import { StateTable } from '../core/state/stateTable.js';
+import { loadUws } from '../engine/uws/binding.js';
+import { createLogger, type Logger } from '../log.js';
+import { Supervisor } from './supervisor.js';
+
+/** Backend slots in the shared table; later reloads and the admin API add within this. */
+const BACKEND_CAPACITY = 1024;
+const POOL_CAPACITY = 256;
+
+export class StartupError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Enables the x-fairway-test-fault request header (tests only). */
+  testHooks?: boolean;
+}
+
+export interface Fairway {
+  readonly config: Config;
+  /** The port actually listened on (useful when the config said port 0). */
+  readonly port: number;
+  readonly engine: string;
+  readonly table: StateTable;
+  readonly plan: SlotPlan;
+  readonly supervisor: Supervisor;
+  /** Graceful shutdown: stop accepting, close WebSockets with 1001, let HTTP requests finish. */
+  stop(grace?: number): Promise<void>;
+}
+
+export async function startFairway(config: Config, options: StartOptions = {}): Promise<Fairway> {
+  const logger = options.logger ?? createLogger(config.log.level, { role: 'primary' });
+  const engine = chooseEngine(config, logger);
+  const port = await preflightPort(config.listen.host, config.listen.port);
+  const listenConfig: Config = { ...config, listen: { host: config.listen.host, port } };
+
+  const table = StateTable.create({ backends: BACKEND_CAPACITY, workers: config.workers, pools: POOL_CAPACITY });
+  const plan = new SlotRegistry(table).assign(listenConfig);
+  const testHooks = options.testHooks ?? process.env.FAIRWAY_TEST_HOOKS === '1';
+  const supervisor = new Supervisor(
+    config.workers,
+    (worker, controlPort) => ({ worker, buffer: table.buffer, config: listenConfig, plan, port: controlPort, testHooks }),
+    table,
+    logger,
+  );
+  try {
+    await supervisor.start();
+  } catch (err) {
+    await supervisor.stop(0);
+    throw new StartupError('FAIRWAY_ERR_START', (err as Error).message);
+  }
+  logger.info({ listen: `${config.listen.host}:${port}`, workers: config.workers, engine, pools: Object.keys(config.pools) }, 'fairway is listening');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    config: listenConfig,
+    port,
+    engine,
+    table,
+    plan,
+    supervisor,
+    stop(grace = config.shutdown.grace) {
+      stopping ??= supervisor.stop(grace).then(() => logger.info('fairway stopped'));
+      return stopping;
+    },
+  };
+}
+
+function chooseEngine(config: Config, logger: Logger): string {
+  if (config.engine === 'native-free') {
+    throw new StartupError('FAIRWAY_ERR_ENGINE', 'engine native-free is not available in this version; use engine: uws or auto');
+  }
+  const binding = loadUws();
+  if (!binding.uws) {
+    throw new StartupError(
+      'FAIRWAY_ERR_ENGINE',
+      `no uWebSockets.js build loads on this host (${binding.reasons.join('; ')}), and the native-free engine is not available in this version`,
+    );
+  }
+  logger.info({ engine: 'uws', binding: binding.name }, `engine uws: loaded ${binding.name}`);
+  return 'uws';
+}
+
+/**
+ * Workers listen with SO_REUSEPORT, which would let them share the port silently with a stray
+ * process; an exclusive listen here first fails if anything holds it. Also resolves port 0 to a
+ * free port, so that every worker listens on the same one.
+ */
+function preflightPort(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`)),
+    );
+    probe.listen({ host, port, exclusive: true }, () => {
+      const actual = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(actual));
+    });
+  });
+}

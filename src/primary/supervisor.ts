@@ -1,0 +1,101 @@
+// Runs one long-lived serve task per worker thread on piscina, and replaces a worker that dies.
+
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/uws/serveTask.js';
+import type { StateTable } from '../core/state/stateTable.js';
+import type { Logger } from '../log.js';
+
+const SERVE_TASK = fileURLToPath(new URL('../engine/uws/serveTask.js', import.meta.url));
+const RESTART_DELAY_MIN = 100;
+const RESTART_DELAY_MAX = 5_000;
+
+export type TaskFor = (worker: number, port: MessagePort) => ServeTask;
+
+export class Supervisor {
+  private readonly pool: Piscina<ServeTask, ServeResult>;
+  private readonly ports = new Map<number, MessagePort>();
+  private readonly running = new Map<number, Promise<void>>();
+  private stopping = false;
+  /** Times a worker was replaced after dying, for operators and tests. */
+  restarts = 0;
+
+  constructor(
+    private readonly count: number,
+    private readonly taskFor: TaskFor,
+    private readonly table: StateTable,
+    private readonly logger: Logger,
+  ) {
+    this.pool = new Piscina({
+      filename: SERVE_TASK,
+      minThreads: count,
+      maxThreads: count,
+      // Serve tasks never finish until shutdown: no idle reaping, no Atomics.wait between tasks.
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      atomics: 'disabled',
+    });
+  }
+
+  /** Starts every worker; resolves when all listen, rejects if one cannot. */
+  async start(): Promise<void> {
+    const started: Promise<void>[] = [];
+    for (let worker = 0; worker < this.count; worker++) started.push(this.launch(worker, RESTART_DELAY_MIN));
+    await Promise.all(started);
+  }
+
+  /** Starts worker `worker`'s serve task; resolves once it listens. */
+  private launch(worker: number, restartDelay: number): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    this.ports.set(worker, port1);
+    let listened = false;
+    const listening = new Promise<void>((resolve, reject) => {
+      port1.on('message', (message: WorkerMessage) => {
+        if (message.type === 'listening') {
+          listened = true;
+          resolve();
+        }
+        else reject(Object.assign(new Error(message.message), { code: message.code }));
+      });
+    });
+    const task = this.pool.run(this.taskFor(worker, port2), { transferList: [port2] });
+    const startedAt = Date.now();
+    const done = task.then(
+      () => undefined,
+      (err: Error) => {
+        port1.close();
+        // A worker that never listened failed to start: the caller hears of it, no restart loop.
+        if (this.stopping || !listened) return;
+        // The thread has exited, so its row of the table is final: subtract what it still held.
+        const subtracted = this.table.reconcileWorker(worker);
+        this.restarts++;
+        this.logger.error({ worker, err: err.message, sessionsSubtracted: subtracted }, 'worker died: replacing it');
+        const delay = Date.now() - startedAt > 10_000 ? RESTART_DELAY_MIN : Math.min(restartDelay * 2, RESTART_DELAY_MAX);
+        setTimeout(() => {
+          if (this.stopping) return;
+          this.launch(worker, delay).then(
+            () => this.logger.info({ worker }, 'worker replaced and listening'),
+            (error: Error) => this.logger.error({ worker, err: error.message }, 'replacement worker failed to start'),
+          );
+        }, delay);
+      },
+    );
+    this.running.set(worker, done);
+    return Promise.race([listening, task.then(() => Promise.reject(new Error(`worker ${worker} stopped before listening`)))]);
+  }
+
+  /** Asks every worker to close gracefully within `grace` ms, then ends the threads. */
+  async stop(grace: number): Promise<void> {
+    this.stopping = true;
+    for (const port of this.ports.values()) {
+      try {
+        port.postMessage({ type: 'shutdown', grace } satisfies PrimaryMessage);
+      } catch {
+        // The port of a worker that already died.
+      }
+    }
+    await Promise.allSettled(this.running.values());
+    await this.pool.destroy();
+  }
+}

@@ -1,0 +1,122 @@
+// Config validation: `--check` exit codes and messages, short forms, defaults, and units.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { ConfigError, parseDuration, parseSize, validateConfig } from '../dist/index.js';
+
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'fairway-config-'));
+
+function check(name: string, text: string) {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  const run = spawnSync(process.execPath, [CLI, '--config', file, '--check'], { encoding: 'utf8' });
+  return { code: run.status, out: run.stdout, err: run.stderr };
+}
+
+test('a valid YAML config passes --check with exit 0', (t) => {
+  const { code, out } = check(
+    'ok.yaml',
+    `listen: 127.0.0.1:8080
+workers: auto
+engine: auto
+log: { level: info, access: true }
+pools:
+  chat:
+    algorithm: least-conn
+    backends:
+      - url: http://127.0.0.1:9001
+        weight: 1
+      - 127.0.0.1:9002
+  api:
+    algorithm: round-robin
+    backends: [127.0.0.1:9003]
+routes:
+  - match: { path: /ws }
+    pool: chat
+  - match: { host: api.example, headers: { x-version: "2" } }
+    pool: api
+`,
+  );
+  t.is(code, 0);
+  t.regex(out, /config ok: 2 pool\(s\), 3 backend\(s\)/);
+});
+
+test('JSON configs are read too', (t) => {
+  const { code } = check('ok.json', JSON.stringify({ listen: '127.0.0.1:8080', pools: { a: { backends: ['127.0.0.1:9001'] } } }));
+  t.is(code, 0);
+});
+
+const INVALID: [string, string, RegExp][] = [
+  ['unknown key', 'listen: 127.0.0.1:8080\nworkrs: 2\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: workrs: unknown key \(allowed here: listen, workers/],
+  ['bad url', 'pools:\n  chat:\n    backends:\n      - url: htp://x\n', /config: pools\.chat\.backends\[0\]\.url: expected an http\(s\) URL with no path, or host:port, got "htp:\/\/x"/],
+  ['bad algorithm', 'pools: { a: { algorithm: fastest, backends: [127.0.0.1:1] } }\n', /config: pools\.a\.algorithm: expected one of round-robin, least-conn, got "fastest"/],
+  ['bad duration', 'timeouts: { connect: 5 }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: timeouts\.connect: expected a duration with a unit such as "500ms" or "5s", got 5/],
+  ['bad listen', 'listen: 8080\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: listen: expected host:port such as "127\.0\.0\.1:8080", got 8080/],
+  ['route to unknown pool', 'pools: { a: { backends: [127.0.0.1:1] } }\nroutes: [{ match: { path: /x }, pool: b }]\n', /config: routes\[0\]\.pool: expected the name of a pool \(a\), got "b"/],
+  ['no pools', 'listen: 127.0.0.1:8080\n', /config: pools: expected a mapping, got nothing/],
+  ['bad weight', 'pools: { a: { backends: [{ url: 127.0.0.1:1, weight: -1 }] } }\n', /config: pools\.a\.backends\[0\]\.weight: expected a whole number from 1 to 1000, got -1/],
+  ['duplicate backend', 'pools: { a: { backends: [127.0.0.1:1, "http://127.0.0.1:1"] } }\n', /config: pools\.a\.backends\[1\]: duplicate backend http:\/\/127\.0\.0\.1:1 in pool a/],
+  ['two pools without routes', 'pools: { a: { backends: [127.0.0.1:1] }, b: { backends: [127.0.0.1:2] } }\n', /config: routes: expected a list of routes when there is more than one pool/],
+  ['not YAML', 'pools: [unclosed\n', /not valid YAML or JSON/],
+];
+
+for (const [name, text, message] of INVALID) {
+  test(`--check rejects ${name} with exit 2 and a message naming the field`, (t) => {
+    const { code, err } = check(`${name.replace(/ /g, '-')}.yaml`, text);
+    t.is(code, 2);
+    t.regex(err, message);
+  });
+}
+
+test('every problem is reported at once', (t) => {
+  const error = t.throws(() => validateConfig({ workers: 0, engine: 'fast', pools: { a: { backends: ['127.0.0.1:1'] } } }), { instanceOf: ConfigError });
+  t.is(error!.problems.length, 2);
+});
+
+test('a missing config file is named', (t) => {
+  const run = spawnSync(process.execPath, [CLI, '--config', join(dir, 'absent.yaml'), '--check'], { encoding: 'utf8' });
+  t.is(run.status, 2);
+  t.regex(run.stderr, /absent\.yaml: cannot read the file \(ENOENT\)/);
+});
+
+test('quick-mode flags build the same config; bad flags exit 2', (t) => {
+  const ok = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:8080', '--to', '127.0.0.1:9001', '--to', 'http://127.0.0.1:9002', '--algorithm', 'round-robin', '--check'], { encoding: 'utf8' });
+  t.is(ok.status, 0);
+  t.regex(ok.stdout, /1 pool\(s\), 2 backend\(s\)/);
+  const bad = spawnSync(process.execPath, [CLI, '--to', '127.0.0.1:9001', '--algorithm', 'random-ish', '--check'], { encoding: 'utf8' });
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /pools\.default\.algorithm: expected one of/);
+  const unknown = spawnSync(process.execPath, [CLI, '--frobnicate'], { encoding: 'utf8' });
+  t.is(unknown.status, 2);
+});
+
+test('short backend forms and defaults normalise', (t) => {
+  const config = validateConfig({ pools: { a: { backends: ['127.0.0.1:9001', { url: 'http://[::1]:9002', weight: 3 }] } } });
+  t.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
+  t.is(config.pools.a.algorithm, 'least-conn');
+  t.deepEqual(
+    config.pools.a.backends.map((b) => [b.id, b.host, b.port, b.weight]),
+    [
+      ['a/127.0.0.1:9001', '127.0.0.1', 9001, 1],
+      ['a/[::1]:9002', '::1', 9002, 3],
+    ],
+  );
+  t.is(config.shutdown.grace, 10_000);
+  t.is(config.websocket.maxMessage, 16 * 1024 * 1024);
+});
+
+test('durations and sizes take units', (t) => {
+  t.is(parseDuration('250ms'), 250);
+  t.is(parseDuration('5s'), 5000);
+  t.is(parseDuration('1.5m'), 90_000);
+  t.is(parseDuration('2h'), 7_200_000);
+  t.is(parseDuration('5'), undefined);
+  t.is(parseDuration('5 parsecs'), undefined);
+  t.is(parseSize('16mb'), 16 * 1024 * 1024);
+  t.is(parseSize('64KB'), 64 * 1024);
+  t.is(parseSize('lots'), undefined);
+});

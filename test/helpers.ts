@@ -1,0 +1,196 @@
+// Test helpers: real backends on ephemeral ports that tag replies with their name, and a proxy.
+
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ExecutionContext } from 'ava';
+import { WebSocket, WebSocketServer } from 'ws';
+import { startFairway, validateConfig, type Fairway } from '../dist/index.js';
+import { createLogger } from '../dist/log.js';
+
+export interface TestBackend {
+  name: string;
+  port: number;
+  address: string;
+  /** Server-side count of open WebSocket sessions. */
+  openSessions(): number;
+  /** Every WebSocket connection the backend accepted, open or closed. */
+  sessions: WebSocket[];
+  /** Headers of the last HTTP request or upgrade seen. */
+  lastHeaders: IncomingMessage['headers'];
+  /** Requests seen, by path. */
+  hits: number;
+  /** Cuts every connection at once and stops listening, like a process killed with -9. */
+  kill(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Routes: any path answers `name` in an x-backend header and the body; `/hash` answers the sha256
+ * and length of the request body; `/download?bytes=N` streams N deterministic bytes; `/slow?ms=N`
+ * answers after N ms; `/die` sends headers and part of a body, then cuts the connection.
+ * WebSocket: echoes every message (text and binary) and picks the first offered subprotocol;
+ * answers `whoami` with its name and `close:CODE:REASON` by closing; refuses upgrades to `/refuse`.
+ */
+export async function startBackend(t: ExecutionContext, name: string): Promise<TestBackend> {
+  const sockets = new Set<Socket>();
+  const sessions: WebSocket[] = [];
+  const server = createServer((req, res) => handle(backend, req, res));
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  const wss = new WebSocketServer({
+    server,
+    maxPayload: 64 * 1024 * 1024,
+    handleProtocols: (protocols) => [...protocols][0] ?? false,
+    verifyClient: (info, accept) => (info.req.url?.endsWith('/refuse') ? accept(false, 403, 'Forbidden') : accept(true)),
+  });
+  wss.on('connection', (socket, req) => {
+    backend.lastHeaders = req.headers;
+    sessions.push(socket);
+    socket.on('message', (data, isBinary) => {
+      const text = isBinary ? '' : data.toString();
+      if (text.startsWith('close:')) {
+        const [, code, reason] = text.split(':');
+        socket.close(Number(code), reason);
+      } else if (text === 'whoami') socket.send(name);
+      else socket.send(data, { binary: isBinary });
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    for (const client of wss.clients) client.terminate();
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  const backend: TestBackend = {
+    name,
+    port,
+    address: `127.0.0.1:${port}`,
+    openSessions: () => [...wss.clients].filter((c) => c.readyState === WebSocket.OPEN).length,
+    sessions,
+    lastHeaders: {},
+    hits: 0,
+    kill: close,
+    close,
+  };
+  t.teardown(close);
+  return backend;
+}
+
+function handle(backend: TestBackend, req: IncomingMessage, res: ServerResponse): void {
+  backend.hits++;
+  backend.lastHeaders = req.headers;
+  const url = new URL(req.url ?? '/', 'http://x');
+  // Routes match on the last path segment, so that tests may put a routing prefix before them.
+  const route = url.pathname.slice(url.pathname.lastIndexOf('/'));
+  res.setHeader('x-backend', backend.name);
+  if (route === '/hash') {
+    const hash = createHash('sha256');
+    let length = 0;
+    req.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      length += chunk.length;
+    });
+    req.on('end', () => res.end(JSON.stringify({ sha256: hash.digest('hex'), length })));
+    return;
+  }
+  if (route === '/download') {
+    const total = Number(url.searchParams.get('bytes'));
+    const chunked = url.searchParams.has('chunked');
+    if (!chunked) res.setHeader('content-length', total);
+    let sent = 0;
+    const write = () => {
+      while (sent < total) {
+        const size = Math.min(64 * 1024, total - sent);
+        const ok = res.write(patternChunk(sent, size));
+        sent += size;
+        if (!ok) return void res.once('drain', write);
+      }
+      res.end();
+    };
+    write();
+    return;
+  }
+  if (route === '/slow') {
+    setTimeout(() => res.end(backend.name), Number(url.searchParams.get('ms')));
+    return;
+  }
+  if (route === '/die') {
+    res.setHeader('content-length', 1000);
+    res.write('partial');
+    setTimeout(() => req.socket.destroy(), 50);
+    return;
+  }
+  req.resume();
+  req.on('end', () => res.end(backend.name));
+}
+
+/** Deterministic bytes: byte i of a stream is (i * 31 + 7) mod 251. */
+export function patternChunk(offset: number, size: number): Buffer {
+  const chunk = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) chunk[i] = ((offset + i) * 31 + 7) % 251;
+  return chunk;
+}
+
+export function patternHash(total: number): string {
+  const hash = createHash('sha256');
+  for (let offset = 0; offset < total; offset += 1024 * 1024) hash.update(patternChunk(offset, Math.min(1024 * 1024, total - offset)));
+  return hash.digest('hex');
+}
+
+/** Starts fairway in this process (workers are threads of it) with a quiet logger. */
+export async function startProxy(t: ExecutionContext, raw: Record<string, unknown>): Promise<Fairway> {
+  const config = validateConfig({ listen: '127.0.0.1:0', workers: 2, log: { level: 'warn', access: false }, ...raw });
+  const fairway = await startFairway(config, { logger: createLogger('warn', { role: 'primary' }), testHooks: true });
+  t.teardown(() => fairway.stop(1000));
+  return fairway;
+}
+
+export function onePool(backends: TestBackend[], algorithm = 'least-conn'): Record<string, unknown> {
+  return { pools: { main: { algorithm, backends: backends.map((b) => b.address) } } };
+}
+
+/** Sum of active counts over the given backends, as the shared table says. */
+export function activeTotal(fairway: Fairway, pool: string, backends: TestBackend[]): number {
+  return backends.reduce((sum, b) => sum + activeOf(fairway, pool, b), 0);
+}
+
+export function activeOf(fairway: Fairway, pool: string, backend: TestBackend): number {
+  return fairway.table.active(fairway.plan.backendSlots[`${pool}/${backend.address}`]);
+}
+
+export async function openSocket(url: string, protocols: string[] = [], headers: Record<string, string> = {}): Promise<WebSocket> {
+  const ws = new WebSocket(url, protocols, { headers, maxPayload: 64 * 1024 * 1024 });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`unexpected response ${res.statusCode}`)));
+  });
+  return ws;
+}
+
+export function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve) => ws.once('message', (data: Buffer, isBinary: boolean) => resolve({ data, isBinary })));
+}
+
+export function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve({ code: -1, reason: 'already closed' });
+  return new Promise((resolve) => ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
+}
+
+/** Polls until `check` holds; fails with `what` after `timeout` ms. Bounded in count and time. */
+export async function waitFor(what: string, check: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -1,0 +1,91 @@
+// Worker crashes and their recovery, graceful shutdown of the real CLI, and port pre-flight.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import test from 'ava';
+import { request } from 'undici';
+import { WebSocket } from 'ws';
+import { activeTotal, closed, onePool, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
+
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+test('a crashed worker is replaced and its sessions are no longer counted', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { workers: 2, ...onePool([backend]) });
+  const sockets = await Promise.all(Array.from({ length: 30 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`)));
+  await waitFor('sessions open', () => backend.openSessions() === 30);
+  t.is(activeTotal(proxy, 'main', [backend]), 30);
+  const ends = sockets.map((ws) => closed(ws));
+
+  // The fault makes the worker that takes this request throw outside any handler; the request
+  // itself may or may not be answered before that worker closes its connections.
+  await request(`http://127.0.0.1:${proxy.port}/`, { headers: { 'x-fairway-test-fault': 'crash' } }).then((r) => r.body.text(), () => '');
+  await waitFor('the worker to be replaced', () => proxy.supervisor.restarts === 1, 10_000);
+
+  const lost = sockets.filter((ws) => ws.readyState !== WebSocket.OPEN);
+  for (const [i, ws] of sockets.entries()) if (lost.includes(ws)) t.is((await ends[i]).code, 1011);
+  const kept = sockets.filter((ws) => ws.readyState === WebSocket.OPEN);
+  t.true(lost.length > 0, 'the crashed worker held sessions');
+  await waitFor('backend to see the lost sessions end', () => backend.openSessions() === kept.length);
+  t.is(activeTotal(proxy, 'main', [backend]), kept.length);
+
+  // The replacement listens and serves; sessions on the surviving worker are untouched.
+  for (let i = 0; i < 10; i++) {
+    const res = await request(`http://127.0.0.1:${proxy.port}/`, { headers: { connection: 'close' } });
+    t.is(await res.body.text(), 'a');
+  }
+  const fresh = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  t.is(activeTotal(proxy, 'main', [backend]), kept.length + 1);
+  for (const ws of [...kept, fresh]) ws.terminate();
+  await waitFor('counters back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
+test('SIGTERM: WebSockets close with 1001, requests in flight finish, new connections are refused, exit 0', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const port = await freePort();
+  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  await waitFor('fairway to listen', () => output.includes('fairway is listening'), 10_000);
+
+  const ws = await openSocket(`ws://127.0.0.1:${port}/`);
+  const wsEnd = closed(ws);
+  const slow = request(`http://127.0.0.1:${port}/slow?ms=1500`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
+  await waitFor('the slow request to reach the backend', () => backend.hits === 1);
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+
+  t.is((await wsEnd).code, 1001);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await t.throwsAsync(request(`http://127.0.0.1:${port}/`, { headers: { connection: 'close' } }), undefined, 'new connections are refused');
+  t.deepEqual(await slow, { status: 200, body: 'a' });
+  const [code] = await exited;
+  t.is(code, 0);
+  t.regex(output, /fairway stopped/);
+});
+
+test('a port already in use is refused before any worker starts', async (t) => {
+  const blocker = createServer().listen(0, '127.0.0.1');
+  await once(blocker, 'listening');
+  t.teardown(() => blocker.close());
+  const { port } = blocker.address() as { port: number };
+  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', '127.0.0.1:9'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const [code] = await once(child, 'exit');
+  t.is(code, 1);
+  t.regex(stderr, new RegExp(`cannot listen on 127.0.0.1:${port}: the address is already in use`));
+});

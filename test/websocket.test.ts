@@ -1,0 +1,179 @@
+// WebSocket through the proxy: echo, subprotocols, close codes, exact least-connections, faults.
+
+import test from 'ava';
+import { WebSocket } from 'ws';
+import { activeOf, activeTotal, closed, nextMessage, onePool, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
+
+test('echo of text, binary and large messages, with the subprotocol and headers passed on', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, onePool([backend]));
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/chat?room=1`, ['chat.v2', 'chat.v1'], { cookie: 'sid=42', authorization: 'Bearer x' });
+  t.is(ws.protocol, 'chat.v2');
+  t.is(backend.lastHeaders.cookie, 'sid=42');
+  t.is(backend.lastHeaders.authorization, 'Bearer x');
+  t.is(backend.lastHeaders['x-forwarded-for'], '127.0.0.1');
+  t.deepEqual(String(backend.lastHeaders['sec-websocket-protocol']).split(/\s*,\s*/), ['chat.v2', 'chat.v1']);
+
+  ws.send('hello');
+  const text = await nextMessage(ws);
+  t.false(text.isBinary);
+  t.is(text.data.toString(), 'hello');
+
+  const large = Buffer.alloc(5 * 1024 * 1024);
+  for (let i = 0; i < large.length; i++) large[i] = i % 253;
+  ws.send(large);
+  const echoed = await nextMessage(ws);
+  t.true(echoed.isBinary);
+  t.true(echoed.data.equals(large));
+
+  // A message sent in fragments arrives whole.
+  ws.send('frag-', { fin: false });
+  ws.send('ment', { fin: true });
+  t.is((await nextMessage(ws)).data.toString(), 'frag-ment');
+  ws.close();
+  await closed(ws);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
+test('close codes and reasons pass both ways', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, onePool([backend]));
+
+  const fromBackend = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  fromBackend.send('close:4321:backend says bye');
+  t.deepEqual(await closed(fromBackend), { code: 4321, reason: 'backend says bye' });
+
+  const fromClient = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  await waitFor('backend session', () => backend.openSessions() === 1);
+  const upstream = backend.sessions.at(-1)!;
+  const upstreamClosed = new Promise<[number, string]>((resolve) => upstream.once('close', (code, reason) => resolve([code, reason.toString()])));
+  fromClient.close(4000, 'client says bye');
+  t.deepEqual(await upstreamClosed, [4000, 'client says bye']);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
+test('a refused upgrade is answered with the backend status; a dead backend with 502', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const dead = await startBackend(t, 'dead');
+  await dead.close();
+  const proxy = await startProxy(t, {
+    pools: { live: { backends: [backend.address] }, gone: { backends: [dead.address] } },
+    routes: [
+      { match: { path: '/gone' }, pool: 'gone' },
+      { match: { path: '/' }, pool: 'live' },
+    ],
+  });
+  const refused = await t.throwsAsync(openSocket(`ws://127.0.0.1:${proxy.port}/refuse`));
+  t.regex(refused!.message, /unexpected response 403/);
+  const unreachable = await t.throwsAsync(openSocket(`ws://127.0.0.1:${proxy.port}/gone`));
+  t.regex(unreachable!.message, /unexpected response 502/);
+  await waitFor('counters back to zero', () => activeTotal(proxy, 'gone', [dead]) + activeTotal(proxy, 'live', [backend]) === 0);
+  const ok = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  ok.close();
+  await closed(ok);
+  t.is(activeTotal(proxy, 'live', [backend]), 0);
+});
+
+/** Opens `count` sessions at once and reports, per backend, how many each holds (backend side). */
+async function openMany(port: number, count: number): Promise<WebSocket[]> {
+  return Promise.all(Array.from({ length: count }, () => openSocket(`ws://127.0.0.1:${port}/`)));
+}
+
+function counts(backends: TestBackend[]): number[] {
+  return backends.map((b) => b.openSessions());
+}
+
+test('least-conn with 2 workers: N×3 concurrent sessions land exactly N on each backend, and stay exact', async (t) => {
+  const backends = [await startBackend(t, 'a'), await startBackend(t, 'b'), await startBackend(t, 'c')];
+  const proxy = await startProxy(t, { workers: 2, ...onePool(backends) });
+  const N = 40;
+  const sockets = await openMany(proxy.port, N * 3);
+  await waitFor('backends to see every session', () => counts(backends).reduce((a, b) => a + b) === N * 3);
+  t.deepEqual(counts(backends), [N, N, N]);
+  t.deepEqual(backends.map((b) => activeOf(proxy, 'main', b)), [N, N, N]);
+
+  // Close a random third, then open as many again: the new ones fill exactly the holes.
+  for (let round = 0; round < 3; round++) {
+    const shuffled = sockets.sort(() => Math.random() - 0.5);
+    const leaving = shuffled.splice(0, N);
+    await Promise.all(leaving.map((ws) => (ws.close(), closed(ws))));
+    await waitFor('backends to see the closes', () => counts(backends).reduce((a, b) => a + b) === N * 2);
+    await waitFor('table to see the closes', () => activeTotal(proxy, 'main', backends) === N * 2);
+    sockets.push(...(await openMany(proxy.port, N)));
+    await waitFor('backends to see the new sessions', () => counts(backends).reduce((a, b) => a + b) === N * 3);
+    t.deepEqual(counts(backends), [N, N, N], `round ${round}`);
+    t.deepEqual(backends.map((b) => activeOf(proxy, 'main', b)), [N, N, N], `round ${round}`);
+  }
+  for (const ws of sockets) ws.terminate();
+  await waitFor('counters back to zero after abrupt drops', () => activeTotal(proxy, 'main', backends) === 0);
+  t.pass();
+});
+
+test('a backend kill ends only its sessions, with 1014; counters follow exactly', async (t) => {
+  const a = await startBackend(t, 'a');
+  const b = await startBackend(t, 'b');
+  const proxy = await startProxy(t, onePool([a, b]));
+  const sockets = await openMany(proxy.port, 20);
+  const owners = await Promise.all(
+    sockets.map(async (ws) => {
+      ws.send('whoami');
+      return (await nextMessage(ws)).data.toString();
+    }),
+  );
+  const onA = sockets.filter((_, i) => owners[i] === 'a');
+  const onB = sockets.filter((_, i) => owners[i] === 'b');
+  t.is(onA.length, 10);
+  const ends = onA.map((ws) => closed(ws));
+  await a.kill();
+  for (const end of await Promise.all(ends)) t.is(end.code, 1014);
+  t.true(onB.every((ws) => ws.readyState === WebSocket.OPEN));
+  await waitFor('table to drop the killed sessions', () => activeOf(proxy, 'main', a) === 0);
+  t.is(activeOf(proxy, 'main', b), 10);
+  onB[0].send('whoami');
+  t.is((await nextMessage(onB[0])).data.toString(), 'b');
+  for (const ws of onB) ws.terminate();
+  await waitFor('counters back to zero after abrupt client drops', () => activeTotal(proxy, 'main', [a, b]) === 0);
+});
+
+test('a client that outruns a stalled backend is closed with 1013; the counter is released', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { websocket: { max_buffered: '1mb' }, ...onePool([backend]) });
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  await waitFor('backend session', () => backend.openSessions() === 1);
+  // The backend stops reading: the proxy's writes toward it pile up.
+  (backend.sessions[0] as unknown as { _socket: { pause(): void } })._socket.pause();
+  const end = closed(ws);
+  const chunk = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < 200 && ws.readyState === WebSocket.OPEN; i++) {
+    ws.send(chunk);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  t.is((await end).code, 1013);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
+test('a slow client pauses the backend instead of buffering without bound', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { workers: 1, ...onePool([backend]) });
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  await waitFor('backend session', () => backend.openSessions() === 1);
+  const upstream = backend.sessions[0];
+  // The client stops reading; the backend keeps sending until its own socket backs up.
+  (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const chunk = Buffer.alloc(64 * 1024);
+  let sent = 0;
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && upstream.bufferedAmount < 4 * 1024 * 1024) {
+    upstream.send(chunk);
+    sent += chunk.length;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  // The backend's own buffer grew: the proxy stopped reading from it rather than holding it all.
+  t.true(upstream.bufferedAmount >= 4 * 1024 * 1024, `backend buffered ${upstream.bufferedAmount} of ${sent} sent`);
+  let received = 0;
+  ws.on('message', (data: Buffer) => (received += data.length));
+  (ws as unknown as { _socket: { resume(): void } })._socket.resume();
+  await waitFor('every byte to arrive once the client reads again', () => received === sent, 15_000);
+  ws.close();
+  await closed(ws);
+});

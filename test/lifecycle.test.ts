@@ -74,6 +74,7 @@ test('SIGTERM: WebSockets close with 1001, requests in flight finish, new connec
   t.deepEqual(await slow, { status: 200, body: 'a' });
   const [code] = await exited;
   t.is(code, 0);
+  t.regex(output, /engine uws: loaded uWebSockets\.js/);
   t.regex(output, /fairway stopped/);
 });
 

@@ -1,5 +1,7 @@
 // WebSocket through the proxy: echo, subprotocols, close codes, exact least-connections, faults.
 
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { WebSocket } from 'ws';
 import { activeOf, activeTotal, closed, nextMessage, onePool, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
@@ -176,4 +178,49 @@ test('a slow client pauses the backend instead of buffering without bound', asyn
   await waitFor('every byte to arrive once the client reads again', () => received === sent, 15_000);
   ws.close();
   await closed(ws);
+});
+
+test('a client that leaves mid-handshake frees the slot and the upstream connection', async (t) => {
+  // A backend that accepts TCP connections and never answers the upgrade.
+  const held: Socket[] = [];
+  const silent = createServer((socket) => held.push(socket));
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.teardown(() => {
+    for (const socket of held) socket.destroy();
+    silent.close();
+  });
+  const address = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+  const proxy = await startProxy(t, { pools: { main: { backends: [address] } } });
+  const slot = proxy.plan.backendSlots[`main/${address}`];
+  const client = connect(proxy.port, '127.0.0.1', () =>
+    client.write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
+  );
+  await waitFor('the upstream handshake to start', () => held.length === 1 && proxy.table.active(slot) === 1);
+  const upstreamClosed = once(held[0], 'close');
+  client.destroy();
+  await upstreamClosed;
+  await waitFor('counter back to zero', () => proxy.table.active(slot) === 0);
+  t.pass();
+});
+
+test('keepalive pings cut a backend that stopped answering, and keep a quiet healthy session', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { workers: 1, websocket: { ping_interval: '10s' }, ...onePool([backend]) });
+  const frozen = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  await waitFor('first backend session', () => backend.sessions.length === 1);
+  const quiet = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  await waitFor('second backend session', () => backend.sessions.length === 2);
+  // The backend side of the first session stops reading: it sees no ping, so it sends no pong.
+  (backend.sessions[0] as unknown as { _socket: { pause(): void } })._socket.pause();
+  const started = Date.now();
+  t.is((await closed(frozen)).code, 1014);
+  t.log(`cut after ${Date.now() - started} ms`);
+  // Two ping rounds have passed with no traffic: the healthy quiet session is still open.
+  t.is(quiet.readyState, WebSocket.OPEN);
+  quiet.send('still here');
+  t.is((await nextMessage(quiet)).data.toString(), 'still here');
+  quiet.close();
+  await closed(quiet);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
 });

@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
+import { BACKEND_DOWN, BACKEND_UP } from '../dist/index.js';
 import { activeTotal, onePool, patternChunk, patternHash, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function get(port: number, path: string, headers: Record<string, string> = {}) {
@@ -38,7 +39,7 @@ test('round-robin rotation is global across workers', async (t) => {
   // Sequential requests on fresh connections land on both workers; the order must still rotate.
   for (let i = 0; i < 12; i++) seen.push((await get(proxy.port, '/', { connection: 'close' })).body);
   t.deepEqual(seen, ['a', 'b', 'c', 'a', 'b', 'c', 'a', 'b', 'c', 'a', 'b', 'c']);
-  t.is(activeTotal(proxy, 'main', backends), 0);
+  await waitFor('counters back to zero', () => activeTotal(proxy, 'main', backends) === 0);
 });
 
 test('large bodies pass byte-exact both ways, streamed', async (t) => {
@@ -75,7 +76,7 @@ test('large bodies pass byte-exact both ways, streamed', async (t) => {
     });
     t.deepEqual(await upload.body.json(), { sha256: patternHash(size), length: size }, withLength ? 'content-length upload' : 'chunked upload');
   }
-  t.is(activeTotal(proxy, 'main', [backend]), 0);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
 });
 
 test('forwarded headers are added, hop-by-hop headers dropped, Host kept', async (t) => {
@@ -195,7 +196,7 @@ test('an exception inside a handler gives 500 to that request only', async (t) =
   t.is(failed.status, 500);
   t.is(failed.headers['x-fairway-error'], 'internal');
   t.is((await get(proxy.port, '/')).body, 'a');
-  t.is(activeTotal(proxy, 'main', [backend]), 0);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
 });
 
 test('least-conn sends new requests away from a backend busy with slow ones', async (t) => {
@@ -210,5 +211,20 @@ test('least-conn sends new requests away from a backend busy with slow ones', as
   const next = await get(proxy.port, '/');
   const slowOne = (await slowA).headers['x-backend'];
   t.not(next.body, slowOne);
-  t.is(activeTotal(proxy, 'main', [busy, idle]), 0);
+  await waitFor('counters back to zero', () => activeTotal(proxy, 'main', [busy, idle]) === 0);
+});
+
+test('a pool with no backend up answers 503 at once, named', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, onePool([backend]));
+  const slot = proxy.plan.backendSlots[`main/${backend.address}`];
+  proxy.table.setState(slot, BACKEND_DOWN);
+  const refused = await get(proxy.port, '/');
+  t.is(refused.status, 503);
+  t.is(refused.headers['x-fairway-error'], 'no-backend');
+  t.is(backend.hits, 0);
+  proxy.table.setState(slot, BACKEND_UP);
+  t.is((await get(proxy.port, '/')).body, 'a');
+  // The client can have the last byte before the worker hears the backend's end: wait for it.
+  await waitFor('counter back to zero', () => proxy.table.active(slot) === 0);
 });

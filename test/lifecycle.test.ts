@@ -44,7 +44,7 @@ test('a crashed worker is replaced and its sessions are no longer counted', asyn
     t.is(await res.body.text(), 'a');
   }
   const fresh = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
-  t.is(activeTotal(proxy, 'main', [backend]), kept.length + 1);
+  await waitFor('requests released, the fresh session counted', () => activeTotal(proxy, 'main', [backend]) === kept.length + 1);
   for (const ws of [...kept, fresh]) ws.terminate();
   await waitFor('counters back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
 });

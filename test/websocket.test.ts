@@ -73,7 +73,7 @@ test('a refused upgrade is answered with the backend status; a dead backend with
   const ok = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
   ok.close();
   await closed(ok);
-  t.is(activeTotal(proxy, 'live', [backend]), 0);
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'live', [backend]) === 0);
 });
 
 /** Opens `count` sessions at once and reports, per backend, how many each holds (backend side). */
@@ -183,7 +183,8 @@ test('a slow client pauses the backend instead of buffering without bound', asyn
 test('a client that leaves mid-handshake frees the slot and the upstream connection', async (t) => {
   // A backend that accepts TCP connections and never answers the upgrade.
   const held: Socket[] = [];
-  const silent = createServer((socket) => held.push(socket));
+  // It reads (and drops) what it is sent, so that it sees the proxy close the connection.
+  const silent = createServer((socket) => held.push(socket.resume()));
   silent.listen(0, '127.0.0.1');
   await once(silent, 'listening');
   t.teardown(() => {

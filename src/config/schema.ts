@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { parseDuration, parseSize } from './units.js';
 
-export const ALGORITHMS = ['round-robin', 'least-conn'] as const;
+export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'random', 'p2c', 'least-time', 'hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 export const ENGINES = ['auto', 'uws', 'native-free'] as const;
 export type EngineName = (typeof ENGINES)[number];
@@ -17,18 +17,37 @@ export interface HostPort {
 export interface BackendConfig {
   /** Identity of the backend across reloads: pool name and address. */
   id: string;
+  /** Public name (sticky cookies, logs): configured, or derived from the identity. */
+  name: string;
   pool: string;
   /** Origin for the HTTP client, e.g. http://127.0.0.1:9001 */
   origin: string;
   host: string;
   port: number;
   weight: number;
+  /** Most sessions at once on this backend; 0 = no limit. */
+  maxConns: number;
+}
+
+/** Where a hash key comes from: the client address, the path, or a named header/cookie/query parameter. */
+export interface HashKeySource {
+  from: 'ip' | 'path' | 'header' | 'cookie' | 'query';
+  name: string;
 }
 
 export interface PoolConfig {
   name: string;
   algorithm: Algorithm;
   backends: BackendConfig[];
+  /** For `hash`: the key and the bounded-load factor (0 = unbounded). */
+  hash?: { key: HashKeySource; balanceFactor: number };
+  /** least-time: decay time of the latency estimate, ms. */
+  decay: number;
+  /** Slow start ramp, ms; 0 = off. */
+  slowStart: number;
+  sticky?: { cookie: string };
+  /** Requests that wait for a backend under max_conns: how many at most (0 = none), how long. */
+  queue: { size: number; timeout: number };
 }
 
 export interface RouteMatch {
@@ -160,10 +179,17 @@ export function parseHostPort(text: string): HostPort | undefined {
 function parseBackend(check: Checker, path: string, pool: string, raw: unknown): BackendConfig | undefined {
   let address: unknown = raw;
   let weight = 1;
+  let maxConns = 0;
+  let name: string | undefined;
   if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
-    const obj = check.object(path, raw, ['url', 'weight'])!;
+    const obj = check.object(path, raw, ['url', 'weight', 'name', 'max_conns'])!;
     address = obj.url;
     if (obj.weight !== undefined) weight = check.integer(join(path, 'weight'), obj.weight, 1, 1000) ?? 1;
+    if (obj.max_conns !== undefined) maxConns = check.integer(join(path, 'max_conns'), obj.max_conns, 1, 10_000_000) ?? 0;
+    if (obj.name !== undefined) {
+      name = check.string(join(path, 'name'), obj.name);
+      if (name !== undefined && !/^[A-Za-z0-9_.-]+$/.test(name)) name = check.fail(join(path, 'name'), 'a name of letters, digits, ".", "-" and "_"', name);
+    }
     path = join(path, 'url');
   }
   if (typeof address !== 'string') return check.fail(path, 'an http(s) URL or host:port', address);
@@ -182,14 +208,65 @@ function parseBackend(check: Checker, path: string, pool: string, raw: unknown):
   }
   const port = Number(url.port || 80);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  return { id: `${pool}/${url.host}`, pool, origin: url.origin, host, port, weight };
+  const id = `${pool}/${url.host}`;
+  return { id, name: name ?? derivedName(id), pool, origin: url.origin, host, port, weight, maxConns };
 }
 
+/** A stable opaque name for a backend that has none, so cookies never carry its address. */
+function derivedName(id: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return `b${(h >>> 0).toString(36)}`;
+}
+
+function parseHashKey(check: Checker, path: string, value: unknown): HashKeySource | undefined {
+  const text = typeof value === 'string' ? value : '';
+  const match = /^(ip|path)$|^(header|cookie|query):([A-Za-z0-9_.-]+)$/.exec(text);
+  if (!match) return check.fail(path, 'ip, path, header:NAME, cookie:NAME or query:NAME', value);
+  if (match[1]) return { from: match[1] as 'ip' | 'path', name: '' };
+  return { from: match[2] as 'header' | 'cookie' | 'query', name: match[2] === 'header' ? match[3].toLowerCase() : match[3] };
+}
+
+const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue'];
+
 function parsePool(check: Checker, path: string, name: string, raw: unknown): PoolConfig | undefined {
-  const obj = check.object(path, raw, ['algorithm', 'backends']);
+  const obj = check.object(path, raw, POOL_KEYS);
   if (!obj) return undefined;
   const algorithm =
     obj.algorithm === undefined ? 'least-conn' : check.oneOf(join(path, 'algorithm'), obj.algorithm, ALGORITHMS);
+  let hash: PoolConfig['hash'];
+  if (obj.hash !== undefined) {
+    const h = check.object(join(path, 'hash'), obj.hash, ['key', 'balance_factor']);
+    const key = h ? parseHashKey(check, join(path, 'hash.key'), h.key) : undefined;
+    let balanceFactor = 0;
+    if (h?.balance_factor !== undefined) {
+      const f = h.balance_factor;
+      if (typeof f !== 'number' || !(f > 1) || f > 100) check.fail(join(path, 'hash.balance_factor'), 'a number above 1 such as 1.25', f);
+      else balanceFactor = f;
+    }
+    if (key) hash = { key, balanceFactor };
+  }
+  if (algorithm === 'hash' && obj.hash === undefined) check.fail(join(path, 'hash'), 'hash: { key: ... } for algorithm hash', undefined);
+  if (algorithm !== undefined && algorithm !== 'hash' && obj.hash !== undefined) check.fail(join(path, 'hash'), 'no hash options unless algorithm is hash', 'hash options');
+  let decay = 10_000;
+  if (obj.least_time !== undefined) {
+    const lt = check.object(join(path, 'least_time'), obj.least_time, ['decay']);
+    if (lt?.decay !== undefined) decay = check.duration(join(path, 'least_time.decay'), lt.decay) || decay;
+  }
+  const slowStart = obj.slow_start === undefined ? 0 : (check.duration(join(path, 'slow_start'), obj.slow_start) ?? 0);
+  let sticky: PoolConfig['sticky'];
+  if (obj.sticky !== undefined) {
+    const st = check.object(join(path, 'sticky'), obj.sticky, ['cookie']);
+    const cookie = st ? check.string(join(path, 'sticky.cookie'), st.cookie) : undefined;
+    if (cookie !== undefined && !/^[A-Za-z0-9_.-]+$/.test(cookie)) check.fail(join(path, 'sticky.cookie'), 'a cookie name of letters, digits, ".", "-" and "_"', cookie);
+    else if (cookie !== undefined) sticky = { cookie };
+  }
+  const queue = { size: 0, timeout: 5000 };
+  if (obj.queue !== undefined) {
+    const q = check.object(join(path, 'queue'), obj.queue, ['size', 'timeout']);
+    if (q?.size !== undefined) queue.size = check.integer(join(path, 'queue.size'), q.size, 0, 1_000_000) ?? 0;
+    if (q?.timeout !== undefined) queue.timeout = check.duration(join(path, 'queue.timeout'), q.timeout) ?? queue.timeout;
+  }
   if (!Array.isArray(obj.backends) || obj.backends.length === 0) {
     check.fail(join(path, 'backends'), 'a non-empty list of backends', obj.backends);
     return undefined;
@@ -206,7 +283,7 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
     seen.add(backend.id);
     backends.push(backend);
   });
-  return algorithm ? { name, algorithm, backends } : undefined;
+  return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue } : undefined;
 }
 
 function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): RouteConfig | undefined {

@@ -13,6 +13,9 @@ export interface ProxyFault {
 export const FAULTS = {
   noRoute: { code: 'no-route', source: 'downstream', status: 404, message: 'no route matches this request' },
   noBackend: { code: 'no-backend', source: 'upstream', status: 503, message: 'no backend is available to take this request' },
+  backendsFull: { code: 'backends-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit' },
+  queueFull: { code: 'queue-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit and the wait queue is full' },
+  queueTimeout: { code: 'queue-timeout', source: 'upstream', status: 503, message: 'no backend became free within the queue timeout' },
   connectRefused: { code: 'connect-refused', source: 'upstream', status: 502, message: 'the backend refused the connection' },
   connectTimeout: { code: 'connect-timeout', source: 'upstream', status: 504, message: 'the backend did not accept the connection in time' },
   responseTimeout: { code: 'response-timeout', source: 'upstream', status: 504, message: 'the backend did not answer in time' },

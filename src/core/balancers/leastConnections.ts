@@ -1,46 +1,52 @@
 // least-conn: the backend with the fewest active sessions per unit of weight, exact across threads.
 
-import { BACKEND_UP } from '../state/stateTable.js';
-import { NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { PoolView } from './poolView.js';
 
 // A compareExchange fails only when another thread changed the count in between, so a thread
 // retries at most a handful of times in practice; the bound only guards against starvation.
 const MAX_ATTEMPTS = 1000;
 
 export class LeastConnections implements Picker {
+  private readonly view: PoolView;
   // Rotating where the scan starts breaks ties evenly between equally loaded backends.
   private start = 0;
 
-  constructor(private readonly context: PickerContext) {}
+  constructor(context: PickerContext) {
+    this.view = new PoolView(context);
+  }
 
   pick(): number {
-    const { table, members, worker } = this.context;
-    const count = members.length;
-    let best = NO_BACKEND;
-    let bestActive = 0;
+    const view = this.view;
+    view.refresh();
+    const { slots } = view;
+    const count = slots.length;
+    if (count === 0) return NO_BACKEND;
+    const { table, worker } = view.context;
+    const now = view.slowStarting ? view.now() : 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      best = NO_BACKEND;
+      let best = -1;
+      let bestActive = 0;
       let bestWeight = 1;
-      const offset = this.start;
-      this.start = offset + 1 === count ? 0 : offset + 1;
+      const offset = this.start < count ? this.start : 0;
+      this.start = offset + 1;
       for (let k = 0; k < count; k++) {
         const index = offset + k < count ? offset + k : offset + k - count;
-        const slot = members[index].slot;
-        if (table.state(slot) !== BACKEND_UP) continue;
-        const weight = table.weight(slot);
-        if (weight <= 0) continue;
-        const active = table.active(slot);
+        const active = table.active(slots[index]);
+        if (!view.hasRoom(index, active)) continue;
+        const weight = view.slowStarting ? view.effectiveWeight(index, now) : view.weights[index];
         // active/weight < bestActive/bestWeight, without division.
-        if (best === NO_BACKEND || active * bestWeight < bestActive * weight) {
-          best = slot;
+        if (best < 0 || active * bestWeight < bestActive * weight) {
+          best = index;
           bestActive = active;
           bestWeight = weight;
         }
       }
-      if (best === NO_BACKEND) return NO_BACKEND;
-      if (table.tryAcquire(best, bestActive, worker)) return best;
+      if (best < 0) return ALL_FULL;
+      if (table.tryAcquire(slots[best], bestActive, worker)) return slots[best];
     }
-    table.acquire(best, worker);
-    return best;
+    // Starved by other threads for MAX_ATTEMPTS rounds: take any member with room.
+    for (let index = 0; index < count; index++) if (view.takeIfRoom(index)) return slots[index];
+    return ALL_FULL;
   }
 }

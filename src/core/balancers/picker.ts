@@ -1,13 +1,18 @@
 // The interface every balancing algorithm implements, and what a picker is built from.
 
+import type { PoolConfig } from '../../config/schema.js';
 import type { StateTable } from '../state/stateTable.js';
 
-/** Returned by a picker when no backend of the pool can take the session. */
+/** Returned by a picker when no backend of the pool is up. */
 export const NO_BACKEND = -1;
+/** Returned by a picker when backends are up but every one is at its max_conns. */
+export const ALL_FULL = -2;
 
 export interface PoolMember {
   /** Slot of the backend in the shared state table. */
   slot: number;
+  /** Identity of the backend (pool/address): what consistent hashing places on its ring. */
+  id: string;
 }
 
 export interface PickerContext {
@@ -17,15 +22,22 @@ export interface PickerContext {
   poolSlot: number;
   /** This thread's worker row in the state table. */
   worker: number;
+  /** The pool's options (slow start, hashing, latency decay). */
+  pool: PoolConfig;
+  /** Current time in table time (ms since the table's epoch); injectable for tests. */
+  clock?: () => number;
+  /** Random number in [0, 1); injectable for tests. */
+  random?: () => number;
 }
 
 /**
  * A picker only picks: it reads health, weight and load from the shared table and does no I/O.
- * `pick` returns the slot it took one session on (already counted as active), or NO_BACKEND.
- * The caller releases the slot with `table.release(slot, worker)` when the session ends.
+ * `pick` returns the slot it took one session on (already counted as active), NO_BACKEND or
+ * ALL_FULL. `key` is the request's hash key, for pickers that hash. The caller releases the slot
+ * with `table.release(slot, worker)` when the session ends.
  */
 export interface Picker {
-  pick(): number;
+  pick(key?: string): number;
 }
 
 export type PickerFactory = (context: PickerContext) => Picker;

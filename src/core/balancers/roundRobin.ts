@@ -1,21 +1,27 @@
-// round-robin: one rotation shared by all worker threads, skipping backends that are not up.
+// round-robin: one rotation shared by all worker threads, skipping backends that cannot take more.
 
-import { BACKEND_UP } from '../state/stateTable.js';
-import { NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { PoolView } from './poolView.js';
 
 export class RoundRobin implements Picker {
-  constructor(private readonly context: PickerContext) {}
+  private readonly view: PoolView;
+
+  constructor(context: PickerContext) {
+    this.view = new PoolView(context);
+  }
 
   pick(): number {
-    const { table, members, poolSlot, worker } = this.context;
-    const count = members.length;
+    const view = this.view;
+    view.refresh();
+    const count = view.slots.length;
+    if (count === 0) return NO_BACKEND;
+    const { table, poolSlot } = view.context;
+    const now = view.slowStarting ? view.now() : 0;
     for (let tried = 0; tried < count; tried++) {
-      const slot = members[table.nextRoundRobin(poolSlot) % count].slot;
-      if (table.state(slot) === BACKEND_UP && table.weight(slot) > 0) {
-        table.acquire(slot, worker);
-        return slot;
-      }
+      const index = table.nextRoundRobin(poolSlot) % count;
+      if (view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
     }
-    return NO_BACKEND;
+    for (let index = 0; index < count; index++) if (view.takeIfRoom(index)) return view.slots[index];
+    return ALL_FULL;
   }
 }

@@ -15,22 +15,32 @@ export class SlotRegistry {
 
   constructor(private readonly table: StateTable) {}
 
+  private assigned = false;
+
   /**
    * Gives every backend and pool of `config` a slot, keeping the slot of a backend already known
-   * by its identity so that its counters carry over; writes weights and marks new backends up.
+   * by its identity so that its counters carry over; writes weights and limits and marks new
+   * backends up. A backend that joins after the first assignment starts its slow start now.
    */
   assign(config: Config): SlotPlan {
     const plan: SlotPlan = { backendSlots: {}, poolSlots: {} };
     for (const pool of Object.values(config.pools)) {
-      plan.poolSlots[pool.name] = this.slotFor(this.poolSlots, pool.name, this.table.pools, 'pools');
+      const poolSlot = this.slotFor(this.poolSlots, pool.name, this.table.pools, 'pools');
+      plan.poolSlots[pool.name] = poolSlot;
       for (const backend of pool.backends) {
         const known = this.backendSlots.has(backend.id);
         const slot = this.slotFor(this.backendSlots, backend.id, this.table.backends, 'backends');
+        if (!known) {
+          this.table.bindBackend(slot, poolSlot);
+          this.table.setState(slot, BACKEND_UP);
+          if (this.assigned && pool.slowStart > 0) this.table.startRamp(slot);
+        }
         this.table.setWeight(slot, backend.weight);
-        if (!known) this.table.setState(slot, BACKEND_UP);
+        this.table.setMaxConns(slot, backend.maxConns);
         plan.backendSlots[backend.id] = slot;
       }
     }
+    this.assigned = true;
     return plan;
   }
 

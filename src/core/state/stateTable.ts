@@ -1,25 +1,35 @@
 // The shared-memory state table: per-backend counters every thread reads and updates with Atomics.
 //
-// Layout contract (LAYOUT_VERSION 1). One SharedArrayBuffer holds an Int32 region followed by a
-// BigInt64 region. Every offset below is an index into the typed array named beside it.
+// Layout contract (LAYOUT_VERSION 2). One SharedArrayBuffer holds an Int32 region followed by a
+// BigInt64 region. Every offset below is an index into the typed array named beside it. B is the
+// backend capacity, P the pool capacity, W the worker capacity. Times are milliseconds since the
+// table's epoch, truncated to Int32 and compared with wrap-safe subtraction.
 //
 // Int32 region (`i32`):
 //   HEADER_VERSION          LAYOUT_VERSION                 primary writes once at creation
-//   HEADER_BACKENDS         backend slot capacity          primary writes once
-//   HEADER_WORKERS          worker row capacity            primary writes once
-//   HEADER_POOLS            pool slot capacity             primary writes once
+//   HEADER_BACKENDS/WORKERS/POOLS  capacities              primary writes once
 //   active[b]               open sessions + in-flight      workers: compareExchange / add / sub;
 //                           requests on backend b          primary: sub when reconciling a dead worker
 //   weight[b]               configured weight              primary: store; workers: load
 //   state[b]                BACKEND_UP / DOWN / ...        primary: store; workers: load
-//   rrNext[p]               round-robin position of pool p workers: add
+//   maxConns[b]             0 = unlimited                  primary: store; workers: load
+//   rampFrom[b]             slow-start origin, 0 = none    primary: store; workers: load
+//   poolOf[b]               pool slot of backend b         primary: store once; all: load
+//   ewma[b]                 peak-EWMA latency, µs          workers: compareExchange
+//   ewmaAt[b]               time of the last sample        workers: store (after their CAS won)
+//   rrNext[p]               rotation position of pool p    workers: add
+//   poolVersion[p]          bumped on any weight, state,   primary: add; workers: load and rebuild
+//                           max_conns or member change     their cached view when it moved
+//   poolActive[p]           sum of active over pool p      same writers as active[b]
+//   queued[p]               requests waiting in pool p     workers: add / sub
 //   byWorker[w * B + b]     worker w's share of active[b]  worker w: add / sub; primary: exchange(0)
 //                                                          after worker w died
 // BigInt64 region (`i64`):
+//   epoch                   Date.now() at creation         primary writes once
 //   requests[b]             HTTP requests + WS sessions    workers: add
 //   failures[b]             upstream failures              workers: add
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 export const HEADER_VERSION = 0;
 export const HEADER_BACKENDS = 1;
@@ -33,10 +43,17 @@ export const BACKEND_DRAINING = 2;
 export const BACKEND_EJECTED = 3;
 export const BACKEND_REMOVED = 4;
 
+const BACKEND_FIELDS = 8;
+const POOL_FIELDS = 4;
+
 export interface TableCapacity {
   backends: number;
   workers: number;
   pools: number;
+}
+
+function int32Count(capacity: TableCapacity): number {
+  return HEADER_SIZE + BACKEND_FIELDS * capacity.backends + POOL_FIELDS * capacity.pools + capacity.workers * capacity.backends;
 }
 
 export class StateTable {
@@ -46,10 +63,19 @@ export class StateTable {
   readonly backends: number;
   readonly workers: number;
   readonly pools: number;
+  readonly epoch: number;
   readonly activeBase: number;
   readonly weightBase: number;
   readonly stateBase: number;
+  readonly maxConnsBase: number;
+  readonly rampBase: number;
+  readonly poolOfBase: number;
+  readonly ewmaBase: number;
+  readonly ewmaAtBase: number;
   readonly rrBase: number;
+  readonly poolVersionBase: number;
+  readonly poolActiveBase: number;
+  readonly queuedBase: number;
   readonly byWorkerBase: number;
   readonly requestsBase: number;
   readonly failuresBase: number;
@@ -60,32 +86,42 @@ export class StateTable {
     this.workers = capacity.workers;
     this.pools = capacity.pools;
     const B = capacity.backends;
+    const P = capacity.pools;
     this.activeBase = HEADER_SIZE;
     this.weightBase = this.activeBase + B;
     this.stateBase = this.weightBase + B;
-    this.rrBase = this.stateBase + B;
-    this.byWorkerBase = this.rrBase + capacity.pools;
-    const int32Count = this.byWorkerBase + capacity.workers * B;
-    const int32Bytes = Math.ceil((int32Count * 4) / 8) * 8;
-    this.i32 = new Int32Array(buffer, 0, int32Count);
-    this.i64 = new BigInt64Array(buffer, int32Bytes, 2 * B);
-    this.requestsBase = 0;
-    this.failuresBase = B;
+    this.maxConnsBase = this.stateBase + B;
+    this.rampBase = this.maxConnsBase + B;
+    this.poolOfBase = this.rampBase + B;
+    this.ewmaBase = this.poolOfBase + B;
+    this.ewmaAtBase = this.ewmaBase + B;
+    this.rrBase = this.ewmaAtBase + B;
+    this.poolVersionBase = this.rrBase + P;
+    this.poolActiveBase = this.poolVersionBase + P;
+    this.queuedBase = this.poolActiveBase + P;
+    this.byWorkerBase = this.queuedBase + P;
+    const count = int32Count(capacity);
+    this.i32 = new Int32Array(buffer, 0, count);
+    this.i64 = new BigInt64Array(buffer, Math.ceil((count * 4) / 8) * 8, 1 + 2 * B);
+    this.requestsBase = 1;
+    this.failuresBase = 1 + B;
+    this.epoch = Number(this.i64[0]);
   }
 
   static byteLength(capacity: TableCapacity): number {
-    const int32Count = HEADER_SIZE + 3 * capacity.backends + capacity.pools + capacity.workers * capacity.backends;
-    return Math.ceil((int32Count * 4) / 8) * 8 + 2 * capacity.backends * 8;
+    return Math.ceil((int32Count(capacity) * 4) / 8) * 8 + (1 + 2 * capacity.backends) * 8;
   }
 
   /** Lays out a new table (primary thread). */
-  static create(capacity: TableCapacity): StateTable {
-    const table = new StateTable(new SharedArrayBuffer(StateTable.byteLength(capacity)), capacity);
-    table.i32[HEADER_VERSION] = LAYOUT_VERSION;
-    table.i32[HEADER_BACKENDS] = capacity.backends;
-    table.i32[HEADER_WORKERS] = capacity.workers;
-    table.i32[HEADER_POOLS] = capacity.pools;
-    return table;
+  static create(capacity: TableCapacity, epoch = Date.now()): StateTable {
+    const buffer = new SharedArrayBuffer(StateTable.byteLength(capacity));
+    const header = new Int32Array(buffer, 0, HEADER_SIZE);
+    header[HEADER_VERSION] = LAYOUT_VERSION;
+    header[HEADER_BACKENDS] = capacity.backends;
+    header[HEADER_WORKERS] = capacity.workers;
+    header[HEADER_POOLS] = capacity.pools;
+    new BigInt64Array(buffer, Math.ceil((int32Count(capacity) * 4) / 8) * 8, 1)[0] = BigInt(epoch);
+    return new StateTable(buffer, capacity);
   }
 
   /** Opens a table laid out by another thread; refuses a layout this code does not know. */
@@ -101,6 +137,11 @@ export class StateTable {
     });
   }
 
+  /** Milliseconds since the table's epoch, as stored in time fields. */
+  now(): number {
+    return (Date.now() - this.epoch) | 0;
+  }
+
   active(slot: number): number {
     return Atomics.load(this.i32, this.activeBase + slot);
   }
@@ -113,12 +154,55 @@ export class StateTable {
     return Atomics.load(this.i32, this.stateBase + slot);
   }
 
+  maxConns(slot: number): number {
+    return Atomics.load(this.i32, this.maxConnsBase + slot);
+  }
+
+  /** When slow start began for `slot` (table time), or 0 when it is not ramping. */
+  rampFrom(slot: number): number {
+    return Atomics.load(this.i32, this.rampBase + slot);
+  }
+
+  poolOf(slot: number): number {
+    return Atomics.load(this.i32, this.poolOfBase + slot);
+  }
+
+  poolVersion(pool: number): number {
+    return Atomics.load(this.i32, this.poolVersionBase + pool);
+  }
+
+  poolActive(pool: number): number {
+    return Atomics.load(this.i32, this.poolActiveBase + pool);
+  }
+
+  /** Places a backend in a pool (primary, once per slot). */
+  bindBackend(slot: number, pool: number): void {
+    Atomics.store(this.i32, this.poolOfBase + slot, pool);
+    this.bumpPool(pool);
+  }
+
   setWeight(slot: number, weight: number): void {
     Atomics.store(this.i32, this.weightBase + slot, weight);
+    this.bumpPool(this.poolOf(slot));
   }
 
   setState(slot: number, state: number): void {
     Atomics.store(this.i32, this.stateBase + slot, state);
+    this.bumpPool(this.poolOf(slot));
+  }
+
+  setMaxConns(slot: number, max: number): void {
+    Atomics.store(this.i32, this.maxConnsBase + slot, max);
+    this.bumpPool(this.poolOf(slot));
+  }
+
+  /** Starts slow start for `slot` now (table time); 0 is reserved for "not ramping". */
+  startRamp(slot: number, at = this.now()): void {
+    Atomics.store(this.i32, this.rampBase + slot, at === 0 ? 1 : at);
+  }
+
+  private bumpPool(pool: number): void {
+    Atomics.add(this.i32, this.poolVersionBase + pool, 1);
   }
 
   /**
@@ -127,18 +211,31 @@ export class StateTable {
    */
   tryAcquire(slot: number, seen: number, worker: number): boolean {
     if (Atomics.compareExchange(this.i32, this.activeBase + slot, seen, seen + 1) !== seen) return false;
+    Atomics.add(this.i32, this.poolActiveBase + this.i32[this.poolOfBase + slot], 1);
     Atomics.add(this.i32, this.byWorkerBase + worker * this.backends + slot, 1);
     return true;
   }
 
-  /** Takes one session on `slot` unconditionally (pickers that do not compare counts). */
+  /** Takes one session on `slot` unless it is at its max_conns; false when full. */
+  acquireIfRoom(slot: number, worker: number): boolean {
+    const max = this.maxConns(slot);
+    for (;;) {
+      const seen = this.active(slot);
+      if (max > 0 && seen >= max) return false;
+      if (this.tryAcquire(slot, seen, worker)) return true;
+    }
+  }
+
+  /** Takes one session on `slot` unconditionally. */
   acquire(slot: number, worker: number): void {
     Atomics.add(this.i32, this.activeBase + slot, 1);
+    Atomics.add(this.i32, this.poolActiveBase + this.i32[this.poolOfBase + slot], 1);
     Atomics.add(this.i32, this.byWorkerBase + worker * this.backends + slot, 1);
   }
 
   release(slot: number, worker: number): void {
     Atomics.sub(this.i32, this.byWorkerBase + worker * this.backends + slot, 1);
+    Atomics.sub(this.i32, this.poolActiveBase + this.i32[this.poolOfBase + slot], 1);
     Atomics.sub(this.i32, this.activeBase + slot, 1);
   }
 
@@ -158,15 +255,47 @@ export class StateTable {
       const held = Atomics.exchange(this.i32, row + slot, 0);
       if (held !== 0) {
         Atomics.sub(this.i32, this.activeBase + slot, held);
+        Atomics.sub(this.i32, this.poolActiveBase + this.poolOf(slot), held);
         total += held;
       }
     }
     return total;
   }
 
-  /** Next position of a pool's shared round-robin rotation. */
+  /** Next position of a pool's shared rotation. */
   nextRoundRobin(pool: number): number {
     return Atomics.add(this.i32, this.rrBase + pool, 1) >>> 0;
+  }
+
+  /** Counts a request waiting for pool `pool` if fewer than `limit` wait; false when full. */
+  enqueue(pool: number, limit: number): boolean {
+    if (Atomics.add(this.i32, this.queuedBase + pool, 1) < limit) return true;
+    Atomics.sub(this.i32, this.queuedBase + pool, 1);
+    return false;
+  }
+
+  dequeue(pool: number): void {
+    Atomics.sub(this.i32, this.queuedBase + pool, 1);
+  }
+
+  queued(pool: number): number {
+    return Atomics.load(this.i32, this.queuedBase + pool);
+  }
+
+  /** Peak-EWMA latency of `slot` in µs (0 = no sample yet), and when it was last sampled. */
+  latency(slot: number): number {
+    return Atomics.load(this.i32, this.ewmaBase + slot);
+  }
+
+  latencyAt(slot: number): number {
+    return Atomics.load(this.i32, this.ewmaAtBase + slot);
+  }
+
+  /** Replaces the latency estimate only if it is still `seen` (so concurrent samples all count). */
+  tryRecordLatency(slot: number, seen: number, next: number, at: number): boolean {
+    if (Atomics.compareExchange(this.i32, this.ewmaBase + slot, seen, next) !== seen) return false;
+    Atomics.store(this.i32, this.ewmaAtBase + slot, at);
+    return true;
   }
 
   countRequest(slot: number): void {

@@ -4,7 +4,8 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FAULTS, faultFor, type ProxyFault } from '../../core/errors.js';
-import { NO_BACKEND } from '../../core/balancers/picker.js';
+import { recordLatency } from '../../core/balancers/latency.js';
+import type { Admittable, PoolRuntime } from './admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { WorkerContext } from './workerContext.js';
 
@@ -44,11 +45,13 @@ export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
   const head = readRequestHead(res, req, false);
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const pool = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
-  if (pool === undefined) return writeFault(res, FAULTS.noRoute);
-  const slot = context.pickers.get(pool)!.pick();
-  if (slot === NO_BACKEND) return writeFault(res, FAULTS.noBackend);
-  new HttpExchange(context, res, head, slot).start();
+  const poolName = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
+  if (poolName === undefined) return writeFault(res, FAULTS.noRoute);
+  const pool = context.pools.get(poolName)!;
+  const key = pool.hashKey(req, head);
+  const stickySlot = pool.stickySlot(req);
+  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0);
+  exchange.cancelWait = pool.admit(exchange, key, stickySlot);
 }
 
 /**
@@ -64,8 +67,13 @@ export function runTestFault(fault: string): void {
   }
 }
 
-/** One proxied request: owns the slot it was given until the upstream exchange ends. */
-class HttpExchange implements Dispatcher.DispatchHandler {
+/** One proxied request: owns the slot it is given until the upstream exchange ends. */
+class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
+  /** Set while the request waits in its pool's queue: takes it out when the client leaves. */
+  cancelWait: (() => void) | undefined;
+  /** -1 until a backend is admitted. */
+  private slot = -1;
+  private setCookie: string | undefined;
   private controller: DispatchController | null = null;
   private body: RequestBody | null = null;
   private clientGone = false;
@@ -81,6 +89,7 @@ class HttpExchange implements Dispatcher.DispatchHandler {
   private status = 0;
   private bytesOut = 0;
   private readonly startedAt = performance.now();
+  private sentAt = 0;
   private chunk: Buffer | null = null;
   private readonly corkedData = () => this.writeData();
 
@@ -88,18 +97,38 @@ class HttpExchange implements Dispatcher.DispatchHandler {
     private readonly context: WorkerContext,
     private readonly res: HttpResponse,
     private readonly head: RequestHead,
-    private readonly slot: number,
-  ) {}
-
-  start(): void {
-    const { context, res, head } = this;
+    private readonly pool: PoolRuntime,
+    private readonly stickyMatched: boolean,
+  ) {
     context.inFlightHttp++;
     res.onAborted(() => this.onClientGone());
+    // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).
     if (head.contentLength > 0 || head.chunked) {
       this.body = new RequestBody(res, context.config.timeouts.idle, () => this.res.close());
     }
-    context.table.countRequest(this.slot);
     this.noBody = head.method === 'HEAD';
+  }
+
+  refuse(fault: ProxyFault): void {
+    this.cancelWait = undefined;
+    if (this.clientGone) return;
+    this.responseDone = true;
+    this.status = fault.status;
+    this.res.cork(() => writeFault(this.res, fault));
+    this.finish();
+  }
+
+  admit(slot: number): void {
+    this.cancelWait = undefined;
+    const { context, head } = this;
+    if (this.clientGone) {
+      context.table.release(slot, context.worker);
+      return;
+    }
+    this.slot = slot;
+    if (!this.stickyMatched) this.setCookie = this.pool.stickyCookie(slot);
+    context.table.countRequest(slot);
+    this.sentAt = performance.now();
     try {
       context.dispatchers[this.slot].dispatch({ path: head.path, method: head.method, headers: head.headers, body: this.body }, this);
     } catch (err) {
@@ -115,6 +144,9 @@ class HttpExchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     if (statusCode < 200 || this.clientGone) return;
+    if (this.pool.config.algorithm === 'least-time') {
+      recordLatency(this.context.table, this.slot, (performance.now() - this.sentAt) * 1000, this.context.table.now(), this.pool.config.decay);
+    }
     this.status = statusCode;
     this.noBody ||= statusCode === 204 || statusCode === 304;
     const length = headers['content-length'];
@@ -127,6 +159,7 @@ class HttpExchange implements Dispatcher.DispatchHandler {
         if (typeof value === 'string') this.res.writeHeader(name, value);
         else for (const item of value) this.res.writeHeader(name, item);
       }
+      if (this.setCookie) this.res.writeHeader('set-cookie', this.setCookie);
       // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
       if (this.noBody && this.total >= 0) this.res.writeHeader('content-length', String(this.total));
       this.headersSent = true;
@@ -209,15 +242,22 @@ class HttpExchange implements Dispatcher.DispatchHandler {
     this.clientGone = true;
     this.status ||= 499;
     this.body?.destroy();
-    if (this.controller && !this.released) this.controller.abort(new Error('client went away'));
-    // undici reports the abort through onResponseError, which releases the slot.
+    if (this.cancelWait) {
+      // Still waiting for a backend: leave the queue; there is no upstream request to cancel.
+      this.cancelWait();
+      this.cancelWait = undefined;
+      this.finish();
+    } else if (this.controller && !this.released) {
+      // undici reports the abort through onResponseError, which releases the slot.
+      this.controller.abort(new Error('client went away'));
+    }
   }
 
   private finish(): void {
     if (this.released) return;
     this.released = true;
     const { context } = this;
-    context.table.release(this.slot, context.worker);
+    if (this.slot >= 0) context.table.release(this.slot, context.worker);
     context.inFlightHttp--;
     if (context.accessLog) {
       context.logger.info({
@@ -234,7 +274,7 @@ class HttpExchange implements Dispatcher.DispatchHandler {
   }
 
   private backendUrl(): string {
-    return this.context.backends[this.slot].origin;
+    return this.slot >= 0 ? this.context.backends[this.slot].origin : '';
   }
 }
 

@@ -83,6 +83,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     clearInterval(keepalive);
     uws.us_listen_socket_close(listenSocket);
     for (const session of [...context.webSockets]) session.shutdown(code, reason);
+    context.closeQueues();
   };
 
   // uWS aborts the whole process if a worker exits with sockets open, so an uncaught exception

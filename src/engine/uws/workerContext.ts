@@ -3,11 +3,11 @@
 import { Pool } from 'undici';
 import type { BackendConfig, Config } from '../../config/schema.js';
 import { PICKERS } from '../../core/balancers/registry.js';
-import type { Picker } from '../../core/balancers/picker.js';
 import { Router } from '../../core/routing.js';
 import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import type { StateTable } from '../../core/state/stateTable.js';
 import type { Logger } from '../../log.js';
+import { PoolRuntime } from './admission.js';
 
 /** A session the worker can end on shutdown: a WebSocket or an in-flight HTTP exchange. */
 export interface OpenSession {
@@ -19,7 +19,7 @@ export interface OpenSession {
 
 export class WorkerContext {
   readonly router: Router;
-  readonly pickers = new Map<string, Picker>();
+  readonly pools = new Map<string, PoolRuntime>();
   /** Indexed by state-table slot. */
   readonly backends: BackendConfig[] = [];
   readonly dispatchers: Pool[] = [];
@@ -37,8 +37,10 @@ export class WorkerContext {
   ) {
     this.router = new Router(config);
     for (const pool of Object.values(config.pools)) {
-      const members = pool.backends.map((b) => ({ slot: plan.backendSlots[b.id] }));
-      this.pickers.set(pool.name, PICKERS[pool.algorithm]({ table, members, poolSlot: plan.poolSlots[pool.name], worker }));
+      const members = pool.backends.map((b) => ({ slot: plan.backendSlots[b.id], id: b.id }));
+      const poolSlot = plan.poolSlots[pool.name];
+      const picker = PICKERS[pool.algorithm]({ table, members, poolSlot, worker, pool });
+      this.pools.set(pool.name, new PoolRuntime(pool, poolSlot, picker, table, worker, plan.backendSlots));
       for (const backend of pool.backends) {
         const slot = plan.backendSlots[backend.id];
         this.backends[slot] = backend;
@@ -56,6 +58,11 @@ export class WorkerContext {
 
   get accessLog(): boolean {
     return this.config.log.access;
+  }
+
+  /** Refuses requests still waiting for a backend (shutdown). */
+  closeQueues(): void {
+    for (const pool of this.pools.values()) pool.close();
   }
 
   async closeDispatchers(): Promise<void> {

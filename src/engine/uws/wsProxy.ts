@@ -3,8 +3,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as ClientSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { WebSocket as UpstreamSocket } from 'ws';
-import { NO_BACKEND } from '../../core/balancers/picker.js';
-import { FAULTS, faultFor } from '../../core/errors.js';
+import { recordLatency } from '../../core/balancers/latency.js';
+import { FAULTS, faultFor, type ProxyFault } from '../../core/errors.js';
+import type { Admittable, PoolRuntime } from './admission.js';
 import { runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
@@ -79,18 +80,32 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const protocols = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const pool = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
-  if (pool === undefined) return writeFault(res, FAULTS.noRoute);
+  const poolName = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
+  if (poolName === undefined) return writeFault(res, FAULTS.noRoute);
   if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
-  const slot = context.pickers.get(pool)!.pick();
-  if (slot === NO_BACKEND) return writeFault(res, FAULTS.noBackend);
-  const session = new WebSocketSession(context, head, slot);
+  const pool = context.pools.get(poolName)!;
+  const hashKey = pool.hashKey(req, head);
+  const stickySlot = pool.stickySlot(req);
+  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext });
   res.onAborted(() => session.onHandshakeAborted());
-  session.connect(res, key, protocols, extensions, socketContext);
+  session.cancelWait = pool.admit(session, hashKey, stickySlot);
+}
+
+/** What answering the client's upgrade needs, kept until the backend's handshake is done. */
+interface ClientHandshake {
+  res: HttpResponse;
+  key: string;
+  protocols: string;
+  extensions: string;
+  socketContext: us_socket_context_t;
 }
 
 /** One proxied WebSocket session; counts as one active session on its backend until it ends. */
-export class WebSocketSession implements OpenSession {
+export class WebSocketSession implements OpenSession, Admittable {
+  /** Set while the upgrade waits in its pool's queue: takes it out when the client leaves. */
+  cancelWait: (() => void) | undefined;
+  /** -1 until a backend is admitted. */
+  private slot = -1;
   private upstream: UpstreamSocket | null = null;
   private client: ClientSocket<SessionData> | null = null;
   private handshakeRes: HttpResponse | null = null;
@@ -106,15 +121,39 @@ export class WebSocketSession implements OpenSession {
   constructor(
     private readonly context: WorkerContext,
     private readonly head: RequestHead,
-    private readonly slot: number,
+    private readonly pool: PoolRuntime,
+    private readonly stickyMatched: boolean,
+    private readonly handshake: ClientHandshake,
   ) {
-    context.table.countRequest(slot);
+    this.handshakeRes = handshake.res;
     context.webSockets.add(this);
   }
 
-  connect(res: HttpResponse, key: string, protocols: string, extensions: string, socketContext: us_socket_context_t): void {
+  refuse(fault: ProxyFault): void {
+    this.cancelWait = undefined;
+    const res = this.handshakeRes;
+    if (!res) return;
+    this.handshakeRes = null;
+    this.closeCode = fault.status;
+    res.cork(() => writeFault(res, fault));
+    this.finish();
+  }
+
+  admit(slot: number): void {
+    this.cancelWait = undefined;
+    if (!this.handshakeRes) {
+      this.context.table.release(slot, this.context.worker);
+      return;
+    }
+    this.slot = slot;
+    this.context.table.countRequest(slot);
+    this.connect();
+  }
+
+  private connect(): void {
     const { context, head } = this;
-    this.handshakeRes = res;
+    const { key, protocols, extensions, socketContext } = this.handshake;
+    const sentAt = performance.now();
     const backend = context.backends[this.slot];
     const headers: Record<string, string> = {};
     for (let i = 0; i < head.headers.length; i += 2) {
@@ -135,7 +174,15 @@ export class WebSocketSession implements OpenSession {
       const pending = this.handshakeRes;
       this.handshakeRes = null;
       if (!pending) return;
-      pending.cork(() => pending.upgrade({ session: this }, key, upstream.protocol, extensions, socketContext));
+      const { pool } = this;
+      if (pool.config.algorithm === 'least-time') {
+        recordLatency(context.table, this.slot, (performance.now() - sentAt) * 1000, context.table.now(), pool.config.decay);
+      }
+      const cookie = this.stickyMatched ? undefined : pool.stickyCookie(this.slot);
+      pending.cork(() => {
+        if (cookie) pending.writeHeader('set-cookie', cookie);
+        pending.upgrade({ session: this }, key, upstream.protocol, extensions, socketContext);
+      });
     });
     upstream.on('unexpected-response', (_req, response) => this.relayRefusal(response));
     upstream.on('error', (err) => this.onUpstreamError(err));
@@ -194,6 +241,8 @@ export class WebSocketSession implements OpenSession {
   onHandshakeAborted(): void {
     this.handshakeRes = null;
     this.closeCode = 499;
+    this.cancelWait?.();
+    this.cancelWait = undefined;
     this.upstream?.terminate();
     this.finish();
   }
@@ -285,13 +334,13 @@ export class WebSocketSession implements OpenSession {
     this.released = true;
     const { context } = this;
     context.webSockets.delete(this);
-    context.table.release(this.slot, context.worker);
+    if (this.slot >= 0) context.table.release(this.slot, context.worker);
     if (context.accessLog) {
       context.logger.info({
         type: 'websocket',
         path: this.head.path,
         code: this.closeCode,
-        backend: context.backends[this.slot].origin,
+        backend: this.slot >= 0 ? context.backends[this.slot].origin : '',
         ms: Math.round(performance.now() - this.startedAt),
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,

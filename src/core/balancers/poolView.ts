@@ -1,0 +1,92 @@
+// A worker's cached view of which pool members can take sessions, rebuilt when the pool changes.
+
+import { BACKEND_UP } from '../state/stateTable.js';
+import type { PickerContext } from './picker.js';
+
+const MIN_RAMP = 0.05;
+
+export class PoolView {
+  /** Slots, ids, weights and max_conns of the members that are up with a weight above zero. */
+  slots: number[] = [];
+  ids: string[] = [];
+  weights: number[] = [];
+  maxConns: number[] = [];
+  totalWeight = 0;
+  private version = -1;
+  readonly now: () => number;
+  readonly random: () => number;
+
+  constructor(readonly context: PickerContext) {
+    const { table } = context;
+    this.now = context.clock ?? (() => table.now());
+    this.random = context.random ?? Math.random;
+  }
+
+  /** Rebuilds the view if the primary changed the pool since the last call; true if it did. */
+  refresh(): boolean {
+    const { table, members, poolSlot } = this.context;
+    const version = table.poolVersion(poolSlot);
+    if (version === this.version) return false;
+    this.version = version;
+    this.slots = [];
+    this.ids = [];
+    this.weights = [];
+    this.maxConns = [];
+    this.totalWeight = 0;
+    for (const { slot, id } of members) {
+      const weight = table.weight(slot);
+      if (table.state(slot) !== BACKEND_UP || weight <= 0) continue;
+      this.slots.push(slot);
+      this.ids.push(id);
+      this.weights.push(weight);
+      this.maxConns.push(table.maxConns(slot));
+      this.totalWeight += weight;
+    }
+    return true;
+  }
+
+  get slowStarting(): boolean {
+    return this.context.pool.slowStart > 0;
+  }
+
+  /**
+   * Weight after slow start: a backend that joined or came back up `elapsed` ms ago counts for
+   * weight × elapsed / slow_start (at least 5%), until slow_start has passed.
+   */
+  effectiveWeight(index: number, now: number): number {
+    const weight = this.weights[index];
+    const slowStart = this.context.pool.slowStart;
+    if (slowStart <= 0) return weight;
+    const from = this.context.table.rampFrom(this.slots[index]);
+    if (from === 0) return weight;
+    const elapsed = (now - from) | 0;
+    if (elapsed >= slowStart || elapsed < 0) return weight;
+    return weight * Math.max(MIN_RAMP, elapsed / slowStart);
+  }
+
+  /**
+   * For pickers that choose without comparing loads: during slow start a backend is passed over
+   * with the probability it is still short of its full weight.
+   */
+  passesRamp(index: number, now: number): boolean {
+    if (!this.slowStarting) return true;
+    const share = this.effectiveWeight(index, now) / this.weights[index];
+    return share >= 1 || this.random() < share;
+  }
+
+  hasRoom(index: number, active: number): boolean {
+    const max = this.maxConns[index];
+    return max === 0 || active < max;
+  }
+
+  /** Takes one session on member `index` unless it is at max_conns; false when full. */
+  takeIfRoom(index: number): boolean {
+    const { table, worker } = this.context;
+    const slot = this.slots[index];
+    for (;;) {
+      const seen = table.active(slot);
+      if (!this.hasRoom(index, seen)) return false;
+      if (table.tryAcquire(slot, seen, worker)) return true;
+    }
+  }
+}

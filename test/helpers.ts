@@ -33,10 +33,10 @@ export interface TestBackend {
  * WebSocket: echoes every message (text and binary) and picks the first offered subprotocol;
  * answers `whoami` with its name and `close:CODE:REASON` by closing; refuses upgrades to `/refuse`.
  */
-export async function startBackend(t: ExecutionContext, name: string): Promise<TestBackend> {
+export async function startBackend(t: ExecutionContext, name: string, options: { delay?: number } = {}): Promise<TestBackend> {
   const sockets = new Set<Socket>();
   const sessions: WebSocket[] = [];
-  const server = createServer((req, res) => handle(backend, req, res));
+  const server = createServer((req, res) => (options.delay ? setTimeout(() => handle(backend, req, res), options.delay) : handle(backend, req, res)));
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

@@ -180,7 +180,8 @@ export class WebSocketSession implements OpenSession, Admittable {
       }
       const cookie = this.stickyMatched ? undefined : pool.stickyCookie(this.slot);
       pending.cork(() => {
-        if (cookie) pending.writeHeader('set-cookie', cookie);
+        // uWS would send 200 for a header written before upgrade() unless the status is set first.
+        if (cookie) pending.writeStatus('101 Switching Protocols').writeHeader('set-cookie', cookie);
         pending.upgrade({ session: this }, key, upstream.protocol, extensions, socketContext);
       });
     });

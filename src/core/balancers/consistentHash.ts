@@ -31,12 +31,14 @@ export class ConsistentHash implements Picker {
   /** Ring point hashes, ascending, and the member index owning each. */
   private points = new Uint32Array(0);
   private owners = new Int32Array(0);
-  private readonly seen: Uint8Array;
+  /** seen[i] === stamp marks member i as visited in the current pick (no clearing per pick). */
+  private readonly seen: Uint32Array;
+  private stamp = 0;
 
   constructor(context: PickerContext) {
     this.view = new PoolView(context);
     this.fallback = new LeastConnections(context);
-    this.seen = new Uint8Array(context.members.length);
+    this.seen = new Uint32Array(context.members.length);
   }
 
   private rebuild(): void {
@@ -67,13 +69,13 @@ export class ConsistentHash implements Picker {
     const owners = this.owners;
     let position = lowerBound(points, hash32(key));
     const seen = this.seen;
-    seen.fill(0, 0, count);
+    const stamp = (this.stamp = (this.stamp + 1) >>> 0 || 1);
     let visited = 0;
     for (let step = 0; step < points.length && visited < count; step++, position++) {
       if (position === points.length) position = 0;
       const index = owners[position];
-      if (seen[index]) continue;
-      seen[index] = 1;
+      if (seen[index] === stamp) continue;
+      seen[index] = stamp;
       visited++;
       if (!view.passesRamp(index, now)) continue;
       for (;;) {

@@ -23,7 +23,13 @@ export class LeastConnections implements Picker {
     const count = slots.length;
     if (count === 0) return NO_BACKEND;
     const { table, worker } = view.context;
-    const now = view.slowStarting ? view.now() : 0;
+    const slowStarting = view.slowStarting;
+    const now = slowStarting ? view.now() : 0;
+    const { weights, maxConns } = view;
+    // Plain reads are enough for the scan: the compareExchange below validates the one count
+    // the decision rests on, and a stale read of it fails that exchange and forces a re-scan.
+    const i32 = table.i32;
+    const base = table.activeBase;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       let best = -1;
       let bestActive = 0;
@@ -32,9 +38,10 @@ export class LeastConnections implements Picker {
       this.start = offset + 1;
       for (let k = 0; k < count; k++) {
         const index = offset + k < count ? offset + k : offset + k - count;
-        const active = table.active(slots[index]);
-        if (!view.hasRoom(index, active)) continue;
-        const weight = view.slowStarting ? view.effectiveWeight(index, now) : view.weights[index];
+        const active = i32[base + slots[index]];
+        const max = maxConns[index];
+        if (max !== 0 && active >= max) continue;
+        const weight = slowStarting ? view.effectiveWeight(index, now) : weights[index];
         // active/weight < bestActive/bestWeight, without division.
         if (best < 0 || active * bestWeight < bestActive * weight) {
           best = index;

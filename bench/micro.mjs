@@ -9,7 +9,8 @@ import { Bench } from 'tinybench';
 import { PICKERS, StateTable } from '../dist/index.js';
 import { hash32 } from '../dist/core/balancers/consistentHash.js';
 
-const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'random', 'p2c', 'least-time', 'hash'];
+// Backends all weigh 1, except in the "weighted" variants (weights 1, 2, 3, 1, 2, 3, …).
+const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'least-conn weighted', 'random', 'p2c', 'least-time', 'hash'];
 const SIZES = [10, 100, 1000];
 const BATCH = 1000;
 const KEYS = Array.from({ length: 1024 }, (_, i) => `room-${i}`);
@@ -18,22 +19,25 @@ function poolConfig(algorithm) {
   return { name: 'p', algorithm, backends: [], decay: 10_000, slowStart: 0, queue: { size: 0, timeout: 1000 }, hash: { key: { from: 'query', name: 'room' }, balanceFactor: 1.25 } };
 }
 
-export function makeTable(backends, workers) {
+export function makeTable(backends, workers, name = '') {
   const table = StateTable.create({ backends, workers, pools: 1 });
+  const weighted = name.endsWith(' weighted') || name === 'weighted-round-robin';
   for (let slot = 0; slot < backends; slot++) {
-    table.bindBackend(slot, 0);
-    table.setWeight(slot, 1 + (slot % 3));
+    table.bindBackend(slot, 0, slot);
+    table.setWeight(slot, weighted ? 1 + (slot % 3) : 1);
   }
   return table;
 }
 
-export function makePicker(table, algorithm, backends, worker) {
+export function makePicker(table, name, backends, worker) {
+  const algorithm = name.replace(/ weighted$/, '');
   const members = Array.from({ length: backends }, (_, slot) => ({ slot, id: `p/b${slot}` }));
   return PICKERS[algorithm]({ table, members, poolSlot: 0, worker, pool: poolConfig(algorithm) });
 }
 
 /** What one would write without care for exactness: plain loads, an unconditional add, no cache. */
-export function naivePicker(table, algorithm, backends, worker) {
+export function naivePicker(table, name, backends, worker) {
+  const algorithm = name.replace(/ weighted$/, '');
   if (algorithm === 'least-conn' || algorithm === 'least-time') {
     return {
       pick() {
@@ -83,7 +87,7 @@ export function batch(picker, table, worker) {
 }
 
 function check(algorithm, backends) {
-  const table = makeTable(backends, 1);
+  const table = makeTable(backends, 1, algorithm);
   const picker = makePicker(table, algorithm, backends, 0);
   const held = [];
   for (let i = 0; i < backends * 2; i++) {
@@ -91,7 +95,7 @@ function check(algorithm, backends) {
     if (slot < 0 || slot >= backends) throw new Error(`${algorithm}: picked ${slot}`);
     held.push(slot);
   }
-  if (algorithm === 'least-conn') {
+  if (algorithm.startsWith('least-conn')) {
     // Weighted least-conn keeps every backend's active/weight within one session of the others.
     const ratios = Array.from({ length: backends }, (_, s) => table.active(s) / table.weight(s));
     if (Math.max(...ratios) - Math.min(...ratios) > 1) throw new Error(`least-conn uneven: ${ratios}`);
@@ -106,10 +110,10 @@ async function singleThread() {
     const bench = new Bench({ time: 300, warmupTime: 100 });
     for (const algorithm of ALGORITHMS) {
       check(algorithm, backends);
-      const table = makeTable(backends, 1);
+      const table = makeTable(backends, 1, algorithm);
       const picker = makePicker(table, algorithm, backends, 0);
       bench.add(`${algorithm}@${backends}`, () => batch(picker, table, 0));
-      const naiveTable = makeTable(backends, 1);
+      const naiveTable = makeTable(backends, 1, algorithm);
       const naive = naivePicker(naiveTable, algorithm, backends, 0);
       bench.add(`naive ${algorithm}@${backends}`, () => batch(naive, naiveTable, 0));
     }
@@ -136,7 +140,7 @@ import(workerData.self).then(async (m) => {
 });`;
 
 async function contended(algorithm, backends, threads) {
-  const table = makeTable(backends, threads);
+  const table = makeTable(backends, threads, algorithm);
   const gate = new SharedArrayBuffer(4);
   const batches = backends === 1000 ? 100 : 400;
   const workers = Array.from(

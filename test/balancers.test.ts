@@ -20,7 +20,7 @@ function makePool(algorithm: Algorithm, weights: number[], options: Partial<Pool
   const table = StateTable.create({ backends: Math.max(weights.length, 1) + 8, workers: options.workers ?? 1, pools: 4 });
   const members = weights.map((_, slot) => ({ slot, id: `p/b${slot}` }));
   weights.forEach((weight, slot) => {
-    table.bindBackend(slot, 0);
+    table.bindBackend(slot, 0, slot);
     table.setWeight(slot, weight);
   });
   const pool: PoolConfig = { name: 'p', algorithm, backends: [], decay: 10_000, slowStart: 0, queue: { size: 0, timeout: 1000 }, ...options };
@@ -353,4 +353,29 @@ test('max_conns is never exceeded under 4 threads', async (t) => {
   const failed = await contend(table, 'round-robin', 4, 4, 200, {});
   t.is(failed.reduce((a, b) => a + b), 400);
   t.deepEqual(Array.from({ length: 4 }, (_, slot) => table.active(slot)), [100, 100, 100, 100]);
+});
+
+test('least-conn over 100 backends (group floors): level, a released slot is picked next, down and full members skipped', (t) => {
+  const pool = makePool('least-conn', Array(100).fill(1));
+  const loads = () => Array.from({ length: 100 }, (_, slot) => pool.table.active(slot));
+  pool.pick(1000);
+  t.deepEqual(loads(), Array(100).fill(10));
+  pool.table.release(73, 0);
+  t.deepEqual(pool.pick(1), [73]);
+  pool.table.setState(5, BACKEND_DOWN);
+  pool.table.setMaxConns(6, 10);
+  const next = pool.pick(98);
+  t.false(next.includes(5) || next.includes(6));
+  t.is(new Set(next).size, 98);
+  t.true(loads().every((n, slot) => n === (slot === 5 || slot === 6 ? 10 : 11)));
+  // Releases anywhere lower the floors: the emptied backends are found at once.
+  for (let i = 0; i < 3; i++) pool.table.release(90, 0);
+  t.deepEqual(pool.pick(3), [90, 90, 90]);
+});
+
+test('least-conn over 300 backends stays exact and level under 4 threads', async (t) => {
+  const { table } = makePool('least-conn', Array(300).fill(1), { workers: 4 });
+  const failed = await contend(table, 'least-conn', 300, 4, 3000, {});
+  t.deepEqual(failed, [0, 0, 0, 0]);
+  t.deepEqual(Array.from({ length: 300 }, (_, slot) => table.active(slot)), Array(300).fill(40));
 });

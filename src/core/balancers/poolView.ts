@@ -12,6 +12,12 @@ export class PoolView {
   weights: number[] = [];
   maxConns: number[] = [];
   totalWeight = 0;
+  /** By member index (all members, in config order): slot, whether it can take sessions, max_conns. */
+  readonly memberSlots: Int32Array;
+  readonly memberUp: Uint8Array;
+  readonly memberMax: Int32Array;
+  /** True when every member that is up has the same weight (so loads compare without weights). */
+  equalWeights = true;
   private version = -1;
   readonly now: () => number;
   readonly random: () => number;
@@ -20,6 +26,9 @@ export class PoolView {
     const { table } = context;
     this.now = context.clock ?? (() => table.now());
     this.random = context.random ?? Math.random;
+    this.memberSlots = Int32Array.from(context.members, (m) => m.slot);
+    this.memberUp = new Uint8Array(context.members.length);
+    this.memberMax = new Int32Array(context.members.length);
   }
 
   /** Rebuilds the view if the primary changed the pool since the last call; true if it did. */
@@ -33,9 +42,14 @@ export class PoolView {
     this.weights = [];
     this.maxConns = [];
     this.totalWeight = 0;
-    for (const { slot, id } of members) {
+    this.equalWeights = true;
+    for (const [member, { slot, id }] of members.entries()) {
       const weight = table.weight(slot);
-      if (table.state(slot) !== BACKEND_UP || weight <= 0) continue;
+      const up = table.state(slot) === BACKEND_UP && weight > 0;
+      this.memberUp[member] = up ? 1 : 0;
+      this.memberMax[member] = table.maxConns(slot);
+      if (!up) continue;
+      if (this.weights.length > 0 && weight !== this.weights[0]) this.equalWeights = false;
       this.slots.push(slot);
       this.ids.push(id);
       this.weights.push(weight);

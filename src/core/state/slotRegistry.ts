@@ -27,11 +27,11 @@ export class SlotRegistry {
     for (const pool of Object.values(config.pools)) {
       const poolSlot = this.slotFor(this.poolSlots, pool.name, this.table.pools, 'pools');
       plan.poolSlots[pool.name] = poolSlot;
-      for (const backend of pool.backends) {
+      for (const [member, backend] of pool.backends.entries()) {
         const known = this.backendSlots.has(backend.id);
         const slot = this.slotFor(this.backendSlots, backend.id, this.table.backends, 'backends');
         if (!known) {
-          this.table.bindBackend(slot, poolSlot);
+          this.table.bindBackend(slot, poolSlot, member);
           this.table.setState(slot, BACKEND_UP);
           if (this.assigned && pool.slowStart > 0) this.table.startRamp(slot);
         }

@@ -15,6 +15,7 @@
 //   maxConns[b]             0 = unlimited                  primary: store; workers: load
 //   rampFrom[b]             slow-start origin, 0 = none    primary: store; workers: load
 //   poolOf[b]               pool slot of backend b         primary: store once; all: load
+//   memberOf[b]             index of b in its pool's list  primary: store once; all: load
 //   ewma[b]                 peak-EWMA latency, µs          workers: compareExchange
 //   ewmaAt[b]               time of the last sample        workers: store (after their CAS won)
 //   rrNext[p]               rotation position of pool p    workers: add
@@ -22,6 +23,12 @@
 //                           max_conns or member change     their cached view when it moved
 //   poolActive[p]           sum of active over pool p      same writers as active[b]
 //   queued[p]               requests waiting in pool p     workers: add / sub
+//   poolFloor[p]            a lower bound of active over   as groupFloor
+//                           every member of pool p
+//   groupFloor[p * G + g]   a lower bound of active over   release (any thread): compareExchange down
+//                           members 32g…32g+31 of pool p   to the released count; least-conn pickers:
+//                           (G = ceil(B / 32) per pool)    compareExchange up to a count they scanned,
+//                                                          store 0 (always a true bound) on a change
 //   byWorker[w * B + b]     worker w's share of active[b]  worker w: add / sub; primary: exchange(0)
 //                                                          after worker w died
 // BigInt64 region (`i64`):
@@ -43,8 +50,14 @@ export const BACKEND_DRAINING = 2;
 export const BACKEND_EJECTED = 3;
 export const BACKEND_REMOVED = 4;
 
-const BACKEND_FIELDS = 8;
-const POOL_FIELDS = 4;
+const BACKEND_FIELDS = 9;
+const POOL_FIELDS = 5;
+/** Members per least-conn group: a pick scans the group floors, then one group. */
+export const GROUP_SIZE = 32;
+
+function groupsPerPool(backends: number): number {
+  return Math.ceil(backends / GROUP_SIZE);
+}
 
 export interface TableCapacity {
   backends: number;
@@ -53,7 +66,13 @@ export interface TableCapacity {
 }
 
 function int32Count(capacity: TableCapacity): number {
-  return HEADER_SIZE + BACKEND_FIELDS * capacity.backends + POOL_FIELDS * capacity.pools + capacity.workers * capacity.backends;
+  return (
+    HEADER_SIZE +
+    BACKEND_FIELDS * capacity.backends +
+    POOL_FIELDS * capacity.pools +
+    capacity.pools * groupsPerPool(capacity.backends) +
+    capacity.workers * capacity.backends
+  );
 }
 
 export class StateTable {
@@ -70,12 +89,16 @@ export class StateTable {
   readonly maxConnsBase: number;
   readonly rampBase: number;
   readonly poolOfBase: number;
+  readonly memberOfBase: number;
   readonly ewmaBase: number;
   readonly ewmaAtBase: number;
   readonly rrBase: number;
   readonly poolVersionBase: number;
   readonly poolActiveBase: number;
   readonly queuedBase: number;
+  readonly poolFloorBase: number;
+  readonly groupFloorBase: number;
+  readonly groupsPerPool: number;
   readonly byWorkerBase: number;
   readonly requestsBase: number;
   readonly failuresBase: number;
@@ -93,13 +116,17 @@ export class StateTable {
     this.maxConnsBase = this.stateBase + B;
     this.rampBase = this.maxConnsBase + B;
     this.poolOfBase = this.rampBase + B;
-    this.ewmaBase = this.poolOfBase + B;
+    this.memberOfBase = this.poolOfBase + B;
+    this.ewmaBase = this.memberOfBase + B;
     this.ewmaAtBase = this.ewmaBase + B;
     this.rrBase = this.ewmaAtBase + B;
     this.poolVersionBase = this.rrBase + P;
     this.poolActiveBase = this.poolVersionBase + P;
     this.queuedBase = this.poolActiveBase + P;
-    this.byWorkerBase = this.queuedBase + P;
+    this.poolFloorBase = this.queuedBase + P;
+    this.groupFloorBase = this.poolFloorBase + P;
+    this.groupsPerPool = groupsPerPool(B);
+    this.byWorkerBase = this.groupFloorBase + P * this.groupsPerPool;
     const count = int32Count(capacity);
     this.i32 = new Int32Array(buffer, 0, count);
     this.i64 = new BigInt64Array(buffer, Math.ceil((count * 4) / 8) * 8, 1 + 2 * B);
@@ -175,10 +202,38 @@ export class StateTable {
     return Atomics.load(this.i32, this.poolActiveBase + pool);
   }
 
-  /** Places a backend in a pool (primary, once per slot). */
-  bindBackend(slot: number, pool: number): void {
+  memberOf(slot: number): number {
+    return Atomics.load(this.i32, this.memberOfBase + slot);
+  }
+
+  /** Places a backend in a pool as its `member`-th member (primary, once per slot). */
+  bindBackend(slot: number, pool: number, member: number): void {
     Atomics.store(this.i32, this.poolOfBase + slot, pool);
+    Atomics.store(this.i32, this.memberOfBase + slot, member);
+    this.lowerGroupFloor(slot, this.active(slot));
     this.bumpPool(pool);
+  }
+
+  /** Index in `i32` of the floor of the group holding member `member` of pool `pool`. */
+  groupFloorIndex(pool: number, member: number): number {
+    return this.groupFloorBase + pool * this.groupsPerPool + ((member / GROUP_SIZE) | 0);
+  }
+
+  /** Keeps the group and pool floors of `slot` at or below `count` (after a count went down). */
+  private lowerGroupFloor(slot: number, count: number): void {
+    const pool = this.i32[this.poolOfBase + slot];
+    this.lowerFloor(this.groupFloorIndex(pool, this.i32[this.memberOfBase + slot]), count);
+    this.lowerFloor(this.poolFloorBase + pool, count);
+  }
+
+  private lowerFloor(index: number, count: number): void {
+    // A plain read settles the common case (the floor is already low enough); a stale read only
+    // sends us to the compareExchange loop, which decides on the current value.
+    if (count >= this.i32[index]) return;
+    for (;;) {
+      const floor = Atomics.load(this.i32, index);
+      if (count >= floor || Atomics.compareExchange(this.i32, index, floor, count) === floor) return;
+    }
   }
 
   setWeight(slot: number, weight: number): void {
@@ -236,7 +291,7 @@ export class StateTable {
   release(slot: number, worker: number): void {
     Atomics.sub(this.i32, this.byWorkerBase + worker * this.backends + slot, 1);
     Atomics.sub(this.i32, this.poolActiveBase + this.i32[this.poolOfBase + slot], 1);
-    Atomics.sub(this.i32, this.activeBase + slot, 1);
+    this.lowerGroupFloor(slot, Atomics.sub(this.i32, this.activeBase + slot, 1) - 1);
   }
 
   /** The share of `slot`'s sessions held by worker `worker`. */
@@ -254,7 +309,7 @@ export class StateTable {
     for (let slot = 0; slot < this.backends; slot++) {
       const held = Atomics.exchange(this.i32, row + slot, 0);
       if (held !== 0) {
-        Atomics.sub(this.i32, this.activeBase + slot, held);
+        this.lowerGroupFloor(slot, Atomics.sub(this.i32, this.activeBase + slot, held) - held);
         Atomics.sub(this.i32, this.poolActiveBase + this.poolOf(slot), held);
         total += held;
       }

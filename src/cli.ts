@@ -16,7 +16,8 @@ Options:
   --check             validate the config and exit (0 valid, 2 invalid)
   --listen HOST:PORT  address to accept clients on (default 127.0.0.1:8080)
   --to ADDRESS        a backend, host:port or http://host:port (repeat for more)
-  --algorithm NAME    round-robin or least-conn (default least-conn)
+  --algorithm NAME    round-robin, weighted-round-robin, least-conn, random, p2c,
+                      least-time (default least-conn); hash needs a config file
   --workers N|auto    worker threads (default auto = available cores)
   --engine NAME       auto, uws or native-free (default auto)
   -h, --help          this text

@@ -20,6 +20,7 @@ Options:
                       least-time (default least-conn); hash needs a config file
   --workers N|auto    worker threads (default auto = available cores)
   --engine NAME       auto, uws or native-free (default auto)
+  --admin HOST:PORT   admin API, /metrics and dashboard (off unless given)
   -h, --help          this text
 `;
 
@@ -41,6 +42,7 @@ function parseCommandLine() {
         algorithm: { type: 'string' },
         workers: { type: 'string' },
         engine: { type: 'string' },
+        admin: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -59,6 +61,7 @@ function rawConfig(flags: ReturnType<typeof parseCommandLine>): Record<string, u
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
   if (flags.listen !== undefined) raw.listen = flags.listen;
   if (flags.engine !== undefined) raw.engine = flags.engine;
+  if (flags.admin !== undefined) raw.admin = { ...(raw.admin as object), listen: flags.admin };
   if (flags.workers !== undefined) raw.workers = /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers;
   if (flags.to) {
     raw.pools = { default: { algorithm: flags.algorithm ?? 'least-conn', backends: flags.to } };
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log.level, { role: 'primary' });
   let fairway;
   try {
-    fairway = await startFairway(config, { logger });
+    fairway = await startFairway(config, { logger, configPath: flags.config });
   } catch (err) {
     if (err instanceof StartupError) {
       logger.flush();
@@ -109,6 +112,13 @@ async function main(): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => {
+    try {
+      fairway.control.reload();
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'reload refused: the running config stays');
+    }
+  });
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 }

@@ -61,8 +61,15 @@ export interface RouteConfig {
   pool: string;
 }
 
+export interface AdminConfig {
+  listen: HostPort;
+  token?: string;
+}
+
 export interface Config {
   listen: HostPort;
+  /** Admin API, metrics and dashboard; off when absent. */
+  admin?: AdminConfig;
   workers: number;
   engine: EngineName;
   log: { level: (typeof LOG_LEVELS)[number]; access: boolean };
@@ -316,7 +323,17 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   return pool === undefined ? undefined : { match, pool };
 }
 
-const TOP_KEYS = ['listen', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'pools', 'routes'];
+const TOP_KEYS = ['listen', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];
+
+/** Validates one backend entry (admin API); throws ConfigError naming `path`. */
+export function validateBackend(pool: string, raw: unknown, path = 'backend'): BackendConfig {
+  const check = new Checker();
+  const backend = parseBackend(check, path, pool, raw);
+  if (!backend || check.problems.length > 0) throw new ConfigError(check.problems);
+  return backend;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /** Validates raw config input; throws ConfigError listing every problem found. */
 export function validateConfig(raw: unknown): Config {
@@ -365,6 +382,17 @@ export function validateConfig(raw: unknown): Config {
     if (obj?.grace !== undefined) shutdown.grace = check.duration('shutdown.grace', obj.grace) ?? shutdown.grace;
   }
 
+  let admin: AdminConfig | undefined;
+  if (top.admin !== undefined) {
+    const obj = check.object('admin', top.admin, ['listen', 'token']);
+    const adminListen = obj ? check.hostPort('admin.listen', obj.listen ?? '127.0.0.1:9900') : undefined;
+    const token = obj?.token === undefined ? undefined : check.string('admin.token', obj.token);
+    if (adminListen && !LOOPBACK.test(adminListen.host) && token === undefined) {
+      check.fail('admin.token', `a token when admin.listen is not a loopback address (${adminListen.host})`, undefined);
+    }
+    if (adminListen) admin = { listen: adminListen, token };
+  }
+
   const pools: Record<string, PoolConfig> = {};
   const rawPools = check.mapping('pools', top.pools);
   if (rawPools) {
@@ -385,5 +413,5 @@ export function validateConfig(raw: unknown): Config {
   }
 
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes };
+  return { listen: listen!, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes };
 }

@@ -6,6 +6,8 @@ import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
 import { StateTable } from '../core/state/stateTable.js';
 import { loadUws } from '../engine/uws/binding.js';
 import { createLogger, type Logger } from '../log.js';
+import { startAdminServer, type AdminServer } from './adminServer.js';
+import { ControlPlane } from './controlPlane.js';
 import { Supervisor } from './supervisor.js';
 
 /** Backend slots in the shared table; later reloads and the admin API add within this. */
@@ -25,6 +27,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Enables the x-fairway-test-fault request header (tests only). */
   testHooks?: boolean;
+  /** The config file, for reloads (SIGHUP, POST /api/reload). */
+  configPath?: string;
 }
 
 export interface Fairway {
@@ -33,8 +37,12 @@ export interface Fairway {
   readonly port: number;
   readonly engine: string;
   readonly table: StateTable;
+  /** Where each backend and pool lives in the table (current: it grows with reloads). */
   readonly plan: SlotPlan;
   readonly supervisor: Supervisor;
+  readonly control: ControlPlane;
+  /** The admin listener's port, when one is configured. */
+  readonly adminPort?: number;
   /** Graceful shutdown: stop accepting, close WebSockets with 1001, let HTTP requests finish. */
   stop(grace?: number): Promise<void>;
 }
@@ -46,32 +54,55 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
   const listenConfig: Config = { ...config, listen: { host: config.listen.host, port } };
 
   const table = StateTable.create({ backends: BACKEND_CAPACITY, workers: config.workers, pools: POOL_CAPACITY });
-  const plan = new SlotRegistry(table).assign(listenConfig);
+  const registry = new SlotRegistry(table);
+  const plan = registry.assign(listenConfig);
   const testHooks = options.testHooks ?? process.env.FAIRWAY_TEST_HOOKS === '1';
+  let control: ControlPlane | undefined;
+  // A worker started later (a replacement) gets the config as it is then, not as it was.
   const supervisor = new Supervisor(
     config.workers,
-    (worker, controlPort) => ({ worker, buffer: table.buffer, config: listenConfig, plan, port: controlPort, testHooks }),
+    (worker, controlPort) => ({ worker, buffer: table.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks }),
     table,
     logger,
   );
+  control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath);
   try {
     await supervisor.start();
   } catch (err) {
     await supervisor.stop(0);
     throw new StartupError('FAIRWAY_ERR_START', (err as Error).message);
   }
+  let admin: AdminServer | undefined;
+  if (config.admin) {
+    try {
+      admin = await startAdminServer(config.admin, control, table, () => supervisor.restarts, logger);
+    } catch (err) {
+      await supervisor.stop(0);
+      throw new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen for the admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
+    }
+  }
   logger.info({ listen: `${config.listen.host}:${port}`, workers: config.workers, engine, pools: Object.keys(config.pools) }, 'fairway is listening');
 
   let stopping: Promise<void> | undefined;
+  const plane = control;
   return {
     config: listenConfig,
     port,
     engine,
     table,
-    plan,
+    get plan() {
+      return plane.plan;
+    },
     supervisor,
+    control: plane,
+    adminPort: admin?.port,
     stop(grace = config.shutdown.grace) {
-      stopping ??= supervisor.stop(grace).then(() => logger.info('fairway stopped'));
+      stopping ??= (async () => {
+        plane.close();
+        await admin?.close();
+        await supervisor.stop(grace);
+        logger.info('fairway stopped');
+      })();
       return stopping;
     },
   };

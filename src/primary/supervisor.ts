@@ -85,16 +85,21 @@ export class Supervisor {
     return Promise.race([listening, task.then(() => Promise.reject(new Error(`worker ${worker} stopped before listening`)))]);
   }
 
+  /** Sends a message to every running worker. */
+  broadcast(message: PrimaryMessage): void {
+    for (const port of this.ports.values()) {
+      try {
+        port.postMessage(message);
+      } catch {
+        // The port of a worker that already died; its replacement starts with the current config.
+      }
+    }
+  }
+
   /** Asks every worker to close gracefully within `grace` ms, then ends the threads. */
   async stop(grace: number): Promise<void> {
     this.stopping = true;
-    for (const port of this.ports.values()) {
-      try {
-        port.postMessage({ type: 'shutdown', grace } satisfies PrimaryMessage);
-      } catch {
-        // The port of a worker that already died.
-      }
-    }
+    this.broadcast({ type: 'shutdown', grace });
     await Promise.allSettled(this.running.values());
     await this.pool.destroy();
   }

@@ -1,7 +1,7 @@
 // Assigns state-table slots to backends (by identity) and pools, in the primary thread.
 
 import type { Config } from '../../config/schema.js';
-import { BACKEND_UP, type StateTable } from './stateTable.js';
+import { BACKEND_REMOVED, BACKEND_UP, type StateTable } from './stateTable.js';
 
 /** What a worker needs besides the config: where each backend and pool lives in the table. */
 export interface SlotPlan {
@@ -17,6 +17,11 @@ export class SlotRegistry {
 
   private assigned = false;
 
+  /** Slot of a known backend, by identity. */
+  slotOf(id: string): number | undefined {
+    return this.backendSlots.get(id);
+  }
+
   /**
    * Gives every backend and pool of `config` a slot, keeping the slot of a backend already known
    * by its identity so that its counters carry over; writes weights and limits and marks new
@@ -30,8 +35,9 @@ export class SlotRegistry {
       for (const [member, backend] of pool.backends.entries()) {
         const known = this.backendSlots.has(backend.id);
         const slot = this.slotFor(this.backendSlots, backend.id, this.table.backends, 'backends');
-        if (!known) {
-          this.table.bindBackend(slot, poolSlot, member);
+        // Always: a reload may have moved the backend within its pool's list.
+        this.table.bindBackend(slot, poolSlot, member);
+        if (!known || this.table.state(slot) === BACKEND_REMOVED) {
           this.table.setState(slot, BACKEND_UP);
           if (this.assigned && pool.slowStart > 0) this.table.startRamp(slot);
         }

@@ -31,10 +31,14 @@
 //                                                          store 0 (always a true bound) on a change
 //   byWorker[w * B + b]     worker w's share of active[b]  worker w: add / sub; primary: exchange(0)
 //                                                          after worker w died
-// BigInt64 region (`i64`):
+// BigInt64 region (`i64`), all counters only grow (workers: add; primary: load for metrics):
 //   epoch                   Date.now() at creation         primary writes once
 //   requests[b]             HTTP requests + WS sessions    workers: add
 //   failures[b]             upstream failures              workers: add
+//   webSockets[b]           WebSocket sessions opened
+//   status[c * B + b]       responses of status class c+1 (1xx … 5xx), including fairway's own
+//   latency[k * B + b]      upstream durations in bucket k of LATENCY_BUCKETS (not cumulative)
+//   latencySum[b]           sum of upstream durations, µs
 
 export const LAYOUT_VERSION = 2;
 
@@ -51,6 +55,10 @@ export const BACKEND_EJECTED = 3;
 export const BACKEND_REMOVED = 4;
 
 const BACKEND_FIELDS = 9;
+/** Upper bounds (seconds) of the upstream-duration histogram; one more bucket holds the rest. */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const STATUS_CLASSES = 5;
+const I64_PER_BACKEND = 3 + STATUS_CLASSES + LATENCY_BUCKETS.length + 1 + 1;
 const POOL_FIELDS = 5;
 /** Members per least-conn group: a pick scans the group floors, then one group. */
 export const GROUP_SIZE = 32;
@@ -102,6 +110,10 @@ export class StateTable {
   readonly byWorkerBase: number;
   readonly requestsBase: number;
   readonly failuresBase: number;
+  readonly webSocketsBase: number;
+  readonly statusBase: number;
+  readonly latencyBase: number;
+  readonly latencySumBase: number;
 
   private constructor(buffer: SharedArrayBuffer, capacity: TableCapacity) {
     this.buffer = buffer;
@@ -129,14 +141,18 @@ export class StateTable {
     this.byWorkerBase = this.groupFloorBase + P * this.groupsPerPool;
     const count = int32Count(capacity);
     this.i32 = new Int32Array(buffer, 0, count);
-    this.i64 = new BigInt64Array(buffer, Math.ceil((count * 4) / 8) * 8, 1 + 2 * B);
+    this.i64 = new BigInt64Array(buffer, Math.ceil((count * 4) / 8) * 8, 1 + I64_PER_BACKEND * B);
     this.requestsBase = 1;
-    this.failuresBase = 1 + B;
+    this.failuresBase = this.requestsBase + B;
+    this.webSocketsBase = this.failuresBase + B;
+    this.statusBase = this.webSocketsBase + B;
+    this.latencyBase = this.statusBase + STATUS_CLASSES * B;
+    this.latencySumBase = this.latencyBase + (LATENCY_BUCKETS.length + 1) * B;
     this.epoch = Number(this.i64[0]);
   }
 
   static byteLength(capacity: TableCapacity): number {
-    return Math.ceil((int32Count(capacity) * 4) / 8) * 8 + (1 + 2 * capacity.backends) * 8;
+    return Math.ceil((int32Count(capacity) * 4) / 8) * 8 + (1 + I64_PER_BACKEND * capacity.backends) * 8;
   }
 
   /** Lays out a new table (primary thread). */
@@ -359,6 +375,41 @@ export class StateTable {
 
   countFailure(slot: number): void {
     Atomics.add(this.i64, this.failuresBase + slot, 1n);
+  }
+
+  countWebSocket(slot: number): void {
+    Atomics.add(this.i64, this.webSocketsBase + slot, 1n);
+  }
+
+  /** Counts a response by status class (fairway's own 5xx included). */
+  countStatus(slot: number, status: number): void {
+    const klass = (status / 100) | 0;
+    if (klass >= 1 && klass <= STATUS_CLASSES) Atomics.add(this.i64, this.statusBase + (klass - 1) * this.backends + slot, 1n);
+  }
+
+  /** Records one upstream duration in `slot`'s histogram. */
+  observeLatency(slot: number, seconds: number): void {
+    let bucket = 0;
+    while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]) bucket++;
+    Atomics.add(this.i64, this.latencyBase + bucket * this.backends + slot, 1n);
+    Atomics.add(this.i64, this.latencySumBase + slot, BigInt(Math.round(seconds * 1e6)));
+  }
+
+  webSockets(slot: number): bigint {
+    return Atomics.load(this.i64, this.webSocketsBase + slot);
+  }
+
+  statusCount(slot: number, klass: number): bigint {
+    return Atomics.load(this.i64, this.statusBase + (klass - 1) * this.backends + slot);
+  }
+
+  /** Non-cumulative count of bucket `bucket` (LATENCY_BUCKETS.length is the overflow bucket). */
+  latencyBucket(slot: number, bucket: number): bigint {
+    return Atomics.load(this.i64, this.latencyBase + bucket * this.backends + slot);
+  }
+
+  latencySumMicros(slot: number): bigint {
+    return Atomics.load(this.i64, this.latencySumBase + slot);
   }
 
   requests(slot: number): bigint {

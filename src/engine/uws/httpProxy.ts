@@ -257,7 +257,12 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     if (this.released) return;
     this.released = true;
     const { context } = this;
-    if (this.slot >= 0) context.table.release(this.slot, context.worker);
+    if (this.slot >= 0) {
+      const { table } = context;
+      table.release(this.slot, context.worker);
+      if (this.status >= 100 && this.status !== 499) table.countStatus(this.slot, this.status);
+      if (this.status >= 100 && this.status < 500) table.observeLatency(this.slot, (performance.now() - this.sentAt) / 1000);
+    }
     context.inFlightHttp--;
     if (context.accessLog) {
       context.logger.info({

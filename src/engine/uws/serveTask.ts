@@ -25,7 +25,7 @@ export interface ServeTask {
 /** Worker → primary. */
 export type WorkerMessage = { type: 'listening' } | { type: 'failed'; code: string; message: string };
 /** Primary → worker. */
-export type PrimaryMessage = { type: 'shutdown'; grace: number };
+export type PrimaryMessage = { type: 'shutdown'; grace: number } | { type: 'config'; config: Config; plan: SlotPlan };
 
 export interface ServeResult {
   worker: number;
@@ -101,8 +101,11 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
 
   await new Promise<void>((resolve) => {
     port.on('message', (message: PrimaryMessage) => {
-      if (message.type !== 'shutdown') return;
-      void shutdown(message.grace).then(resolve);
+      if (message.type === 'config') {
+        // Validated in the primary; the listen address and worker count do not change here.
+        context.apply(message.config, message.plan);
+        logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
+      } else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
     });
   });
   port.close();

@@ -18,8 +18,8 @@ export interface OpenSession {
 }
 
 export class WorkerContext {
-  readonly router: Router;
-  readonly pools = new Map<string, PoolRuntime>();
+  router!: Router;
+  pools = new Map<string, PoolRuntime>();
   /** Indexed by state-table slot. */
   readonly backends: BackendConfig[] = [];
   readonly dispatchers: Pool[] = [];
@@ -30,21 +30,30 @@ export class WorkerContext {
   constructor(
     readonly worker: number,
     readonly table: StateTable,
-    readonly config: Config,
+    public config: Config,
     plan: SlotPlan,
     readonly logger: Logger,
     readonly testHooks: boolean,
   ) {
-    this.router = new Router(config);
+    this.apply(config, plan);
+  }
+
+  /**
+   * Takes a new config (start, reload, admin API): new routes and pickers; an upstream client for
+   * each new backend; clients and open sessions of kept backends untouched.
+   */
+  apply(config: Config, plan: SlotPlan): void {
+    const { table, worker } = this;
+    const pools = new Map<string, PoolRuntime>();
     for (const pool of Object.values(config.pools)) {
       const members = pool.backends.map((b) => ({ slot: plan.backendSlots[b.id], id: b.id }));
       const poolSlot = plan.poolSlots[pool.name];
       const picker = PICKERS[pool.algorithm]({ table, members, poolSlot, worker, pool });
-      this.pools.set(pool.name, new PoolRuntime(pool, poolSlot, picker, table, worker, plan.backendSlots));
+      pools.set(pool.name, new PoolRuntime(pool, poolSlot, picker, table, worker, plan.backendSlots));
       for (const backend of pool.backends) {
         const slot = plan.backendSlots[backend.id];
         this.backends[slot] = backend;
-        this.dispatchers[slot] = new Pool(backend.origin, {
+        this.dispatchers[slot] ??= new Pool(backend.origin, {
           connections: null,
           pipelining: 1,
           connectTimeout: config.timeouts.connect,
@@ -54,6 +63,9 @@ export class WorkerContext {
         });
       }
     }
+    this.config = config;
+    this.router = new Router(config);
+    this.pools = pools;
   }
 
   get accessLog(): boolean {

@@ -175,9 +175,10 @@ export class WebSocketSession implements OpenSession, Admittable {
       this.handshakeRes = null;
       if (!pending) return;
       const { pool } = this;
-      if (pool.config.algorithm === 'least-time') {
-        recordLatency(context.table, this.slot, (performance.now() - sentAt) * 1000, context.table.now(), pool.config.decay);
-      }
+      const handshakeMs = performance.now() - sentAt;
+      if (pool.config.algorithm === 'least-time') recordLatency(context.table, this.slot, handshakeMs * 1000, context.table.now(), pool.config.decay);
+      context.table.observeLatency(this.slot, handshakeMs / 1000);
+      context.table.countWebSocket(this.slot);
       const cookie = this.stickyMatched ? undefined : pool.stickyCookie(this.slot);
       pending.cork(() => {
         // uWS would send 200 for a header written before upgrade() unless the status is set first.

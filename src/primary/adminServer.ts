@@ -1,0 +1,142 @@
+// The admin listener in the primary thread: JSON API, Prometheus metrics, live dashboard (SSE).
+
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AdminConfig } from '../config/schema.js';
+import type { StateTable } from '../core/state/stateTable.js';
+import type { Logger } from '../log.js';
+import { ControlError, type ControlPlane } from './controlPlane.js';
+import { DASHBOARD_HTML } from './dashboard.js';
+import { LiveStats } from './liveStats.js';
+import { renderMetrics } from './metrics.js';
+
+const BODY_LIMIT = 64 * 1024;
+const EVENT_INTERVAL_MS = 500;
+
+export interface AdminServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, message: string): void {
+  sendJson(res, status, { error: message });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > BODY_LIMIT) throw new ControlError(400, `body: larger than ${BODY_LIMIT} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ControlError(400, 'body: not valid JSON');
+  }
+}
+
+export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, restarts: () => number, logger: Logger): Promise<AdminServer> {
+  const stats = new LiveStats(control, table);
+  const streams = new Set<ServerResponse>();
+  const expected = config.token ? Buffer.from(`Bearer ${config.token}`) : undefined;
+
+  const authorized = (req: IncomingMessage, url: URL): boolean => {
+    if (!expected) return true;
+    // Browsers cannot set headers on EventSource or on the page itself: the token may come in the query.
+    const given = Buffer.from(req.headers.authorization ?? (url.searchParams.has('token') ? `Bearer ${url.searchParams.get('token')}` : ''));
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    if (!authorized(req, url)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return sendError(res, 401, 'missing or wrong token: send Authorization: Bearer <token>');
+    }
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const method = req.method ?? 'GET';
+    // /api/backends/{id}/… and /api/pools/{name}/…: the third segment is the variable one.
+    const isId = (i: number) => i === 2 && parts[0] === 'api' && (parts[1] === 'backends' || parts[1] === 'pools');
+    const key = `${method} /${parts.map((part, i) => (isId(i) ? ':id' : part)).join('/')}`;
+    switch (key) {
+      case 'GET /': {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+        return void res.end(DASHBOARD_HTML);
+      }
+      case 'GET /metrics': {
+        const text = await renderMetrics(control.config, control.plan, table, restarts());
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        return void res.end(text);
+      }
+      case 'GET /api/events': {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        res.write(`data: ${JSON.stringify(stats.snapshot())}\n\n`);
+        streams.add(res);
+        req.on('close', () => streams.delete(res));
+        return;
+      }
+      case 'GET /api/backends':
+        return sendJson(res, 200, control.backends());
+      case 'GET /api/pools':
+        return sendJson(res, 200, control.pools());
+      case 'POST /api/pools/:id/backends':
+        return sendJson(res, 201, control.addBackend(parts[2], await readJson(req)));
+      case 'GET /api/backends/:id':
+        return sendJson(res, 200, control.view(control.find(parts[2])));
+      case 'PATCH /api/backends/:id':
+        return sendJson(res, 200, control.setWeight(parts[2], await readJson(req)));
+      case 'POST /api/backends/:id/drain':
+        return sendJson(res, 200, control.drain(parts[2]));
+      case 'POST /api/backends/:id/undrain':
+        return sendJson(res, 200, control.undrain(parts[2]));
+      case 'DELETE /api/backends/:id':
+        return sendJson(res, 202, control.remove(parts[2]));
+      case 'POST /api/reload':
+        control.reload();
+        return sendJson(res, 200, { reloaded: true, pools: control.pools() });
+      default:
+        return sendError(res, 404, `no route ${method} ${url.pathname}`);
+    }
+  };
+
+  const server: Server = createServer((req, res) => {
+    route(req, res).catch((err: unknown) => {
+      if (err instanceof ControlError) return sendError(res, err.status, err.message);
+      logger.error({ err }, 'admin request failed');
+      if (!res.headersSent) sendError(res, 500, 'internal error');
+      else res.destroy();
+    });
+  });
+  const ticker = setInterval(() => {
+    if (streams.size === 0) return;
+    const frame = `data: ${JSON.stringify(stats.snapshot())}\n\n`;
+    for (const stream of streams) stream.write(frame);
+  }, EVENT_INTERVAL_MS);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  logger.info({ admin: `http://${config.listen.host}:${port}/` }, 'admin API, metrics and dashboard listening');
+  return {
+    port,
+    async close() {
+      clearInterval(ticker);
+      stats.close();
+      for (const stream of streams) stream.end();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

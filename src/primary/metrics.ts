@@ -1,0 +1,57 @@
+// Prometheus exposition of the shared counters, read straight from shared memory at each scrape.
+
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Config } from '../config/schema.js';
+import type { SlotPlan } from '../core/state/slotRegistry.js';
+import { BACKEND_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';
+
+/** Process metrics (CPU, memory, event loop) of the whole process: workers are its threads. */
+const processRegistry = new Registry();
+collectDefaultMetrics({ register: processRegistry });
+
+function label(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+interface Family {
+  name: string;
+  help: string;
+  type: 'gauge' | 'counter' | 'histogram';
+  lines: string[];
+}
+
+export async function renderMetrics(config: Config, plan: SlotPlan, table: StateTable, workerRestarts: number): Promise<string> {
+  const family = (name: string, type: Family['type'], help: string): Family => ({ name, help, type, lines: [] });
+  const active = family('fairway_backend_active', 'gauge', 'Open WebSocket sessions plus in-flight HTTP requests on the backend, across all workers.');
+  const up = family('fairway_backend_up', 'gauge', 'Whether the backend takes new sessions (1) or not (0: down, draining, ejected).');
+  const requests = family('fairway_requests_total', 'counter', 'Responses by status class, including those fairway made itself for the backend.');
+  const failures = family('fairway_upstream_failures_total', 'counter', 'Requests and sessions that failed on the backend (refused, reset, timed out).');
+  const sessions = family('fairway_websocket_sessions_total', 'counter', 'WebSocket sessions opened to the backend.');
+  const duration = family('fairway_upstream_duration_seconds', 'histogram', 'Time from sending a request to the end of the backend response (HTTP) or to the backend handshake (WebSocket).');
+  const queued = family('fairway_queued_requests', 'gauge', 'Requests waiting for a backend under max_conns.');
+  for (const pool of Object.values(config.pools)) {
+    queued.lines.push(`fairway_queued_requests{pool="${label(pool.name)}"} ${table.queued(plan.poolSlots[pool.name])}`);
+    for (const backend of pool.backends) {
+      const slot = plan.backendSlots[backend.id];
+      const labels = `pool="${label(pool.name)}",backend="${label(`${backend.host}:${backend.port}`)}"`;
+      active.lines.push(`fairway_backend_active{${labels}} ${table.active(slot)}`);
+      up.lines.push(`fairway_backend_up{${labels}} ${table.state(slot) === BACKEND_UP ? 1 : 0}`);
+      for (let klass = 1; klass <= 5; klass++) requests.lines.push(`fairway_requests_total{${labels},code="${klass}xx"} ${table.statusCount(slot, klass)}`);
+      failures.lines.push(`fairway_upstream_failures_total{${labels}} ${table.failures(slot)}`);
+      sessions.lines.push(`fairway_websocket_sessions_total{${labels}} ${table.webSockets(slot)}`);
+      let cumulative = 0n;
+      for (let bucket = 0; bucket <= LATENCY_BUCKETS.length; bucket++) {
+        cumulative += table.latencyBucket(slot, bucket);
+        const le = bucket < LATENCY_BUCKETS.length ? String(LATENCY_BUCKETS[bucket]) : '+Inf';
+        duration.lines.push(`fairway_upstream_duration_seconds_bucket{${labels},le="${le}"} ${cumulative}`);
+      }
+      duration.lines.push(`fairway_upstream_duration_seconds_sum{${labels}} ${Number(table.latencySumMicros(slot)) / 1e6}`);
+      duration.lines.push(`fairway_upstream_duration_seconds_count{${labels}} ${cumulative}`);
+    }
+  }
+  const restarts = family('fairway_worker_restarts_total', 'counter', 'Worker threads that died and were replaced.');
+  restarts.lines.push(`fairway_worker_restarts_total ${workerRestarts}`);
+  const families = [active, up, requests, failures, sessions, duration, queued, restarts];
+  const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
+  return text + (await processRegistry.metrics());
+}

@@ -1,0 +1,228 @@
+// The admin listener: every API route with auth and bad input, /metrics against real traffic,
+// reload by API and SIGHUP, and the access log of the real CLI.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { request } from 'undici';
+import { WebSocket } from 'ws';
+import { validateConfig, ConfigError } from '../dist/index.js';
+import { closed, nextMessage, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
+
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+
+async function api(port: number, method: string, path: string, body?: unknown, token?: string) {
+  const res = await request(`http://127.0.0.1:${port}${path}`, {
+    method: method as 'GET',
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, body: text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : text };
+}
+
+const enc = encodeURIComponent;
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function whoami(ws: WebSocket): Promise<string> {
+  ws.send('whoami');
+  return (await nextMessage(ws)).data.toString();
+}
+
+test('backends: list, add (traffic at once), reweight, drain, undrain, remove; errors 400/404/409', async (t) => {
+  const a = await startBackend(t, 'a');
+  const b = await startBackend(t, 'b');
+  const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0' }, pools: { chat: { algorithm: 'round-robin', backends: [a.address] } } });
+  const admin = proxy.adminPort!;
+
+  const listed = await api(admin, 'GET', '/api/backends');
+  t.is(listed.status, 200);
+  t.deepEqual(listed.body, [{ id: `chat/${a.address}`, pool: 'chat', url: `http://${a.address}`, name: proxy.config.pools.chat.backends[0].name, state: 'up', weight: 1, active: 0, requests: 0, failures: 0 }]);
+
+  const added = await api(admin, 'POST', '/api/pools/chat/backends', { url: `http://${b.address}`, weight: 2 });
+  t.is(added.status, 201);
+  t.like(added.body, { id: `chat/${b.address}`, state: 'up', weight: 2 });
+  const seen = new Set<string>();
+  for (let i = 0; i < 4; i++) seen.add(await (await request(`http://127.0.0.1:${proxy.port}/`)).body.text());
+  t.deepEqual([...seen].sort(), ['a', 'b'], 'the added backend takes traffic at once');
+
+  t.is((await api(admin, 'POST', '/api/pools/chat/backends', { url: b.address })).status, 409);
+  const bad = await api(admin, 'POST', '/api/pools/chat/backends', { url: 'htp://x' });
+  t.is(bad.status, 400);
+  t.regex(bad.body.error, /backend\.url: expected an http\(s\) URL/);
+  t.is((await api(admin, 'POST', '/api/pools/chat/backends', '{not json')).status, 400);
+  t.is((await api(admin, 'POST', '/api/pools/nope/backends', { url: b.address })).status, 404);
+
+  const idB = enc(`chat/${b.address}`);
+  t.like((await api(admin, 'PATCH', `/api/backends/${idB}`, { weight: 5 })).body, { weight: 5 });
+  const badWeight = await api(admin, 'PATCH', `/api/backends/${idB}`, { weight: 0 });
+  t.is(badWeight.status, 400);
+  t.regex(badWeight.body.error, /weight: expected a whole number from 1 to 1000, got 0/);
+  t.is((await api(admin, 'PATCH', `/api/backends/${enc('chat/127.0.0.1:1')}`, { weight: 2 })).status, 404);
+  t.is((await api(admin, 'GET', '/api/nothing')).status, 404);
+
+  // Drain b: an open session stays, new ones go to a only.
+  const onB = await (async () => {
+    for (let i = 0; i < 4; i++) {
+      const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+      if ((await whoami(ws)) === 'b') return ws;
+      ws.close();
+    }
+    throw new Error('no session landed on b');
+  })();
+  t.like((await api(admin, 'POST', `/api/backends/${idB}/drain`)).body, { state: 'draining' });
+  for (let i = 0; i < 6; i++) t.is(await (await request(`http://127.0.0.1:${proxy.port}/`)).body.text(), 'a');
+  t.is(await whoami(onB), 'b', 'the open session on the draining backend keeps running');
+  t.like((await api(admin, 'POST', `/api/backends/${idB}/undrain`)).body, { state: 'up' });
+
+  // Remove b: drained first, gone once its last session ends.
+  t.is((await api(admin, 'DELETE', `/api/backends/${idB}`)).status, 202);
+  t.is((await api(admin, 'GET', `/api/backends/${idB}`)).body.state, 'draining');
+  t.is(await whoami(onB), 'b');
+  onB.close();
+  await closed(onB);
+  await waitFor('b removed', () => proxy.control.backends().length === 1, 3000);
+  const pools = await api(admin, 'GET', '/api/pools');
+  t.deepEqual(
+    pools.body.map((p: { name: string; algorithm: string; backends: { id: string }[] }) => [p.name, p.algorithm, p.backends.map((x) => x.id)]),
+    [['chat', 'round-robin', [`chat/${a.address}`]]],
+  );
+  // Added again later, it is a fresh member that takes traffic.
+  t.is((await api(admin, 'POST', '/api/pools/chat/backends', { url: b.address })).status, 201);
+  t.like((await api(admin, 'GET', `/api/backends/${idB}`)).body, { state: 'up' });
+});
+
+test('a token is required on every route when set; a non-loopback admin listener needs one', async (t) => {
+  const a = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0', token: 's3cret' }, pools: { main: { backends: [a.address] } } });
+  const admin = proxy.adminPort!;
+  for (const [method, path] of [['GET', '/api/backends'], ['GET', '/metrics'], ['GET', '/'], ['POST', '/api/reload'], ['POST', `/api/backends/${enc(`main/${a.address}`)}/drain`]]) {
+    t.is((await api(admin, method, path)).status, 401, `${method} ${path} without a token`);
+    t.is((await api(admin, method, path, undefined, 'wrong')).status, 401, `${method} ${path} with a wrong token`);
+  }
+  t.is((await api(admin, 'GET', '/api/backends', undefined, 's3cret')).status, 200);
+  t.is((await api(admin, 'GET', '/api/backends?token=s3cret')).status, 200);
+  t.is(proxy.control.backends()[0].state, 'up', 'refused calls changed nothing');
+  const error = t.throws(() => validateConfig({ admin: { listen: '0.0.0.0:9900' }, pools: { a: { backends: ['127.0.0.1:1'] } } }), { instanceOf: ConfigError });
+  t.regex(error!.message, /admin\.token: expected a token when admin\.listen is not a loopback address \(0\.0\.0\.0\)/);
+});
+
+function metric(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  if (!line) throw new Error(`no ${name}{${labels}} in metrics`);
+  return Number(line.split(' ').at(-1));
+}
+
+test('/metrics: counts match real traffic across 2 workers', async (t) => {
+  const a = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { workers: 2, admin: { listen: '127.0.0.1:0' }, pools: { main: { backends: [a.address] } } });
+  for (let i = 0; i < 25; i++) await (await request(`http://127.0.0.1:${proxy.port}/`, { headers: { connection: 'close' } })).body.text();
+  for (let i = 0; i < 3; i++) await (await request(`http://127.0.0.1:${proxy.port}/download?bytes=10`)).body.text();
+  const sockets = await Promise.all(Array.from({ length: 4 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`)));
+  await waitFor('sessions counted', () => proxy.table.active(proxy.plan.backendSlots[`main/${a.address}`]) === 4);
+  const { body: text } = await api(proxy.adminPort!, 'GET', '/metrics');
+  const labels = `pool="main",backend="${a.address}"`;
+  t.is(metric(text, 'fairway_requests_total', `${labels},code="2xx"`), 28);
+  t.is(metric(text, 'fairway_backend_active', labels), 4);
+  t.is(metric(text, 'fairway_backend_up', labels), 1);
+  t.is(metric(text, 'fairway_websocket_sessions_total', labels), 4);
+  t.is(metric(text, 'fairway_upstream_duration_seconds_count', labels), 32);
+  t.is(metric(text, 'fairway_upstream_duration_seconds_bucket', `${labels},le="+Inf"`), 32);
+  t.true(metric(text, 'fairway_upstream_duration_seconds_sum', labels) > 0);
+  t.regex(text, /# TYPE fairway_upstream_duration_seconds histogram/);
+  t.regex(text, /^process_resident_memory_bytes \d+/m);
+  // Every sample line follows the exposition format: name{labels} value.
+  for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) t.regex(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? -?[\d.e+-]+|NaN$/);
+  for (const ws of sockets) ws.terminate();
+});
+
+test('reload by API and by SIGHUP: backends join, leave and reweight; kept sessions stay open; a bad file changes nothing', async (t) => {
+  const a = await startBackend(t, 'a');
+  const b = await startBackend(t, 'b');
+  const c = await startBackend(t, 'c');
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-reload-'));
+  const file = join(dir, 'fairway.yaml');
+  const port = await freePort();
+  const adminPort = await freePort();
+  const write = (backends: string) =>
+    writeFileSync(file, `listen: 127.0.0.1:${port}\nworkers: 2\nadmin: { listen: 127.0.0.1:${adminPort} }\nlog: { level: info, access: false }\npools:\n  chat:\n    backends: [${backends}]\n`);
+  write(`${a.address}, ${b.address}`);
+  const child = spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  await waitFor('fairway to listen', () => output.includes('admin API, metrics and dashboard listening'), 10_000);
+
+  const sockets = await Promise.all(Array.from({ length: 20 }, () => openSocket(`ws://127.0.0.1:${port}/`)));
+  await waitFor('sessions open', () => a.openSessions() + b.openSessions() === 20);
+  const onA = a.openSessions();
+
+  // Reload by API: c joins, b leaves (draining: its sessions stay until they end), a reweighted.
+  write(`{ url: ${a.address}, weight: 3 }, ${c.address}`);
+  t.is((await api(adminPort, 'POST', '/api/reload')).status, 200);
+  const after = (await api(adminPort, 'GET', '/api/backends')).body as { id: string; state: string; weight: number; active: number }[];
+  t.deepEqual(after.map((x) => [x.id, x.weight]), [[`chat/${a.address}`, 3], [`chat/${c.address}`, 1]]);
+  t.is(after[0].active, onA, 'counts of kept backends survive the reload');
+  t.true(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'no session dropped');
+  const fresh = await openSocket(`ws://127.0.0.1:${port}/`);
+  t.not(await whoami(fresh), 'b', 'no new session goes to a removed backend');
+
+  // A bad file is refused with the field named; the running config stays.
+  writeFileSync(file, `listen: 127.0.0.1:${port}\npools:\n  chat:\n    backends: [htp://x]\n`);
+  const refused = await api(adminPort, 'POST', '/api/reload');
+  t.is(refused.status, 400);
+  t.regex(refused.body.error, /pools\.chat\.backends\[0\]/);
+  child.kill('SIGHUP');
+  await waitFor('the SIGHUP refusal to be logged', () => output.includes('reload refused'), 5000);
+  t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 2);
+
+  // SIGHUP with a good file applies it.
+  write(`${a.address}, ${b.address}, ${c.address}`);
+  child.kill('SIGHUP');
+  await waitFor('SIGHUP reload', () => output.split('config reloaded').length === 3, 5000);
+  t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 3);
+  t.true(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'still no session dropped');
+  for (const ws of [...sockets, fresh]) ws.terminate();
+  child.kill('SIGTERM');
+  t.is((await once(child, 'exit'))[0], 0);
+});
+
+test('access log: one JSON line per HTTP request and per WebSocket session end', async (t) => {
+  const a = await startBackend(t, 'a');
+  const port = await freePort();
+  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', a.address, '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  await waitFor('fairway to listen', () => output.includes('fairway is listening'), 10_000);
+  await (await request(`http://127.0.0.1:${port}/download?bytes=1234`)).body.text();
+  const ws = await openSocket(`ws://127.0.0.1:${port}/room?x=1`);
+  ws.send('hello');
+  await nextMessage(ws);
+  ws.close(4002, 'done');
+  await closed(ws);
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  const lines = output.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const http = lines.find((l) => l.type === 'http');
+  t.like(http, { level: 30, method: 'GET', path: '/download?bytes=1234', status: 200, backend: `http://${a.address}`, bytes: 1234, client: '127.0.0.1' });
+  t.is(typeof http.ms, 'number');
+  const session = lines.find((l) => l.type === 'websocket');
+  t.like(session, { path: '/room?x=1', code: 4002, backend: `http://${a.address}`, bytesIn: 5, bytesOut: 5, client: '127.0.0.1' });
+});

@@ -5,9 +5,11 @@ import { parseArgs } from 'node:util';
 import { readConfigFile } from './config/load.js';
 import { ConfigError, validateConfig } from './config/schema.js';
 import { createLogger } from './log.js';
+import { runDemo } from './demo.js';
 import { startFairway, StartupError } from './primary/fairway.js';
 
 const USAGE = `Usage:
+  fairway             the demo: 3 chat backends behind fairway, dashboard on 127.0.0.1:9900
   fairway --listen 127.0.0.1:8080 --to 127.0.0.1:9001 --to 127.0.0.1:9002 [--algorithm least-conn]
   fairway --config fairway.yaml [--check]
 
@@ -77,6 +79,10 @@ async function main(): Promise<void> {
   const flags = parseCommandLine();
   if (flags.help) {
     process.stdout.write(USAGE);
+    return;
+  }
+  if (process.argv.length <= 2) {
+    await runDemo().catch((err: Error) => fail(`fairway demo: ${err.message}`, 1));
     return;
   }
   let config;

@@ -1,11 +1,19 @@
 // The pino logger used by the primary and by every worker thread.
 
 import { pino, type Logger } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
-/** JSON lines on stdout; writes are buffered off the hot path and flushed on exit. */
-export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  const destination = pino.destination({ dest: 1, sync: false, });
-  return pino({ level, base: { ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+/** Whether logs go to a terminal: decided once in the primary (workers' stdout is not the TTY). */
+export const PRETTY_LOGS = Boolean(process.stdout.isTTY);
+
+/**
+ * JSON lines on stdout, written off the hot path and flushed on exit; human-readable lines when
+ * stdout is a terminal.
+ */
+export function createLogger(level: string, bindings: Record<string, unknown> = {}, pretty = PRETTY_LOGS): Logger {
+  const options = { level, base: { ...bindings }, timestamp: pino.stdTimeFunctions.isoTime };
+  if (pretty) return pino(options, PinoPretty({ colorize: true, destination: 1, sync: false }));
+  return pino(options, pino.destination({ dest: 1, sync: false }));
 }

@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
 import { StateTable } from '../core/state/stateTable.js';
 import { loadUws } from '../engine/uws/binding.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
 import { Supervisor } from './supervisor.js';
@@ -61,7 +61,7 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
   // A worker started later (a replacement) gets the config as it is then, not as it was.
   const supervisor = new Supervisor(
     config.workers,
-    (worker, controlPort) => ({ worker, buffer: table.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks }),
+    (worker, controlPort) => ({ worker, buffer: table.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks, prettyLogs: PRETTY_LOGS }),
     table,
     logger,
   );

@@ -20,6 +20,8 @@ export interface ServeTask {
   /** Control channel to the primary; see WorkerMessage and PrimaryMessage. */
   port: MessagePort;
   testHooks: boolean;
+  /** Human-readable logs (the primary's stdout is a terminal). */
+  prettyLogs: boolean;
 }
 
 /** Worker → primary. */
@@ -36,7 +38,7 @@ const CLOSE_INTERNAL_ERROR = 1011;
 
 export default async function serve(task: ServeTask): Promise<ServeResult> {
   const { worker, config, port } = task;
-  const logger = createLogger(config.log.level, { worker });
+  const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
   const { uws } = loadUws();
   if (!uws) {
     port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_ENGINE', message: 'no uWebSockets.js build loads in this worker' } satisfies WorkerMessage);

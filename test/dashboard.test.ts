@@ -1,0 +1,115 @@
+// The dashboard in real headless Chromium, and the demo started as `npm start` runs it.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import test from 'ava';
+import { chromium } from 'playwright-core';
+import { WebSocket } from 'ws';
+import { closed, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
+
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const SCREENSHOT = new URL('../docs/dashboard.png', import.meta.url).pathname;
+
+async function launch() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+test('dashboard: bars follow sessions opened through the balancer; the drain button drains', async (t) => {
+  const backends = [await startBackend(t, 'a'), await startBackend(t, 'b'), await startBackend(t, 'c')];
+  const proxy = await startProxy(t, {
+    admin: { listen: '127.0.0.1:0', token: 'dash' },
+    pools: { chat: { backends: backends.map((b, i) => ({ url: b.address, name: `chat-${i + 1}` })) } },
+  });
+  const browser = await launch();
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1100, height: 330 } });
+  await page.goto(`http://127.0.0.1:${proxy.adminPort}/?token=dash`);
+  await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 3);
+  const actives = () => page.$$eval('#rows tr td.active', (cells) => cells.map((c) => Number(c.textContent)));
+  t.deepEqual(await actives(), [0, 0, 0]);
+
+  const sockets = await Promise.all(Array.from({ length: 6 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`)));
+  await page.waitForFunction(() => [...document.querySelectorAll('#rows tr td.active')].map((c) => c.textContent).join() === '2,2,2', undefined, { timeout: 5000 });
+  const widths = await page.$$eval('#rows .fill', (bars) => bars.map((b) => (b as HTMLElement).style.width));
+  t.deepEqual(widths, ['100%', '100%', '100%']);
+
+  // More sessions on one backend: its bar is the longest.
+  sockets.slice(0, 2).forEach((ws) => ws.close());
+  await page.waitForFunction(() => [...document.querySelectorAll('#rows tr td.active')].map((c) => Number(c.textContent)).reduce((a, b) => a + b) === 4, undefined, { timeout: 5000 });
+  const uneven = await page.$$eval('#rows .fill', (bars) => bars.map((b) => parseFloat((b as HTMLElement).style.width)));
+  t.true(uneven.some((w) => w < 100) && uneven.includes(100), `bars ${uneven}`);
+
+  // Drain the first backend from the page.
+  await page.click('#rows tr:first-child button[data-action="drain"]');
+  await page.waitForFunction(() => document.querySelector('#rows tr:first-child .state')?.textContent === 'draining', undefined, { timeout: 5000 });
+  const first = proxy.control.backends()[0];
+  t.is(first.state, 'draining');
+  const before = first.active;
+  const more = await Promise.all(Array.from({ length: 4 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`)));
+  await waitFor('new sessions counted', () => proxy.control.backends().reduce((n, b) => n + b.active, 0) === 8);
+  t.is(proxy.control.backends()[0].active, before, 'a draining backend takes no new session');
+  await page.waitForFunction(() => [...document.querySelectorAll('#rows tr td.active')].map((c) => Number(c.textContent)).reduce((a, b) => a + b) === 8, undefined, { timeout: 5000 });
+  await page.screenshot({ path: SCREENSHOT });
+  await page.click('#rows tr:first-child button[data-action="undrain"]');
+  await waitFor('undrained', () => proxy.control.backends()[0].state === 'up');
+  for (const ws of [...sockets, ...more]) ws.terminate();
+});
+
+/** A client that queues every message from the first one on (the server greets on connect). */
+async function chatClient(url: string) {
+  const ws = new WebSocket(url);
+  const queue: unknown[] = [];
+  const waiters: ((m: unknown) => void)[] = [];
+  ws.on('message', (data) => {
+    const message = JSON.parse(String(data));
+    const waiter = waiters.shift();
+    if (waiter) waiter(message);
+    else queue.push(message);
+  });
+  await once(ws, 'open');
+  const next = () => (queue.length > 0 ? Promise.resolve(queue.shift()) : new Promise((resolve) => waiters.push(resolve)));
+  return { ws, next: next as () => Promise<{ server: string; user?: string; text?: string }> };
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+test('the demo starts, carries a chat message between backends through the balancer, and stops cleanly', async (t) => {
+  const child = spawn(process.execPath, [CLI], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  await waitFor('the demo URLs', () => output.includes('Ctrl-C stops everything'), 15_000);
+  t.regex(output, /chat {8}http:\/\/127\.0\.0\.1:8080\//);
+  t.regex(output, /dashboard {3}http:\/\/127\.0\.0\.1:9900\//);
+
+  const page = await (await fetch('http://127.0.0.1:8080/')).text();
+  t.regex(page, /fairway chat/);
+  const alice = await chatClient('ws://127.0.0.1:8080/chat?room=test');
+  const bob = await chatClient('ws://127.0.0.1:8080/chat?room=test');
+  const [aliceHello, bobHello] = [await alice.next(), await bob.next()];
+  t.not(aliceHello.server, bobHello.server, 'least-conn put the two sessions on different backends');
+  alice.ws.send(JSON.stringify({ user: 'alice', text: 'hi bob' }));
+  t.like(await bob.next(), { user: 'alice', text: 'hi bob', server: bobHello.server });
+  const dashboard = await (await fetch('http://127.0.0.1:9900/api/backends')).json();
+  t.is((dashboard as { active: number }[]).reduce((n, b) => n + b.active, 0), 2);
+
+  const aliceEnd = closed(alice.ws);
+  child.kill('SIGINT');
+  t.is((await aliceEnd).code, 1001);
+  t.is((await once(child, 'exit'))[0], 0);
+  for (const port of [8080, 9900, 9101, 9102, 9103]) t.false(await portOpen(port), `port ${port} is closed`);
+  t.not(bob.ws.readyState, WebSocket.OPEN);
+});

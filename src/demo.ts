@@ -62,11 +62,12 @@ export async function runDemo(options: { listen?: string; admin?: string } = {})
       '',
     ].join('\n'),
   );
-  const stop = () => {
-    fairway.stop(2000).then(() => {
-      stopChildren();
-      process.exit(0);
-    });
+  const stop = async () => {
+    await fairway.stop(2000);
+    const exited = children.filter((c) => c.exitCode === null).map((c) => new Promise((resolve) => c.once('exit', resolve)));
+    stopChildren();
+    await Promise.all(exited);
+    process.exit(0);
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -48,6 +48,37 @@ export interface PoolConfig {
   sticky?: { cookie: string };
   /** Requests that wait for a backend under max_conns: how many at most (0 = none), how long. */
   queue: { size: number; timeout: number };
+  /** Active health checks; absent = backends are taken to be up. */
+  health?: HealthConfig;
+  /** Passive outlier ejection. */
+  outlier: OutlierConfig;
+  /** Retries on another backend. */
+  retries: { count: number; budget: number };
+  /** Draining: how long sessions may stay, then how their closes are spread. */
+  drain: { timeout: number; window: number; rate: number; code: number };
+  /** Active rebalancing of long-lived sessions; absent = off. */
+  rebalance?: { maxSkew: number; rate: number; order: 'newest' | 'oldest' };
+}
+
+export interface HealthConfig {
+  type: 'http' | 'tcp' | 'websocket';
+  path: string;
+  interval: number;
+  timeout: number;
+  rise: number;
+  fall: number;
+  /** Inclusive status range that counts as healthy. */
+  expectStatus: [number, number];
+}
+
+export interface OutlierConfig {
+  /** Consecutive connect failures, resets and timeouts that eject (0 = off). */
+  consecutiveFailures: number;
+  /** Consecutive 5xx responses that eject (0 = off). */
+  consecutive5xx: number;
+  baseEjection: number;
+  /** Most of the pool that may be ejected at once (0–1). */
+  maxEjectedShare: number;
 }
 
 export interface RouteMatch {
@@ -234,7 +265,38 @@ function parseHashKey(check: Checker, path: string, value: unknown): HashKeySour
   return { from: match[2] as 'header' | 'cookie' | 'query', name: match[2] === 'header' ? match[3].toLowerCase() : match[3] };
 }
 
-const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue'];
+const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance'];
+
+/** "20/s" or a plain number: events per second. */
+function parseRate(check: Checker, path: string, value: unknown): number | undefined {
+  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)\/s$/.exec(value.trim()) : null;
+  const rate = typeof value === 'number' ? value : match ? Number(match[1]) : NaN;
+  if (!(rate > 0)) return check.fail(path, 'a rate such as "20/s"', value);
+  return rate;
+}
+
+function parseHealth(check: Checker, path: string, raw: unknown): HealthConfig | undefined {
+  const obj = check.object(path, raw, ['type', 'path', 'interval', 'timeout', 'rise', 'fall', 'expect_status']);
+  if (!obj) return undefined;
+  const health: HealthConfig = { type: 'http', path: '/health', interval: 5000, timeout: 2000, rise: 2, fall: 3, expectStatus: [200, 399] };
+  if (obj.type !== undefined) health.type = check.oneOf(`${path}.type`, obj.type, ['http', 'tcp', 'websocket'] as const) ?? 'http';
+  if (obj.path !== undefined) {
+    const p = check.string(`${path}.path`, obj.path);
+    if (p !== undefined && !p.startsWith('/')) check.fail(`${path}.path`, 'a path starting with /', p);
+    else if (p !== undefined) health.path = p;
+  }
+  if (obj.interval !== undefined) health.interval = check.duration(`${path}.interval`, obj.interval) || health.interval;
+  if (obj.timeout !== undefined) health.timeout = check.duration(`${path}.timeout`, obj.timeout) || health.timeout;
+  if (obj.rise !== undefined) health.rise = check.integer(`${path}.rise`, obj.rise, 1, 100) ?? health.rise;
+  if (obj.fall !== undefined) health.fall = check.integer(`${path}.fall`, obj.fall, 1, 100) ?? health.fall;
+  if (obj.expect_status !== undefined) {
+    const text = String(obj.expect_status);
+    const match = /^(\d{3})(?:-(\d{3}))?$/.exec(text);
+    if (!match) check.fail(`${path}.expect_status`, 'a status or range such as 200 or "200-399"', obj.expect_status);
+    else health.expectStatus = [Number(match[1]), Number(match[2] ?? match[1])];
+  }
+  return health;
+}
 
 function parsePool(check: Checker, path: string, name: string, raw: unknown): PoolConfig | undefined {
   const obj = check.object(path, raw, POOL_KEYS);
@@ -290,7 +352,51 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
     seen.add(backend.id);
     backends.push(backend);
   });
-  return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue } : undefined;
+  const health = obj.health === undefined ? undefined : parseHealth(check, join(path, 'health'), obj.health);
+  const outlier: OutlierConfig = { consecutiveFailures: 5, consecutive5xx: 0, baseEjection: 30_000, maxEjectedShare: 0.5 };
+  if (obj.outlier !== undefined) {
+    const o = check.object(join(path, 'outlier'), obj.outlier, ['consecutive_failures', 'consecutive_5xx', 'base_ejection', 'max_ejected_share']);
+    if (o?.consecutive_failures !== undefined) outlier.consecutiveFailures = check.integer(join(path, 'outlier.consecutive_failures'), o.consecutive_failures, 0, 1000) ?? 5;
+    if (o?.consecutive_5xx !== undefined) outlier.consecutive5xx = check.integer(join(path, 'outlier.consecutive_5xx'), o.consecutive_5xx, 0, 1000) ?? 0;
+    if (o?.base_ejection !== undefined) outlier.baseEjection = check.duration(join(path, 'outlier.base_ejection'), o.base_ejection) || outlier.baseEjection;
+    if (o?.max_ejected_share !== undefined) {
+      const share = o.max_ejected_share;
+      if (typeof share !== 'number' || share < 0 || share > 1) check.fail(join(path, 'outlier.max_ejected_share'), 'a number from 0 to 1', share);
+      else outlier.maxEjectedShare = share;
+    }
+  }
+  const retries = { count: 2, budget: 0.2 };
+  if (obj.retries !== undefined) {
+    const r = check.object(join(path, 'retries'), obj.retries, ['count', 'budget']);
+    if (r?.count !== undefined) retries.count = check.integer(join(path, 'retries.count'), r.count, 0, 10) ?? 2;
+    if (r?.budget !== undefined) {
+      if (typeof r.budget !== 'number' || r.budget < 0 || r.budget > 1) check.fail(join(path, 'retries.budget'), 'a share of requests from 0 to 1', r.budget);
+      else retries.budget = r.budget;
+    }
+  }
+  const drain = { timeout: 30_000, window: 10_000, rate: 100, code: 1001 };
+  if (obj.drain !== undefined) {
+    const d = check.object(join(path, 'drain'), obj.drain, ['timeout', 'window', 'rate', 'code']);
+    if (d?.timeout !== undefined) drain.timeout = check.duration(join(path, 'drain.timeout'), d.timeout) ?? drain.timeout;
+    if (d?.window !== undefined) drain.window = check.duration(join(path, 'drain.window'), d.window) ?? drain.window;
+    if (d?.rate !== undefined) drain.rate = parseRate(check, join(path, 'drain.rate'), d.rate) ?? drain.rate;
+    if (d?.code !== undefined) {
+      if (d.code !== 1001 && d.code !== 1012) check.fail(join(path, 'drain.code'), '1001 or 1012', d.code);
+      else drain.code = d.code;
+    }
+  }
+  let rebalance: PoolConfig['rebalance'];
+  if (obj.rebalance !== undefined) {
+    const r = check.object(join(path, 'rebalance'), obj.rebalance, ['max_skew', 'rate', 'order']);
+    if (r) {
+      const maxSkew = r.max_skew ?? 1.25;
+      if (typeof maxSkew !== 'number' || !(maxSkew > 1)) check.fail(join(path, 'rebalance.max_skew'), 'a number above 1 such as 1.25', maxSkew);
+      const rate = r.rate === undefined ? 20 : parseRate(check, join(path, 'rebalance.rate'), r.rate);
+      const order = r.order === undefined ? 'newest' : check.oneOf(join(path, 'rebalance.order'), r.order, ['newest', 'oldest'] as const);
+      if (typeof maxSkew === 'number' && maxSkew > 1 && rate && order) rebalance = { maxSkew, rate, order };
+    }
+  }
+  return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue, health, outlier, retries, drain, rebalance } : undefined;
 }
 
 function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): RouteConfig | undefined {

@@ -5,6 +5,7 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError, validateBackend, type BackendConfig, type Config } from '../config/schema.js';
 import type { SlotPlan, SlotRegistry } from '../core/state/slotRegistry.js';
 import { BACKEND_DOWN, BACKEND_DRAINING, BACKEND_EJECTED, BACKEND_REMOVED, BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
+import { BackendStates } from './backendStates.js';
 import type { Logger } from '../log.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -43,6 +44,9 @@ export class ControlPlane {
   /** Backends leaving a pool: draining until their last session ends, then removed. */
   private readonly leaving = new Map<string, { slot: number }>();
   private removalTimer: NodeJS.Timeout | null = null;
+  readonly states: BackendStates;
+  /** Called after every applied config (the health checker follows the backends). */
+  onApply: (() => void) | undefined;
 
   constructor(
     public config: Config,
@@ -52,7 +56,9 @@ export class ControlPlane {
     private readonly supervisor: Supervisor,
     private readonly logger: Logger,
     private readonly configPath?: string,
-  ) {}
+  ) {
+    this.states = new BackendStates(table);
+  }
 
   /** Applies a validated config: slots, weights and limits in the table, then every worker. */
   apply(next: Config): void {
@@ -62,13 +68,19 @@ export class ControlPlane {
         if (!kept.has(backend.id)) this.startLeaving(backend.id);
       }
     }
-    for (const id of kept) this.leaving.delete(id);
+    for (const id of kept) {
+      if (this.leaving.delete(id)) this.states.setDrained(this.registry.slotOf(id)!, false);
+      const slot = this.registry.slotOf(id);
+      // Back after removal: a fresh start, whatever was known of it before.
+      if (slot !== undefined && this.table.state(slot) === BACKEND_REMOVED) this.states.reset(slot);
+    }
     const plan = this.registry.assign(next);
     // The listen address, worker count and engine are fixed for the life of the process.
     const applied: Config = { ...next, listen: this.config.listen, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin };
     this.config = applied;
     this.plan = plan;
     this.supervisor.broadcast({ type: 'config', config: applied, plan });
+    this.onApply?.();
   }
 
   /** Re-reads the config file (SIGHUP, POST /api/reload); an invalid file changes nothing. */
@@ -151,7 +163,7 @@ export class ControlPlane {
 
   drain(id: string): BackendView {
     const backend = this.find(id);
-    this.table.setState(this.plan.backendSlots[id], BACKEND_DRAINING);
+    this.states.setDrained(this.plan.backendSlots[id], true);
     this.logger.info({ backend: id }, 'backend draining: no new sessions');
     return this.view(backend);
   }
@@ -159,7 +171,7 @@ export class ControlPlane {
   undrain(id: string): BackendView {
     const backend = this.find(id);
     if (this.leaving.has(id)) throw new ControlError(409, `backend ${id} is being removed`);
-    this.table.setState(this.plan.backendSlots[id], BACKEND_UP);
+    this.states.setDrained(this.plan.backendSlots[id], false);
     this.logger.info({ backend: id }, 'backend undrained');
     return this.view(backend);
   }
@@ -178,7 +190,7 @@ export class ControlPlane {
   private startLeaving(id: string): void {
     const slot = this.registry.slotOf(id);
     if (slot === undefined || this.leaving.has(id)) return;
-    this.table.setState(slot, BACKEND_DRAINING);
+    this.states.setDrained(slot, true);
     this.leaving.set(id, { slot });
     this.removalTimer ??= setInterval(() => this.finishLeaving(), REMOVAL_POLL_MS);
   }
@@ -191,6 +203,7 @@ export class ControlPlane {
       if (pool) this.apply(this.withPool(pool.name, pool.backends.filter((b) => b.id !== id)));
       this.leaving.delete(id);
       this.table.setState(slot, BACKEND_REMOVED);
+      this.states.reset(slot);
       this.logger.info({ backend: id }, 'backend removed');
     }
     if (this.leaving.size === 0 && this.removalTimer) {

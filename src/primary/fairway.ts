@@ -8,6 +8,7 @@ import { loadUws } from '../engine/uws/binding.js';
 import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
+import { Lifecycle } from './lifecycle.js';
 import { Supervisor } from './supervisor.js';
 
 /** Backend slots in the shared table; later reloads and the admin API add within this. */
@@ -72,11 +73,13 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
     await supervisor.stop(0);
     throw new StartupError('FAIRWAY_ERR_START', (err as Error).message);
   }
+  const lifecycle = new Lifecycle(control, table, supervisor, logger);
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
       admin = await startAdminServer(config.admin, control, table, () => supervisor.restarts, logger);
     } catch (err) {
+      lifecycle.close();
       await supervisor.stop(0);
       throw new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen for the admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
     }
@@ -99,6 +102,7 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
     stop(grace = config.shutdown.grace) {
       stopping ??= (async () => {
         plane.close();
+        lifecycle.close();
         await admin?.close();
         await supervisor.stop(grace);
         logger.info('fairway stopped');

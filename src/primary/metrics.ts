@@ -29,6 +29,9 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
   const sessions = family('fairway_websocket_sessions_total', 'counter', 'WebSocket sessions opened to the backend.');
   const duration = family('fairway_upstream_duration_seconds', 'histogram', 'Time from sending a request to the end of the backend response (HTTP) or to the backend handshake (WebSocket).');
   const queued = family('fairway_queued_requests', 'gauge', 'Requests waiting for a backend under max_conns.');
+  const retries = family('fairway_retries_total', 'counter', 'Requests and upgrades retried on another backend after failing on this one.');
+  const ejections = family('fairway_ejections_total', 'counter', 'Times the backend was ejected by passive health checks.');
+  const sheds = family('fairway_sheds_total', 'counter', 'WebSocket sessions closed on the backend by active rebalancing.');
   for (const pool of Object.values(config.pools)) {
     queued.lines.push(`fairway_queued_requests{pool="${label(pool.name)}"} ${table.queued(plan.poolSlots[pool.name])}`);
     for (const backend of pool.backends) {
@@ -39,6 +42,9 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
       for (let klass = 1; klass <= 5; klass++) requests.lines.push(`fairway_requests_total{${labels},code="${klass}xx"} ${table.statusCount(slot, klass)}`);
       failures.lines.push(`fairway_upstream_failures_total{${labels}} ${table.failures(slot)}`);
       sessions.lines.push(`fairway_websocket_sessions_total{${labels}} ${table.webSockets(slot)}`);
+      retries.lines.push(`fairway_retries_total{${labels}} ${table.retries(slot)}`);
+      ejections.lines.push(`fairway_ejections_total{${labels}} ${table.ejections(slot)}`);
+      sheds.lines.push(`fairway_sheds_total{${labels}} ${table.sheds(slot)}`);
       let cumulative = 0n;
       for (let bucket = 0; bucket <= LATENCY_BUCKETS.length; bucket++) {
         cumulative += table.latencyBucket(slot, bucket);
@@ -51,7 +57,7 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
   }
   const restarts = family('fairway_worker_restarts_total', 'counter', 'Worker threads that died and were replaced.');
   restarts.lines.push(`fairway_worker_restarts_total ${workerRestarts}`);
-  const families = [active, up, requests, failures, sessions, duration, queued, restarts];
+  const families = [active, up, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts];
   const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
   return text + (await processRegistry.metrics());
 }

@@ -85,6 +85,15 @@ export class Supervisor {
     return Promise.race([listening, task.then(() => Promise.reject(new Error(`worker ${worker} stopped before listening`)))]);
   }
 
+  /** Sends a message to one worker, if it is running. */
+  sendTo(worker: number, message: PrimaryMessage): void {
+    try {
+      this.ports.get(worker)?.postMessage(message);
+    } catch {
+      // The port of a worker that already died.
+    }
+  }
+
   /** Sends a message to every running worker. */
   broadcast(message: PrimaryMessage): void {
     for (const port of this.ports.values()) {

@@ -16,6 +16,8 @@
 //   rampFrom[b]             slow-start origin, 0 = none    primary: store; workers: load
 //   poolOf[b]               pool slot of backend b         primary: store once; all: load
 //   memberOf[b]             index of b in its pool's list  primary: store once; all: load
+//   failStreak[b]           consecutive upstream failures  workers: add on a failure, store 0 on a
+//   fiveXxStreak[b]         consecutive 5xx responses      success; primary: load (outlier ejection)
 //   ewma[b]                 peak-EWMA latency, µs          workers: compareExchange
 //   ewmaAt[b]               time of the last sample        workers: store (after their CAS won)
 //   rrNext[p]               rotation position of pool p    workers: add
@@ -39,6 +41,9 @@
 //   status[c * B + b]       responses of status class c+1 (1xx … 5xx), including fairway's own
 //   latency[k * B + b]      upstream durations in bucket k of LATENCY_BUCKETS (not cumulative)
 //   latencySum[b]           sum of upstream durations, µs
+//   retries[b]              requests retried away from b   workers: add
+//   ejections[b]            outlier ejections of b         primary: add
+//   sheds[b]                sessions closed by rebalancing primary: add (workers close them)
 
 export const LAYOUT_VERSION = 2;
 
@@ -54,11 +59,11 @@ export const BACKEND_DRAINING = 2;
 export const BACKEND_EJECTED = 3;
 export const BACKEND_REMOVED = 4;
 
-const BACKEND_FIELDS = 9;
+const BACKEND_FIELDS = 11;
 /** Upper bounds (seconds) of the upstream-duration histogram; one more bucket holds the rest. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STATUS_CLASSES = 5;
-const I64_PER_BACKEND = 3 + STATUS_CLASSES + LATENCY_BUCKETS.length + 1 + 1;
+const I64_PER_BACKEND = 3 + STATUS_CLASSES + LATENCY_BUCKETS.length + 1 + 1 + 3;
 const POOL_FIELDS = 5;
 /** Members per least-conn group: a pick scans the group floors, then one group. */
 export const GROUP_SIZE = 32;
@@ -98,6 +103,8 @@ export class StateTable {
   readonly rampBase: number;
   readonly poolOfBase: number;
   readonly memberOfBase: number;
+  readonly failStreakBase: number;
+  readonly fiveXxStreakBase: number;
   readonly ewmaBase: number;
   readonly ewmaAtBase: number;
   readonly rrBase: number;
@@ -114,6 +121,9 @@ export class StateTable {
   readonly statusBase: number;
   readonly latencyBase: number;
   readonly latencySumBase: number;
+  readonly retriesBase: number;
+  readonly ejectionsBase: number;
+  readonly shedsBase: number;
 
   private constructor(buffer: SharedArrayBuffer, capacity: TableCapacity) {
     this.buffer = buffer;
@@ -129,7 +139,9 @@ export class StateTable {
     this.rampBase = this.maxConnsBase + B;
     this.poolOfBase = this.rampBase + B;
     this.memberOfBase = this.poolOfBase + B;
-    this.ewmaBase = this.memberOfBase + B;
+    this.failStreakBase = this.memberOfBase + B;
+    this.fiveXxStreakBase = this.failStreakBase + B;
+    this.ewmaBase = this.fiveXxStreakBase + B;
     this.ewmaAtBase = this.ewmaBase + B;
     this.rrBase = this.ewmaAtBase + B;
     this.poolVersionBase = this.rrBase + P;
@@ -148,6 +160,9 @@ export class StateTable {
     this.statusBase = this.webSocketsBase + B;
     this.latencyBase = this.statusBase + STATUS_CLASSES * B;
     this.latencySumBase = this.latencyBase + (LATENCY_BUCKETS.length + 1) * B;
+    this.retriesBase = this.latencySumBase + B;
+    this.ejectionsBase = this.retriesBase + B;
+    this.shedsBase = this.ejectionsBase + B;
     this.epoch = Number(this.i64[0]);
   }
 
@@ -375,6 +390,52 @@ export class StateTable {
 
   countFailure(slot: number): void {
     Atomics.add(this.i64, this.failuresBase + slot, 1n);
+  }
+
+  /** Outcome of one exchange with a backend, for passive health (outlier ejection). */
+  recordOutcome(slot: number, failed: boolean, status: number): void {
+    if (failed) Atomics.add(this.i32, this.failStreakBase + slot, 1);
+    else if (this.i32[this.failStreakBase + slot] !== 0) Atomics.store(this.i32, this.failStreakBase + slot, 0);
+    if (status >= 500) Atomics.add(this.i32, this.fiveXxStreakBase + slot, 1);
+    else if (!failed && this.i32[this.fiveXxStreakBase + slot] !== 0) Atomics.store(this.i32, this.fiveXxStreakBase + slot, 0);
+  }
+
+  failStreak(slot: number): number {
+    return Atomics.load(this.i32, this.failStreakBase + slot);
+  }
+
+  fiveXxStreak(slot: number): number {
+    return Atomics.load(this.i32, this.fiveXxStreakBase + slot);
+  }
+
+  /** Clears both streaks (primary, on ejection or re-admission). */
+  resetStreaks(slot: number): void {
+    Atomics.store(this.i32, this.failStreakBase + slot, 0);
+    Atomics.store(this.i32, this.fiveXxStreakBase + slot, 0);
+  }
+
+  countRetry(slot: number): void {
+    Atomics.add(this.i64, this.retriesBase + slot, 1n);
+  }
+
+  countEjection(slot: number): void {
+    Atomics.add(this.i64, this.ejectionsBase + slot, 1n);
+  }
+
+  countSheds(slot: number, count: number): void {
+    Atomics.add(this.i64, this.shedsBase + slot, BigInt(count));
+  }
+
+  retries(slot: number): bigint {
+    return Atomics.load(this.i64, this.retriesBase + slot);
+  }
+
+  ejections(slot: number): bigint {
+    return Atomics.load(this.i64, this.ejectionsBase + slot);
+  }
+
+  sheds(slot: number): bigint {
+    return Atomics.load(this.i64, this.shedsBase + slot);
   }
 
   countWebSocket(slot: number): void {

@@ -34,6 +34,8 @@ export class PoolRuntime {
   readonly names = new Map<number, string>();
   private readonly waiting: Waiter[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** Retry budget of this worker for this pool: earns `retries.budget` per request, up to 10. */
+  private retryTokens = 10;
 
   constructor(
     readonly config: PoolConfig,
@@ -144,6 +146,38 @@ export class PoolRuntime {
       clearInterval(this.timer);
       this.timer = null;
     }
+  }
+
+  /** Counts a request toward the retry budget. */
+  earnRetry(): void {
+    this.retryTokens = Math.min(10, this.retryTokens + this.config.retries.budget);
+  }
+
+  /** Spends one retry if the budget allows it. */
+  spendRetry(): boolean {
+    if (this.retryTokens < 1) return false;
+    this.retryTokens--;
+    return true;
+  }
+
+  /**
+   * A backend other than those in `tried`, or -1. Picks that land on a tried backend are held
+   * while picking again, so that load-aware pickers move on, then released.
+   */
+  pickAnother(key: string | undefined, tried: number[]): number {
+    const held: number[] = [];
+    let chosen = -1;
+    for (let i = 0; i <= tried.length; i++) {
+      const slot = this.picker.pick(key);
+      if (slot < 0) break;
+      if (!tried.includes(slot)) {
+        chosen = slot;
+        break;
+      }
+      held.push(slot);
+    }
+    for (const slot of held) this.table.release(slot, this.worker);
+    return chosen;
   }
 
   /** Refuses everything still waiting (shutdown). */

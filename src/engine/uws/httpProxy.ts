@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { FAULTS, faultFor, type ProxyFault } from '../../core/errors.js';
+import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import { recordLatency } from '../../core/balancers/latency.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
@@ -50,7 +50,7 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   const pool = context.pools.get(poolName)!;
   const key = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0);
+  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0, key);
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
 }
 
@@ -73,6 +73,8 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   cancelWait: (() => void) | undefined;
   /** -1 until a backend is admitted. */
   private slot = -1;
+  /** Backends this request was sent to, the current one last. */
+  private readonly tried: number[] = [];
   private setCookie: string | undefined;
   private controller: DispatchController | null = null;
   private body: RequestBody | null = null;
@@ -99,6 +101,7 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     private readonly head: RequestHead,
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
+    private readonly hashKey: string | undefined,
   ) {
     context.inFlightHttp++;
     res.onAborted(() => this.onClientGone());
@@ -126,8 +129,15 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
       return;
     }
     this.slot = slot;
+    this.tried.push(slot);
     if (!this.stickyMatched) this.setCookie = this.pool.stickyCookie(slot);
     context.table.countRequest(slot);
+    if (this.tried.length === 1) this.pool.earnRetry();
+    this.send();
+  }
+
+  private send(): void {
+    const { context, head } = this;
     this.sentAt = performance.now();
     try {
       context.dispatchers[this.slot].dispatch({ path: head.path, method: head.method, headers: head.headers, body: this.body }, this);
@@ -210,6 +220,7 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   }
 
   onResponseEnd(): void {
+    this.context.table.recordOutcome(this.slot, false, this.status);
     // A body of known length was already finished by tryEnd once its last byte went out.
     if (!this.clientGone && !this.responseDone) {
       this.responseDone = true;
@@ -222,7 +233,11 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   }
 
   onResponseError(controller: DispatchController | null, err: Error): void {
-    if (!this.clientGone) this.context.table.countFailure(this.slot);
+    if (!this.clientGone) {
+      this.context.table.countFailure(this.slot);
+      this.context.table.recordOutcome(this.slot, true, 0);
+      if (this.retry(err)) return;
+    }
     if (!this.clientGone && !this.responseDone) {
       this.responseDone = true;
       const fault = faultFor(err);
@@ -235,6 +250,33 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
       this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.backendUrl() }, 'upstream request failed');
     }
     this.finish();
+  }
+
+  /**
+   * Sends the request to another backend when that is safe: the backend was never reached, or (for
+   * an idempotent method) the connection broke before any response byte. Only requests without a
+   * body: a body already streamed upstream cannot be sent again.
+   */
+  private retry(err: Error): boolean {
+    const { pool, context } = this;
+    if (this.headersSent || this.responseDone || this.body !== null) return false;
+    if (this.tried.length > pool.config.retries.count) return false;
+    if (!isConnectFailure(err) && !(isReset(err) && isIdempotent(this.head.method))) return false;
+    const next = pool.pickAnother(this.hashKey, this.tried);
+    if (next < 0 || !pool.spendRetry()) {
+      if (next >= 0) context.table.release(next, context.worker);
+      return false;
+    }
+    context.table.countRetry(this.slot);
+    context.table.release(this.slot, context.worker);
+    context.logger.debug({ from: this.backendUrl(), to: context.backends[next].origin, err: (err as { code?: string }).code }, 'retrying on another backend');
+    this.slot = next;
+    this.tried.push(next);
+    this.controller = null;
+    if (!this.stickyMatched) this.setCookie = pool.stickyCookie(next);
+    context.table.countRequest(next);
+    this.send();
+    return true;
   }
 
   private onClientGone(): void {

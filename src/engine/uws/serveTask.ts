@@ -27,7 +27,13 @@ export interface ServeTask {
 /** Worker → primary. */
 export type WorkerMessage = { type: 'listening' } | { type: 'failed'; code: string; message: string };
 /** Primary → worker. */
-export type PrimaryMessage = { type: 'shutdown'; grace: number } | { type: 'config'; config: Config; plan: SlotPlan };
+export type PrimaryMessage =
+  | { type: 'shutdown'; grace: number }
+  | { type: 'config'; config: Config; plan: SlotPlan }
+  /** Close this worker's WebSockets on `slot`, spread over `window` ms, at most `rate` per second. */
+  | { type: 'close-sessions'; slot: number; window: number; rate: number; code: number; reason: string }
+  /** Close `count` of this worker's WebSockets on `slot` (rebalancing), newest or oldest first. */
+  | { type: 'shed'; slot: number; count: number; order: 'newest' | 'oldest' };
 
 export interface ServeResult {
   worker: number;
@@ -107,7 +113,9 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
         // Validated in the primary; the listen address and worker count do not change here.
         context.apply(message.config, message.plan);
         logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
-      } else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
+      } else if (message.type === 'close-sessions') closeSpread(context, message);
+      else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
+      else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
     });
   });
   port.close();
@@ -121,6 +129,30 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     closeApp(app);
     await context.closeDispatchers();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  }
+}
+
+/**
+ * Closes the sessions on a slot at random moments over the window (jitter), never closer together
+ * than the rate allows, so their clients do not all reconnect at once.
+ */
+function closeSpread(context: WorkerContext, message: { slot: number; window: number; rate: number; code: number; reason: string }): void {
+  const sessions = [...context.webSockets].filter((s) => s.backendSlot === message.slot);
+  const times = sessions.map(() => Math.random() * message.window).sort((a, b) => a - b);
+  const gap = 1000 / message.rate;
+  for (let i = 1; i < times.length; i++) times[i] = Math.max(times[i], times[i - 1] + gap);
+  sessions.forEach((session, i) => setTimeout(() => session.shutdown(message.code, message.reason), times[i]));
+  context.logger.info({ slot: message.slot, sessions: sessions.length, lastAtMs: Math.round(times.at(-1) ?? 0) }, 'closing sessions of a drained backend');
+}
+
+const CLOSE_SERVICE_RESTART = 1012;
+
+function shed(context: WorkerContext, slot: number, count: number, order: 'newest' | 'oldest'): void {
+  const sessions = [...context.webSockets].filter((s) => s.backendSlot === slot && s.isOpen).sort((a, b) => a.startedAt - b.startedAt);
+  if (order === 'newest') sessions.reverse();
+  for (const session of sessions.slice(0, count)) {
+    context.logger.info({ backend: context.backends[slot]?.origin, client: session.clientAddress }, 'session shed to rebalance the pool');
+    session.shutdown(CLOSE_SERVICE_RESTART, 'rebalancing, please reconnect');
   }
 }
 

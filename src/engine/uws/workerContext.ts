@@ -15,6 +15,13 @@ export interface OpenSession {
   shutdown(code: number, reason: string): void;
   /** Checks that the backend is still alive (called every ping interval). */
   keepalive(): void;
+  /** The backend's slot, or -1 while none is admitted. */
+  readonly backendSlot: number;
+  /** True once the client's upgrade is done and until the session ends. */
+  readonly isOpen: boolean;
+  readonly startedAt: number;
+  /** The client's address. */
+  readonly clientAddress: string;
 }
 
 export class WorkerContext {

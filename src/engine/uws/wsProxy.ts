@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as ClientSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
-import { FAULTS, faultFor, type ProxyFault } from '../../core/errors.js';
+import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
@@ -86,7 +86,7 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const pool = context.pools.get(poolName)!;
   const hashKey = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext });
+  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, hashKey });
   res.onAborted(() => session.onHandshakeAborted());
   session.cancelWait = pool.admit(session, hashKey, stickySlot);
 }
@@ -98,6 +98,7 @@ interface ClientHandshake {
   protocols: string;
   extensions: string;
   socketContext: us_socket_context_t;
+  hashKey: string | undefined;
 }
 
 /** One proxied WebSocket session; counts as one active session on its backend until it ends. */
@@ -106,6 +107,8 @@ export class WebSocketSession implements OpenSession, Admittable {
   cancelWait: (() => void) | undefined;
   /** -1 until a backend is admitted. */
   private slot = -1;
+  /** Backends the upgrade was tried on, the current one last. */
+  private readonly tried: number[] = [];
   private upstream: UpstreamSocket | null = null;
   private client: ClientSocket<SessionData> | null = null;
   private handshakeRes: HttpResponse | null = null;
@@ -116,7 +119,19 @@ export class WebSocketSession implements OpenSession, Admittable {
   private closeCode = 0;
   private bytesIn = 0;
   private bytesOut = 0;
-  private readonly startedAt = performance.now();
+  readonly startedAt = performance.now();
+
+  get backendSlot(): number {
+    return this.slot;
+  }
+
+  get isOpen(): boolean {
+    return this.client !== null;
+  }
+
+  get clientAddress(): string {
+    return this.head.client;
+  }
 
   constructor(
     private readonly context: WorkerContext,
@@ -146,7 +161,9 @@ export class WebSocketSession implements OpenSession, Admittable {
       return;
     }
     this.slot = slot;
+    this.tried.push(slot);
     this.context.table.countRequest(slot);
+    this.pool.earnRetry();
     this.connect();
   }
 
@@ -175,6 +192,7 @@ export class WebSocketSession implements OpenSession, Admittable {
       this.handshakeRes = null;
       if (!pending) return;
       const { pool } = this;
+      context.table.recordOutcome(this.slot, false, 101);
       const handshakeMs = performance.now() - sentAt;
       if (pool.config.algorithm === 'least-time') recordLatency(context.table, this.slot, handshakeMs * 1000, context.table.now(), pool.config.decay);
       context.table.observeLatency(this.slot, handshakeMs / 1000);
@@ -227,6 +245,8 @@ export class WebSocketSession implements OpenSession, Admittable {
 
   private onUpstreamError(err: Error): void {
     const res = this.handshakeRes;
+    if (res && this.upstream?.readyState !== UpstreamSocket.OPEN) this.context.table.recordOutcome(this.slot, true, 0);
+    if (res && this.retryUpgrade(err)) return;
     if (res) {
       this.handshakeRes = null;
       this.context.table.countFailure(this.slot);
@@ -238,6 +258,26 @@ export class WebSocketSession implements OpenSession, Admittable {
       this.context.table.countFailure(this.slot);
     }
     this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.context.backends[this.slot].origin }, 'upstream WebSocket error');
+  }
+
+  /** An upgrade whose backend could not be reached is tried on another before the client hears of it. */
+  private retryUpgrade(err: Error): boolean {
+    const { pool, context } = this;
+    if (!isConnectFailure(err) || this.tried.length > pool.config.retries.count) return false;
+    const next = pool.pickAnother(this.handshake.hashKey, this.tried);
+    if (next < 0 || !pool.spendRetry()) {
+      if (next >= 0) context.table.release(next, context.worker);
+      return false;
+    }
+    context.table.countFailure(this.slot);
+    context.table.countRetry(this.slot);
+    context.table.release(this.slot, context.worker);
+    context.logger.debug({ from: context.backends[this.slot].origin, to: context.backends[next].origin }, 'retrying the upgrade on another backend');
+    this.slot = next;
+    this.tried.push(next);
+    context.table.countRequest(next);
+    this.connect();
+    return true;
   }
 
   onHandshakeAborted(): void {

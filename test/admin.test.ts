@@ -147,7 +147,7 @@ test('/metrics: counts match real traffic across 2 workers', async (t) => {
   for (const ws of sockets) ws.terminate();
 });
 
-test('reload by API and by SIGHUP: backends join, leave and reweight; kept sessions stay open; a bad file changes nothing', async (t) => {
+test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave and reweight; no session on a kept backend drops; a bad file changes nothing', async (t) => {
   const a = await startBackend(t, 'a');
   const b = await startBackend(t, 'b');
   const c = await startBackend(t, 'c');
@@ -167,8 +167,9 @@ test('reload by API and by SIGHUP: backends join, leave and reweight; kept sessi
   child.stderr.on('data', (d) => (output += d));
   await waitFor('fairway to listen', () => output.includes('admin API, metrics and dashboard listening'), 10_000);
 
-  const sockets = await Promise.all(Array.from({ length: 20 }, () => openSocket(`ws://127.0.0.1:${port}/`)));
-  await waitFor('sessions open', () => a.openSessions() + b.openSessions() === 20);
+  const sockets: WebSocket[] = [];
+  for (let batch = 0; batch < 10; batch++) sockets.push(...(await Promise.all(Array.from({ length: 100 }, () => openSocket(`ws://127.0.0.1:${port}/`)))));
+  await waitFor('sessions open', () => a.openSessions() + b.openSessions() === 1000, 10_000);
   const onA = a.openSessions();
 
   // Reload by API: c joins, b leaves (draining: its sessions stay until they end), a reweighted.
@@ -178,6 +179,7 @@ test('reload by API and by SIGHUP: backends join, leave and reweight; kept sessi
   t.deepEqual(after.map((x) => [x.id, x.weight]), [[`chat/${a.address}`, 3], [`chat/${c.address}`, 1]]);
   t.is(after[0].active, onA, 'counts of kept backends survive the reload');
   t.true(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'no session dropped');
+  t.is(a.openSessions(), onA, 'the kept backend still holds every session it had');
   const fresh = await openSocket(`ws://127.0.0.1:${port}/`);
   t.not(await whoami(fresh), 'b', 'no new session goes to a removed backend');
 
@@ -196,6 +198,7 @@ test('reload by API and by SIGHUP: backends join, leave and reweight; kept sessi
   await waitFor('SIGHUP reload', () => output.split('config reloaded').length === 3, 5000);
   t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 3);
   t.true(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'still no session dropped');
+  t.is((await api(adminPort, 'GET', '/api/backends')).body.reduce((n: number, x: { active: number }) => n + x.active, 0), 1001, 'counts exact through both reloads');
   for (const ws of [...sockets, fresh]) ws.terminate();
   child.kill('SIGTERM');
   t.is((await once(child, 'exit'))[0], 0);

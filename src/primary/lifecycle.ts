@@ -112,6 +112,8 @@ export class Lifecycle {
           const passed = await runCheck(backend, health);
           if (check.stopped) return;
           if (check.verdict.record(passed)) {
+            // Passing active checks also end a passive ejection (as Envoy does by default).
+            if (check.verdict.healthy) this.endEjection(slot);
             this.control.states.setHealthy(slot, check.verdict.healthy);
             this.logger.warn({ backend: id, healthy: check.verdict.healthy }, check.verdict.healthy ? 'backend is up again (health checks pass)' : 'backend is down (health checks fail)');
           }
@@ -124,6 +126,15 @@ export class Lifecycle {
       schedule(Math.random() * Math.min(health.interval, 1000));
       this.checks.set(id, check);
     }
+  }
+
+  private endEjection(slot: number): void {
+    const record = this.outliers.get(slot);
+    if (!record || record.ejectedUntil === 0) return;
+    record.ejectedUntil = 0;
+    record.trialUntil = 0;
+    this.table.resetStreaks(slot);
+    this.control.states.setEjected(slot, false);
   }
 
   private tick(): void {

@@ -32,6 +32,8 @@ export class PoolRuntime {
   private readonly stickySlots = new Map<string, number>();
   /** Slot → sticky-cookie value. */
   readonly names = new Map<number, string>();
+  /** Slots of the pool's backends. */
+  private readonly slots: number[];
   private readonly waiting: Waiter[] = [];
   private timer: NodeJS.Timeout | null = null;
   /** Retry budget of this worker for this pool: earns `retries.budget` per request, up to 10. */
@@ -45,6 +47,7 @@ export class PoolRuntime {
     private readonly worker: number,
     slots: Record<string, number>,
   ) {
+    this.slots = config.backends.map((b) => slots[b.id]);
     for (const backend of config.backends) {
       this.stickySlots.set(backend.name, slots[backend.id]);
       this.names.set(slots[backend.id], backend.name);
@@ -161,23 +164,32 @@ export class PoolRuntime {
   }
 
   /**
-   * A backend other than those in `tried`, or -1. Picks that land on a tried backend are held
-   * while picking again, so that load-aware pickers move on, then released.
+   * For a retry: the least loaded backend of the pool, by active/weight, that is up and was not
+   * tried yet, taken with one session; -1 if there is none. Whatever the pool's algorithm: a
+   * retry wants a backend that works, and the first choice already failed.
    */
-  pickAnother(key: string | undefined, tried: number[]): number {
-    const held: number[] = [];
-    let chosen = -1;
-    for (let i = 0; i <= tried.length; i++) {
-      const slot = this.picker.pick(key);
-      if (slot < 0) break;
-      if (!tried.includes(slot)) {
-        chosen = slot;
-        break;
+  pickAnother(tried: number[]): number {
+    const { table } = this;
+    for (let attempt = 0; attempt < 100; attempt++) {
+      let best = -1;
+      let bestActive = 0;
+      let bestWeight = 1;
+      for (const slot of this.slots) {
+        if (tried.includes(slot) || table.state(slot) !== BACKEND_UP) continue;
+        const weight = table.weight(slot);
+        const active = table.active(slot);
+        const max = table.maxConns(slot);
+        if (weight <= 0 || (max > 0 && active >= max)) continue;
+        if (best < 0 || active * bestWeight < bestActive * weight) {
+          best = slot;
+          bestActive = active;
+          bestWeight = weight;
+        }
       }
-      held.push(slot);
+      if (best < 0) return -1;
+      if (table.tryAcquire(best, bestActive, this.worker)) return best;
     }
-    for (const slot of held) this.table.release(slot, this.worker);
-    return chosen;
+    return -1;
   }
 
   /** Refuses everything still waiting (shutdown). */

@@ -255,15 +255,18 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   /**
    * Sends the request to another backend when that is safe: the backend was never reached, or (for
    * an idempotent method) the connection broke before any response byte. Only requests without a
-   * body: a body already streamed upstream cannot be sent again.
+   * body: a body already streamed upstream cannot be sent again. At most retries.count times;
+   * retries after a reset also spend the pool's retry budget.
    */
   private retry(err: Error): boolean {
     const { pool, context } = this;
     if (this.headersSent || this.responseDone || this.body !== null) return false;
     if (this.tried.length > pool.config.retries.count) return false;
-    if (!isConnectFailure(err) && !(isReset(err) && isIdempotent(this.head.method))) return false;
-    const next = pool.pickAnother(this.hashKey, this.tried);
-    if (next < 0 || !pool.spendRetry()) {
+    const refused = isConnectFailure(err);
+    if (!refused && !(isReset(err) && isIdempotent(this.head.method))) return false;
+    const next = pool.pickAnother(this.tried);
+    // A backend that was never reached did no work: only retries that resend work spend budget.
+    if (next < 0 || (!refused && !pool.spendRetry())) {
       if (next >= 0) context.table.release(next, context.worker);
       return false;
     }

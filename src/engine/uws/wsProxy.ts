@@ -264,11 +264,8 @@ export class WebSocketSession implements OpenSession, Admittable {
   private retryUpgrade(err: Error): boolean {
     const { pool, context } = this;
     if (!isConnectFailure(err) || this.tried.length > pool.config.retries.count) return false;
-    const next = pool.pickAnother(this.handshake.hashKey, this.tried);
-    if (next < 0 || !pool.spendRetry()) {
-      if (next >= 0) context.table.release(next, context.worker);
-      return false;
-    }
+    const next = pool.pickAnother(this.tried);
+    if (next < 0) return false;
     context.table.countFailure(this.slot);
     context.table.countRetry(this.slot);
     context.table.release(this.slot, context.worker);

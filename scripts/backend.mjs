@@ -34,7 +34,7 @@ const server = createServer((req, res) => {
   res.setHeader('content-type', 'text/plain');
   res.end(`hello from ${name}: ${req.method} ${req.url}\n`);
 });
-const wss = new WebSocketServer({ server });
+const wss = new WebSocketServer({ server, verifyClient: (_info, accept) => (errorStatus ? accept(false, errorStatus) : accept(true)) });
 wss.on('connection', (socket) => {
   socket.send(`connected to ${name}`);
   socket.on('message', (data, isBinary) => socket.send(isBinary ? data : `${name}: ${data}`, { binary: isBinary }));

@@ -285,3 +285,19 @@ test('check types: http (status range), tcp and websocket, each against a live a
   t.false(await runCheck(backend(Number(port)), health('http')));
   t.true(await runCheck(backend(Number(port)), health('http', [500, 500])), 'expect_status decides');
 });
+
+test('an upgrade the backend fails with a 5xx is tried on another backend; a 4xx goes to the client', async (t) => {
+  const failing = await processBackend(t, 'failing');
+  const live = await processBackend(t, 'live');
+  await failing.control('errors', 503);
+  const proxy = await startProxy(t, { pools: { main: { algorithm: 'round-robin', outlier: { consecutive_failures: 0 }, backends: [failing.address, live.address] } } });
+  for (let i = 0; i < 4; i++) {
+    const { ws, backend } = await session(proxy.port);
+    t.is(backend, 'live');
+    ws.close();
+  }
+  await failing.control('errors', 403);
+  const answers = await Promise.all(Array.from({ length: 4 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`).then(() => 'open', (err: Error) => err.message)));
+  t.true(answers.includes('unexpected response 403'), `answers ${answers}`);
+  await waitFor('counters back to zero', () => proxy.table.active(slotOf(proxy, 'main', failing)) === 0);
+});

@@ -204,13 +204,30 @@ export class WebSocketSession implements OpenSession, Admittable {
         pending.upgrade({ session: this }, key, upstream.protocol, extensions, socketContext);
       });
     });
-    upstream.on('unexpected-response', (_req, response) => this.relayRefusal(response));
-    upstream.on('error', (err) => this.onUpstreamError(err));
+    upstream.on('unexpected-response', (_req, response) => {
+      // A backend failing (5xx) the handshake is passed over like an unreachable one; its other
+      // answers (401, 403, 404…) are the backend's to give and go to the client as they are.
+      if ((response.statusCode ?? 0) >= 500 && this.handshakeRes) {
+        this.context.table.recordOutcome(this.slot, false, response.statusCode!);
+        if (this.retryUpgrade(null)) {
+          response.resume();
+          upstream.terminate();
+          return;
+        }
+      }
+      this.relayRefusal(response);
+    });
+    // After a retry, the abandoned attempt may still report: only the current upstream counts.
+    upstream.on('error', (err) => {
+      if (upstream === this.upstream) this.onUpstreamError(err);
+    });
     upstream.on('message', (data, isBinary) => this.onUpstreamMessage(data as Buffer, isBinary));
     upstream.on('pong', () => {
       this.upstreamAlive = true;
     });
-    upstream.on('close', (code, reason) => this.onUpstreamClose(code, reason));
+    upstream.on('close', (code, reason) => {
+      if (upstream === this.upstream) this.onUpstreamClose(code, reason);
+    });
   }
 
   /** The backend answered the upgrade with something other than 101: pass its answer on. */
@@ -261,9 +278,10 @@ export class WebSocketSession implements OpenSession, Admittable {
   }
 
   /** An upgrade whose backend could not be reached is tried on another before the client hears of it. */
-  private retryUpgrade(err: Error): boolean {
+  /** `err` is null when the backend answered the handshake with a 5xx. */
+  private retryUpgrade(err: Error | null): boolean {
     const { pool, context } = this;
-    if (!isConnectFailure(err) || this.tried.length > pool.config.retries.count) return false;
+    if ((err && !isConnectFailure(err)) || this.tried.length > pool.config.retries.count) return false;
     const next = pool.pickAnother(this.tried);
     if (next < 0) return false;
     context.table.countFailure(this.slot);

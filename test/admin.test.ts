@@ -1,19 +1,15 @@
 // The admin listener: every API route with auth and bad input, /metrics against real traffic,
 // reload by API and SIGHUP, and the access log of the real CLI.
 
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { validateConfig, ConfigError } from '../dist/index.js';
-import { closed, nextMessage, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
-
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+import { closed, freePort, nextMessage, openSocket, runCli, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function api(port: number, method: string, path: string, body?: unknown, token?: string) {
   const res = await request(`http://127.0.0.1:${port}${path}`, {
@@ -27,13 +23,6 @@ async function api(port: number, method: string, path: string, body?: unknown, t
 
 const enc = encodeURIComponent;
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function whoami(ws: WebSocket): Promise<string> {
   ws.send('whoami');
@@ -158,14 +147,8 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
   const write = (backends: string) =>
     writeFileSync(file, `listen: 127.0.0.1:${port}\nworkers: 2\nadmin: { listen: 127.0.0.1:${adminPort} }\nlog: { level: info, access: false }\npools:\n  chat:\n    backends: [${backends}]\n`);
   write(`${a.address}, ${b.address}`);
-  const child = spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  await waitFor('fairway to listen', () => output.includes('admin API, metrics and dashboard listening'), 10_000);
+  const { child, output } = runCli(t, ['--config', file]);
+  await waitFor('fairway to listen', () => output().includes('admin API, metrics and dashboard listening'), 10_000);
 
   const sockets: WebSocket[] = [];
   for (let batch = 0; batch < 10; batch++) sockets.push(...(await Promise.all(Array.from({ length: 100 }, () => openSocket(`ws://127.0.0.1:${port}/`)))));
@@ -189,13 +172,13 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
   t.is(refused.status, 400);
   t.regex(refused.body.error, /pools\.chat\.backends\[0\]/);
   child.kill('SIGHUP');
-  await waitFor('the SIGHUP refusal to be logged', () => output.includes('reload refused'), 5000);
+  await waitFor('the SIGHUP refusal to be logged', () => output().includes('reload refused'), 5000);
   t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 2);
 
   // SIGHUP with a good file applies it.
   write(`${a.address}, ${b.address}, ${c.address}`);
   child.kill('SIGHUP');
-  await waitFor('SIGHUP reload', () => output.split('config reloaded').length === 3, 5000);
+  await waitFor('SIGHUP reload', () => output().split('config reloaded').length === 3, 5000);
   t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 3);
   t.true(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'still no session dropped');
   t.is((await api(adminPort, 'GET', '/api/backends')).body.reduce((n: number, x: { active: number }) => n + x.active, 0), 1001, 'counts exact through both reloads');
@@ -207,13 +190,8 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
 test('access log: one JSON line per HTTP request and per WebSocket session end', async (t) => {
   const a = await startBackend(t, 'a');
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', a.address, '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  await waitFor('fairway to listen', () => output.includes('fairway is listening'), 10_000);
+  const { child, output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', a.address, '--workers', '1']);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), 10_000);
   await (await request(`http://127.0.0.1:${port}/download?bytes=1234`)).body.text();
   const ws = await openSocket(`ws://127.0.0.1:${port}/room?x=1`);
   ws.send('hello');
@@ -222,7 +200,7 @@ test('access log: one JSON line per HTTP request and per WebSocket session end',
   await closed(ws);
   child.kill('SIGTERM');
   await once(child, 'exit');
-  const lines = output.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = output().split('\n').filter(Boolean).map((l) => JSON.parse(l));
   const http = lines.find((l) => l.type === 'http');
   t.like(http, { level: 30, method: 'GET', path: '/download?bytes=1234', status: 200, backend: `http://${a.address}`, bytes: 1234, client: '127.0.0.1' });
   t.is(typeof http.ms, 'number');

@@ -1,14 +1,12 @@
 // The dashboard in real headless Chromium, and the demo started as `npm start` runs it.
 
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import test from 'ava';
 import { chromium } from 'playwright-core';
 import { WebSocket } from 'ws';
-import { closed, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
+import { closed, openSocket, runCli, startBackend, startProxy, waitFor } from './helpers.js';
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 const SCREENSHOT = new URL('../docs/dashboard.png', import.meta.url).pathname;
 
 async function launch() {
@@ -84,16 +82,10 @@ function portOpen(port: number): Promise<boolean> {
 }
 
 test('the demo starts, carries a chat message between backends through the balancer, and stops cleanly', async (t) => {
-  const child = spawn(process.execPath, [CLI], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  await waitFor('the demo URLs', () => output.includes('Ctrl-C stops everything'), 15_000);
-  t.regex(output, /chat {8}http:\/\/127\.0\.0\.1:8080\//);
-  t.regex(output, /dashboard {3}http:\/\/127\.0\.0\.1:9900\//);
+  const { child, output } = runCli(t, []);
+  await waitFor('the demo URLs', () => output().includes('Ctrl-C stops everything'), 15_000);
+  t.regex(output(), /chat {8}http:\/\/127\.0\.0\.1:8080\//);
+  t.regex(output(), /dashboard {3}http:\/\/127\.0\.0\.1:9900\//);
 
   const page = await (await fetch('http://127.0.0.1:8080/')).text();
   t.regex(page, /fairway chat/);

@@ -3,22 +3,14 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { closed, openSocket, startProxy, waitFor } from './helpers.js';
+import { closed, freePort, openSocket, startProxy, waitFor } from './helpers.js';
 import type { Fairway } from '../dist/index.js';
 
 const BACKEND = new URL('../scripts/backend.mjs', import.meta.url).pathname;
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface ProcessBackend {
   name: string;
@@ -80,7 +72,10 @@ async function whoami(ws: WebSocket): Promise<string> {
 /** Opens a session and reads the greeting the backend sends first. */
 async function session(port: number): Promise<{ ws: WebSocket; backend: string }> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
-  const greeting = new Promise<string>((resolve) => ws.once('message', (d) => resolve(String(d))));
+  const greeting = new Promise<string>((resolve, reject) => {
+    ws.once('message', (d) => resolve(String(d)));
+    setTimeout(() => reject(new Error('no greeting from the backend within 5 s')), 5000).unref();
+  });
   await once(ws, 'open');
   return { ws, backend: (await greeting).replace('connected to ', '') };
 }

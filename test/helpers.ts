@@ -2,7 +2,9 @@
 
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import type { Socket } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -33,7 +35,7 @@ export interface TestBackend {
  * WebSocket: echoes every message (text and binary) and picks the first offered subprotocol;
  * answers `whoami` with its name and `close:CODE:REASON` by closing; refuses upgrades to `/refuse`.
  */
-export async function startBackend(t: ExecutionContext, name: string, options: { delay?: number } = {}): Promise<TestBackend> {
+export async function startBackend(t: ExecutionContext, name: string, options: { delay?: number; greet?: boolean } = {}): Promise<TestBackend> {
   const sockets = new Set<Socket>();
   const sessions: WebSocket[] = [];
   const server = createServer((req, res) => (options.delay ? setTimeout(() => handle(backend, req, res), options.delay) : handle(backend, req, res)));
@@ -50,6 +52,7 @@ export async function startBackend(t: ExecutionContext, name: string, options: {
   wss.on('connection', (socket, req) => {
     backend.lastHeaders = req.headers;
     sessions.push(socket);
+    if (options.greet) socket.send(`hello from ${name}`);
     socket.on('message', (data, isBinary) => {
       const text = isBinary ? '' : data.toString();
       if (text.startsWith('close:')) {
@@ -193,4 +196,27 @@ export async function waitFor(what: string, check: () => boolean, timeout = 5000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** A port that was free a moment ago (for processes that must be told their port up front). */
+export async function freePort(): Promise<number> {
+  const server = createTcpServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+
+/** The real CLI in a child process, killed at teardown if still running; `output()` is what it printed. */
+export function runCli(t: ExecutionContext, args: string[]): { child: ChildProcess; output(): string } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let text = '';
+  child.stdout!.on('data', (d) => (text += d));
+  child.stderr!.on('data', (d) => (text += d));
+  return { child, output: () => text };
 }

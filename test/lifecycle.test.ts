@@ -1,22 +1,12 @@
 // Worker crashes and their recovery, graceful shutdown of the real CLI, and port pre-flight.
 
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { activeTotal, closed, onePool, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
+import { activeTotal, closed, freePort, onePool, openSocket, runCli, startBackend, startProxy, waitFor } from './helpers.js';
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test('a crashed worker is replaced and its sessions are no longer counted', async (t) => {
   const backend = await startBackend(t, 'a');
@@ -52,14 +42,8 @@ test('a crashed worker is replaced and its sessions are no longer counted', asyn
 test('SIGTERM: WebSockets close with 1001, requests in flight finish, new connections are refused, exit 0', async (t) => {
   const backend = await startBackend(t, 'a');
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  await waitFor('fairway to listen', () => output.includes('fairway is listening'), 10_000);
+  const { child, output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '2']);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), 10_000);
 
   const ws = await openSocket(`ws://127.0.0.1:${port}/`);
   const wsEnd = closed(ws);
@@ -74,8 +58,8 @@ test('SIGTERM: WebSockets close with 1001, requests in flight finish, new connec
   t.deepEqual(await slow, { status: 200, body: 'a' });
   const [code] = await exited;
   t.is(code, 0);
-  t.regex(output, /engine uws: loaded uWebSockets\.js/);
-  t.regex(output, /fairway stopped/);
+  t.regex(output(), /engine uws: loaded uWebSockets\.js/);
+  t.regex(output(), /fairway stopped/);
 });
 
 test('a port already in use is refused before any worker starts', async (t) => {
@@ -83,10 +67,8 @@ test('a port already in use is refused before any worker starts', async (t) => {
   await once(blocker, 'listening');
   t.teardown(() => blocker.close());
   const { port } = blocker.address() as { port: number };
-  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', '127.0.0.1:9'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  const { child, output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', '127.0.0.1:9']);
   const [code] = await once(child, 'exit');
   t.is(code, 1);
-  t.regex(stderr, new RegExp(`cannot listen on 127.0.0.1:${port}: the address is already in use`));
+  t.regex(output(), new RegExp(`cannot listen on 127.0.0.1:${port}: the address is already in use`));
 });

@@ -1,16 +1,13 @@
 // A 1 GiB upload and a 1 GiB download through the proxy must not grow its memory.
 
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
-import { patternChunk, startBackend, waitFor } from './helpers.js';
+import { freePort, patternChunk, runCli, startBackend, waitFor } from './helpers.js';
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 const GIB = 1024 ** 3;
 
 /** Peak resident memory of a process so far, in bytes (VmHWM). */
@@ -21,18 +18,9 @@ function peakRss(pid: number): number {
 
 test('1 GiB each way streams through in bounded memory', async (t) => {
   const backend = await startBackend(t, 'a');
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((resolve) => probe.close(resolve));
-
-  const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  await waitFor('fairway to listen', () => output.includes('fairway is listening'), 10_000);
+  const port = await freePort();
+  const { child, output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '1']);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), 10_000);
   // Warm up so that the baseline includes the worker's buffers and one upstream connection.
   await (await request(`http://127.0.0.1:${port}/download?bytes=${1024 * 1024}`)).body.arrayBuffer();
   const baseline = peakRss(child.pid!);

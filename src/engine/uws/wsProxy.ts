@@ -107,6 +107,9 @@ export class WebSocketSession implements OpenSession, Admittable {
   cancelWait: (() => void) | undefined;
   /** -1 until a backend is admitted. */
   private slot = -1;
+  /** Messages and a close from the backend that arrive after its handshake, before the client's open. */
+  private early: [Buffer, boolean][] | null = null;
+  private earlyClose: [number, Buffer] | null = null;
   /** Backends the upgrade was tried on, the current one last. */
   private readonly tried: number[] = [];
   private upstream: UpstreamSocket | null = null;
@@ -198,6 +201,7 @@ export class WebSocketSession implements OpenSession, Admittable {
       context.table.observeLatency(this.slot, handshakeMs / 1000);
       context.table.countWebSocket(this.slot);
       const cookie = this.stickyMatched ? undefined : pool.stickyCookie(this.slot);
+      this.early = [];
       pending.cork(() => {
         // uWS would send 200 for a header written before upgrade() unless the status is set first.
         if (cookie) pending.writeStatus('101 Switching Protocols').writeHeader('set-cookie', cookie);
@@ -306,6 +310,11 @@ export class WebSocketSession implements OpenSession, Admittable {
 
   onClientOpen(ws: ClientSocket<SessionData>): void {
     this.client = ws;
+    // What the backend sent or did between its handshake and the client's: replay it in order.
+    const early = this.early;
+    this.early = null;
+    if (early) for (const [data, isBinary] of early) this.onUpstreamMessage(data, isBinary);
+    if (this.earlyClose && this.client) this.onUpstreamClose(this.earlyClose[0], this.earlyClose[1]);
   }
 
   onClientMessage(message: ArrayBuffer, isBinary: boolean): void {
@@ -322,7 +331,11 @@ export class WebSocketSession implements OpenSession, Admittable {
   private onUpstreamMessage(data: Buffer, isBinary: boolean): void {
     this.upstreamAlive = true;
     const client = this.client;
-    if (!client) return;
+    if (!client) {
+      // The client's upgrade is under way: uWS calls open() later, keep the message until then.
+      this.early?.push([data, isBinary]);
+      return;
+    }
     this.bytesOut += data.length;
     const sent = client.send(data, isBinary);
     if (sent === 2) {
@@ -342,7 +355,10 @@ export class WebSocketSession implements OpenSession, Admittable {
 
   private onUpstreamClose(code: number, reason: Buffer): void {
     const client = this.client;
-    if (!client) return;
+    if (!client) {
+      if (this.early) this.earlyClose = [code, reason];
+      return;
+    }
     this.client = null;
     if (sendableCode(code)) client.end(code, reason);
     else if (code === 1005) client.end(1000);
@@ -351,6 +367,7 @@ export class WebSocketSession implements OpenSession, Admittable {
 
   onClientClose(code: number, message: ArrayBuffer): void {
     this.client = null;
+    this.early = null;
     this.closeCode = code;
     const upstream = this.upstream;
     if (upstream && upstream.readyState === UpstreamSocket.OPEN) {

@@ -82,7 +82,10 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   /** Set once uWS has the whole response: the response object must not be touched again. */
   private responseDone = false;
   private released = false;
+  /** Set once the status line is written to the client: from then on, errors can only cut. */
   private headersSent = false;
+  private statusLine = '';
+  private responseHeaders: Record<string, string | string[] | undefined> | null = null;
   private noBody = false;
   /** Length announced by the backend, or -1 for a streamed (chunked) response. */
   private total = -1;
@@ -161,19 +164,27 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     this.noBody ||= statusCode === 204 || statusCode === 304;
     const length = headers['content-length'];
     if (typeof length === 'string' && headers['transfer-encoding'] === undefined) this.total = Number(length);
-    this.res.cork(() => {
-      this.res.writeStatus(statusMessage ? `${statusCode} ${statusMessage}` : String(statusCode));
-      for (const name in headers) {
-        if (RESPONSE_NOT_FORWARDED.has(name)) continue;
-        const value = headers[name]!;
-        if (typeof value === 'string') this.res.writeHeader(name, value);
-        else for (const item of value) this.res.writeHeader(name, item);
-      }
-      if (this.setCookie) this.res.writeHeader('set-cookie', this.setCookie);
-      // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
-      if (this.noBody && this.total >= 0) this.res.writeHeader('content-length', String(this.total));
-      this.headersSent = true;
-    });
+    // Written with the first body bytes (or the end), in the same cork: one send, not two.
+    this.statusLine = statusMessage ? `${statusCode} ${statusMessage}` : String(statusCode);
+    this.responseHeaders = headers;
+  }
+
+  /** Status line and headers; call inside `res.cork`, before the first body byte. */
+  private writeHead(): void {
+    const { res } = this;
+    const headers = this.responseHeaders!;
+    this.responseHeaders = null;
+    res.writeStatus(this.statusLine);
+    for (const name in headers) {
+      if (RESPONSE_NOT_FORWARDED.has(name)) continue;
+      const value = headers[name]!;
+      if (typeof value === 'string') res.writeHeader(name, value);
+      else for (const item of value) res.writeHeader(name, item);
+    }
+    if (this.setCookie) res.writeHeader('set-cookie', this.setCookie);
+    // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
+    if (this.noBody && this.total >= 0) res.writeHeader('content-length', String(this.total));
+    this.headersSent = true;
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
@@ -187,6 +198,7 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     const chunk = this.chunk!;
     this.chunk = null;
     const res = this.res;
+    if (this.responseHeaders) this.writeHead();
     if (this.total < 0) {
       if (!res.write(chunk)) {
         this.controller!.pause();
@@ -225,6 +237,7 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     if (!this.clientGone && !this.responseDone) {
       this.responseDone = true;
       this.res.cork(() => {
+        if (this.responseHeaders) this.writeHead();
         if (this.noBody) this.res.endWithoutBody();
         else this.res.end();
       });
@@ -260,7 +273,8 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
    */
   private retry(err: Error): boolean {
     const { pool, context } = this;
-    if (this.headersSent || this.responseDone || this.body !== null) return false;
+    // Not once the backend has started answering (statusLine is set), nor with a body to resend.
+    if (this.statusLine !== '' || this.responseDone || this.body !== null) return false;
     if (this.tried.length > pool.config.retries.count) return false;
     const refused = isConnectFailure(err);
     if (!refused && !(isReset(err) && isIdempotent(this.head.method))) return false;

@@ -86,14 +86,18 @@ function listsToken(list: string, token: string): boolean {
   return false;
 }
 
-/** uWS gives IPv4 peers as IPv4-mapped IPv6 in full hex; turn that back into dotted form. */
+/** uWS gives IPv4 peers as IPv4-mapped IPv6 addresses; turn those back into dotted form. */
 export function clientAddress(res: HttpResponse): string {
-  const text = Buffer.from(res.getRemoteAddressAsText()).toString();
-  const mapped = /^(?:0000:){5}ffff:([0-9a-f]{4}):([0-9a-f]{4})$/i.exec(text);
-  if (mapped) {
-    const high = parseInt(mapped[1], 16);
-    const low = parseInt(mapped[2], 16);
-    return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+  const bytes = new Uint8Array(res.getRemoteAddress());
+  // ::ffff:a.b.c.d — read the four bytes instead of formatting and parsing text.
+  if (bytes.length === 16 && bytes[10] === 0xff && bytes[11] === 0xff && isZero(bytes, 10)) {
+    return `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
   }
-  return text;
+  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  return Buffer.from(res.getRemoteAddressAsText()).toString();
+}
+
+function isZero(bytes: Uint8Array, length: number): boolean {
+  for (let i = 0; i < length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }

@@ -45,6 +45,7 @@ const CLOSE_INTERNAL_ERROR = 1011;
 export default async function serve(task: ServeTask): Promise<ServeResult> {
   const { worker, config, port } = task;
   const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
+  const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
   const { uws } = loadUws();
   if (!uws) {
     port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_ENGINE', message: 'no uWebSockets.js build loads in this worker' } satisfies WorkerMessage);
@@ -128,8 +129,29 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     if (context.inFlightHttp > 0) logger.warn({ inFlight: context.inFlightHttp }, 'grace period over: cutting requests still in flight');
     closeApp(app);
     await context.closeDispatchers();
+    await profile?.();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
   }
+}
+
+/**
+ * FAIRWAY_CPU_PROFILE=DIR: profiles this worker thread (the data plane) from start to graceful
+ * shutdown and writes DIR/worker-N.cpuprofile, for Chrome DevTools or speedscope. Returns the
+ * function that stops and writes the profile.
+ */
+async function startProfile(dir: string | undefined, worker: number): Promise<(() => Promise<void>) | undefined> {
+  if (!dir) return undefined;
+  const { Session } = await import('node:inspector/promises');
+  const { writeFile } = await import('node:fs/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(`${dir}/worker-${worker}.cpuprofile`, JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 /**

@@ -51,7 +51,7 @@ test('JSON configs are read too', (t) => {
 });
 
 const INVALID: [string, string, RegExp][] = [
-  ['unknown key', 'listen: 127.0.0.1:8080\nworkrs: 2\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: workrs: unknown key \(allowed here: listen, workers/],
+  ['unknown key', 'listen: 127.0.0.1:8080\nworkrs: 2\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: workrs: unknown key \(allowed here: listen, tls, workers/],
   ['bad url', 'pools:\n  chat:\n    backends:\n      - url: htp://x\n', /config: pools\.chat\.backends\[0\]\.url: expected an http\(s\) URL with no path, or host:port, got "htp:\/\/x"/],
   ['bad algorithm', 'pools: { a: { algorithm: fastest, backends: [127.0.0.1:1] } }\n', /config: pools\.a\.algorithm: expected one of round-robin, weighted-round-robin, least-conn, random, p2c, least-time, hash, got "fastest"/],
   ['bad duration', 'timeouts: { connect: 5 }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: timeouts\.connect: expected a duration with a unit such as "500ms" or "5s", got 5/],

@@ -1,5 +1,6 @@
 // The configuration schema in one place: validation of raw YAML/JSON input into a normalised Config.
 
+import { accessSync, constants } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseDuration, parseSize } from './units.js';
 
@@ -97,8 +98,20 @@ export interface AdminConfig {
   token?: string;
 }
 
+export interface TlsConfig {
+  /** Default certificate and key files (PEM). */
+  cert: string;
+  key: string;
+  /** More certificates, chosen by the SNI name the client asks for. */
+  certs: { names: string[]; cert: string; key: string }[];
+  /** A plain-HTTP listener that redirects every request to HTTPS. */
+  redirect?: HostPort;
+}
+
 export interface Config {
   listen: HostPort;
+  /** TLS termination on the listener; absent = plain HTTP. */
+  tls?: TlsConfig;
   /** Admin API, metrics and dashboard; off when absent. */
   admin?: AdminConfig;
   workers: number;
@@ -429,7 +442,46 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   return pool === undefined ? undefined : { match, pool };
 }
 
-const TOP_KEYS = ['listen', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];
+const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];
+
+function readableFile(check: Checker, path: string, value: unknown): string | undefined {
+  const file = check.string(path, value);
+  if (file === undefined) return undefined;
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    check.problems.push(`${path}: cannot read ${file} (${(err as NodeJS.ErrnoException).code})`);
+    return undefined;
+  }
+  return file;
+}
+
+function parseTls(check: Checker, raw: unknown): TlsConfig | undefined {
+  const obj = check.object('tls', raw, ['cert', 'key', 'certs', 'redirect']);
+  if (!obj) return undefined;
+  const cert = readableFile(check, 'tls.cert', obj.cert);
+  const key = readableFile(check, 'tls.key', obj.key);
+  const certs: TlsConfig['certs'] = [];
+  if (obj.certs !== undefined) {
+    if (!Array.isArray(obj.certs)) check.fail('tls.certs', 'a list of { names, cert, key }', obj.certs);
+    else {
+      obj.certs.forEach((item, i) => {
+        const path = `tls.certs[${i}]`;
+        const entry = check.object(path, item, ['names', 'cert', 'key']);
+        if (!entry) return;
+        const names = Array.isArray(entry.names) ? entry.names.filter((n): n is string => typeof n === 'string' && /^[A-Za-z0-9*.-]+$/.test(n)) : [];
+        if (!Array.isArray(entry.names) || names.length === 0 || names.length !== entry.names.length) {
+          check.fail(`${path}.names`, 'a non-empty list of host names', entry.names);
+        }
+        const c = readableFile(check, `${path}.cert`, entry.cert);
+        const k = readableFile(check, `${path}.key`, entry.key);
+        if (c && k && names.length > 0) certs.push({ names: names.map((n) => n.toLowerCase()), cert: c, key: k });
+      });
+    }
+  }
+  const redirect = obj.redirect === undefined ? undefined : check.hostPort('tls.redirect', obj.redirect);
+  return cert && key ? { cert, key, certs, redirect } : undefined;
+}
 
 /** Validates one backend entry (admin API); throws ConfigError naming `path`. */
 export function validateBackend(pool: string, raw: unknown, path = 'backend'): BackendConfig {
@@ -448,6 +500,7 @@ export function validateConfig(raw: unknown): Config {
   if (!top) throw new ConfigError(check.problems.map((p) => p.replace(/^: /, 'top level: ')));
 
   const listen = check.hostPort('listen', top.listen ?? '127.0.0.1:8080');
+  const tls = top.tls === undefined ? undefined : parseTls(check, top.tls);
   const workers =
     top.workers === undefined || top.workers === 'auto'
       ? availableParallelism()
@@ -519,5 +572,5 @@ export function validateConfig(raw: unknown): Config {
   }
 
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes };
+  return { listen: listen!, tls, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes };
 }

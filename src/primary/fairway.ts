@@ -44,6 +44,8 @@ export interface Fairway {
   readonly control: ControlPlane;
   /** The admin listener's port, when one is configured. */
   readonly adminPort?: number;
+  /** The HTTP-to-HTTPS redirect listener's port, when one is configured. */
+  readonly redirectPort?: number;
   /** Graceful shutdown: stop accepting, close WebSockets with 1001, let HTTP requests finish. */
   stop(grace?: number): Promise<void>;
 }
@@ -52,7 +54,13 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
   const logger = options.logger ?? createLogger(config.log.level, { role: 'primary' });
   const engine = chooseEngine(config, logger);
   const port = await preflightPort(config.listen.host, config.listen.port);
-  const listenConfig: Config = { ...config, listen: { host: config.listen.host, port } };
+  const redirect = config.tls?.redirect;
+  const redirectPort = redirect ? await preflightPort(redirect.host, redirect.port) : undefined;
+  const listenConfig: Config = {
+    ...config,
+    listen: { host: config.listen.host, port },
+    tls: config.tls && { ...config.tls, redirect: redirect && { host: redirect.host, port: redirectPort! } },
+  };
 
   const table = StateTable.create({ backends: BACKEND_CAPACITY, workers: config.workers, pools: POOL_CAPACITY });
   const registry = new SlotRegistry(table);
@@ -99,6 +107,7 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
     supervisor,
     control: plane,
     adminPort: admin?.port,
+    redirectPort,
     stop(grace = config.shutdown.grace) {
       stopping ??= (async () => {
         plane.close();

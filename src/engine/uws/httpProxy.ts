@@ -43,7 +43,7 @@ export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection
 
 /** Entry point for every non-upgrade request. */
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
-  const head = readRequestHead(res, req, false);
+  const head = readRequestHead(res, req, false, context.proto);
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const poolName = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
   if (poolName === undefined) return writeFault(res, FAULTS.noRoute);

@@ -42,7 +42,7 @@ export interface RequestHead {
 }
 
 /** Must run inside the uWS handler: `req` is valid only until it returns. */
-export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean): RequestHead {
+export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean, proto: 'http' | 'https'): RequestHead {
   const method = req.getCaseSensitiveMethod();
   const query = req.getQuery();
   const path = query ? `${req.getUrl()}?${query}` : req.getUrl();
@@ -73,7 +73,7 @@ export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: 
     'x-forwarded-for',
     forwardedFor ? `${forwardedFor}, ${client}` : client,
     'x-forwarded-proto',
-    'http',
+    proto,
   );
   if (host) headers.push('x-forwarded-host', host);
   const colon = host.lastIndexOf(':');

@@ -7,7 +7,7 @@ import { FAULTS } from '../../core/errors.js';
 import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import { StateTable } from '../../core/state/stateTable.js';
 import { createLogger } from '../../log.js';
-import { loadUws } from './binding.js';
+import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
 import { WorkerContext } from './workerContext.js';
 import { webSocketBehavior } from './wsProxy.js';
@@ -53,20 +53,30 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   }
   const table = StateTable.attach(task.buffer);
   const context = new WorkerContext(worker, table, config, task.plan, logger, task.testHooks);
-  const app = uws.App();
-  app.ws('/*', webSocketBehavior(context));
-  app.any('/*', (res, req) => {
-    try {
-      handleHttp(context, res, req);
-    } catch (err) {
-      logger.error({ err }, 'error in HTTP handler');
+  const { tls } = config;
+  const app = tls ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key }) : uws.App();
+  const serveOn = (target: TemplatedApp) =>
+    target.ws('/*', webSocketBehavior(context)).any('/*', (res, req) => {
       try {
-        writeFault(res, FAULTS.internal);
-      } catch {
-        // The response was already ended or aborted.
+        handleHttp(context, res, req);
+      } catch (err) {
+        logger.error({ err }, 'error in HTTP handler');
+        try {
+          writeFault(res, FAULTS.internal);
+        } catch {
+          // The response was already ended or aborted.
+        }
       }
+    });
+  serveOn(app);
+  // uWS keeps one router per SNI name: each certificate's names get the same routes.
+  for (const entry of tls?.certs ?? []) {
+    for (const name of entry.names) {
+      app.addServerName(name, { cert_file_name: entry.cert, key_file_name: entry.key });
+      serveOn(app.domain(name));
     }
-  });
+  }
+  const redirect = tls?.redirect ? await listenRedirect(uws, tls.redirect, config.listen.port) : undefined;
 
   const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.listen.host, config.listen.port, resolve));
   if (!listenSocket) {
@@ -91,6 +101,10 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     context.shuttingDown = true;
     clearInterval(keepalive);
     uws.us_listen_socket_close(listenSocket);
+    if (redirect) {
+      uws.us_listen_socket_close(redirect.socket);
+      closeApp(redirect.app);
+    }
     for (const session of [...context.webSockets]) session.shutdown(code, reason);
     context.closeQueues();
   };
@@ -176,6 +190,19 @@ function shed(context: WorkerContext, slot: number, count: number, order: 'newes
     context.logger.info({ backend: context.backends[slot]?.origin, client: session.clientAddress }, 'session shed to rebalance the pool');
     session.shutdown(CLOSE_SERVICE_RESTART, 'rebalancing, please reconnect');
   }
+}
+
+/** A plain-HTTP listener that answers every request with a 308 to the same URL over HTTPS. */
+async function listenRedirect(uws: UwsModule, at: { host: string; port: number }, httpsPort: number): Promise<{ app: TemplatedApp; socket: us_listen_socket }> {
+  const app = uws.App().any('/*', (res, req) => {
+    const host = req.getHeader('host').replace(/:\d+$/, '') || '127.0.0.1';
+    const query = req.getQuery();
+    const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${req.getUrl()}${query ? `?${query}` : ''}`;
+    res.writeStatus('308 Permanent Redirect').writeHeader('location', location).end();
+  });
+  const socket = await new Promise<us_listen_socket | false>((resolve) => app.listen(at.host, at.port, resolve));
+  if (!socket) throw new Error(`could not listen for the HTTPS redirect on ${at.host}:${at.port}`);
+  return { app, socket };
 }
 
 /** `close` exists on uWS apps of this version but is missing from its type definitions. */

@@ -33,6 +33,8 @@ export class WorkerContext {
   readonly webSockets = new Set<OpenSession>();
   inFlightHttp = 0;
   shuttingDown = false;
+  /** Scheme clients use, for X-Forwarded-Proto. */
+  readonly proto: 'http' | 'https';
 
   constructor(
     readonly worker: number,
@@ -42,6 +44,7 @@ export class WorkerContext {
     readonly logger: Logger,
     readonly testHooks: boolean,
   ) {
+    this.proto = config.tls ? 'https' : 'http';
     this.apply(config, plan);
   }
 

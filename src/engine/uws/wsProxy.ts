@@ -75,7 +75,7 @@ function guard(context: WorkerContext, ws: ClientSocket<SessionData>, action: ()
 }
 
 function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
-  const head = readRequestHead(res, req, true);
+  const head = readRequestHead(res, req, true, context.proto);
   const key = req.getHeader('sec-websocket-key');
   const protocols = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');

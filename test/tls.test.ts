@@ -1,0 +1,110 @@
+// TLS termination: certificates made by the test (openssl), real TLS clients, SNI, wss, the
+// HTTP-to-HTTPS redirect, and bad input (garbage handshakes, unreadable files).
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import test from 'ava';
+import { Agent, request } from 'undici';
+import { WebSocket } from 'ws';
+import { onePool, startBackend, startProxy } from './helpers.js';
+
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+
+/** A CA and two leaf certificates signed by it (a.test, b.test), in a temporary folder. */
+function makeCertificates(): { dir: string; ca: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-tls-'));
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=fairway test CA');
+  for (const name of ['a.test', 'b.test']) {
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name}\n`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  }
+  return { dir, ca: readFileSync(join(dir, 'ca.crt')) };
+}
+
+const certs = makeCertificates();
+const tlsConfig = (extra: Record<string, unknown> = {}) => ({
+  cert: join(certs.dir, 'a.test.crt'),
+  key: join(certs.dir, 'a.test.key'),
+  certs: [{ names: ['b.test'], cert: join(certs.dir, 'b.test.crt'), key: join(certs.dir, 'b.test.key') }],
+  ...extra,
+});
+
+/** The certificate subject the proxy presents for an SNI name. */
+async function presented(port: number, servername: string): Promise<string> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, servername, ca: certs.ca, rejectUnauthorized: false });
+  await once(socket, 'secureConnect');
+  const subject = socket.getPeerCertificate().subject.CN;
+  socket.destroy();
+  return subject;
+}
+
+test('HTTPS and wss through the proxy, with X-Forwarded-Proto: https; the certificate is chosen by SNI', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { tls: tlsConfig(), ...onePool([backend]) });
+  const agent = new Agent({ connect: { ca: certs.ca, servername: 'a.test' } });
+  t.teardown(() => agent.close());
+  const res = await request(`https://127.0.0.1:${proxy.port}/hello`, { dispatcher: agent, headers: { host: 'a.test' } });
+  t.is(res.statusCode, 200);
+  t.is(await res.body.text(), 'a');
+  t.is(backend.lastHeaders['x-forwarded-proto'], 'https');
+
+  t.is(await presented(proxy.port, 'a.test'), 'a.test');
+  t.is(await presented(proxy.port, 'b.test'), 'b.test');
+  // An unknown name gets the default certificate (a client that checks names will refuse it).
+  t.is(await presented(proxy.port, 'unknown.test'), 'a.test');
+  const viaB = new Agent({ connect: { ca: certs.ca, servername: 'b.test' } });
+  t.teardown(() => viaB.close());
+  t.is(await (await request(`https://127.0.0.1:${proxy.port}/`, { dispatcher: viaB, headers: { host: 'b.test' } })).body.text(), 'a');
+
+  const ws = new WebSocket(`wss://127.0.0.1:${proxy.port}/chat`, { ca: certs.ca, servername: 'b.test' });
+  await once(ws, 'open');
+  const echoed = once(ws, 'message');
+  ws.send('over tls');
+  t.is(String((await echoed)[0]), 'over tls');
+  t.is(backend.lastHeaders['x-forwarded-proto'], 'https');
+  ws.close();
+  await once(ws, 'close');
+});
+
+test('garbage instead of a TLS handshake, or an old protocol, is refused; the worker keeps serving', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { workers: 1, tls: tlsConfig(), ...onePool([backend]) });
+  const garbage = tcpConnect(proxy.port, '127.0.0.1', () => garbage.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02'));
+  garbage.on('error', () => {});
+  garbage.resume();
+  await once(garbage, 'close');
+  const old = tlsConnect({ host: '127.0.0.1', port: proxy.port, servername: 'a.test', ca: certs.ca, maxVersion: 'TLSv1.1', minVersion: 'TLSv1' });
+  const [error] = await once(old, 'error');
+  t.regex(String((error as Error).message), /protocol|version|handshake|alert/i);
+  const agent = new Agent({ connect: { ca: certs.ca, servername: 'a.test' } });
+  t.teardown(() => agent.close());
+  t.is(await (await request(`https://127.0.0.1:${proxy.port}/`, { dispatcher: agent })).body.text(), 'a');
+  t.is(backend.hits, 1);
+});
+
+test('the HTTP listener redirects to HTTPS with 308, keeping path and query', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { tls: tlsConfig({ redirect: '127.0.0.1:0' }), ...onePool([backend]) });
+  const res = await request(`http://127.0.0.1:${proxy.redirectPort}/path/x?room=1`, { headers: { host: 'a.test' } });
+  t.is(res.statusCode, 308);
+  t.is(res.headers.location, `https://a.test:${proxy.port}/path/x?room=1`);
+  await res.body.text();
+  t.is(backend.hits, 0);
+});
+
+test('unreadable certificate files are config errors naming the field', (t) => {
+  const file = join(certs.dir, 'bad.yaml');
+  writeFileSync(file, `tls: { cert: ${join(certs.dir, 'missing.crt')}, key: ${join(certs.dir, 'a.test.key')}, certs: [{ names: [], cert: x, key: y }] }\npools: { a: { backends: [127.0.0.1:1] } }\n`);
+  const run = spawnSync(process.execPath, [CLI, '--config', file, '--check'], { encoding: 'utf8' });
+  t.is(run.status, 2);
+  t.regex(run.stderr, /config: tls\.cert: cannot read .*missing\.crt \(ENOENT\)/);
+  t.regex(run.stderr, /config: tls\.certs\[0\]\.names: expected a non-empty list of host names/);
+  t.regex(run.stderr, /config: tls\.certs\[0\]\.cert: cannot read x \(ENOENT\)/);
+});

@@ -50,7 +50,23 @@ export interface Fairway {
   stop(grace?: number): Promise<void>;
 }
 
+/** How often a start on port 0 is tried again when another process took the port in between. */
+const EPHEMERAL_ATTEMPTS = 3;
+
 export async function startFairway(config: Config, options: StartOptions = {}): Promise<Fairway> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(config, options);
+    } catch (err) {
+      // Port 0 is resolved in the primary, then listened on by the workers: another process can
+      // take it in between. A port the user chose is never silently changed.
+      const ephemeral = config.listen.port === 0 || config.tls?.redirect?.port === 0;
+      if (!ephemeral || attempt >= EPHEMERAL_ATTEMPTS || !(err instanceof StartupError) || err.code !== 'FAIRWAY_ERR_START') throw err;
+    }
+  }
+}
+
+async function startOnce(config: Config, options: StartOptions): Promise<Fairway> {
   const logger = options.logger ?? createLogger(config.log.level, { role: 'primary' });
   const engine = chooseEngine(config, logger);
   const port = await preflightPort(config.listen.host, config.listen.port);

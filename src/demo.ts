@@ -39,7 +39,13 @@ export async function runDemo(options: { listen?: string; admin?: string } = {})
     listen: options.listen ?? '127.0.0.1:8080',
     admin: { listen: options.admin ?? '127.0.0.1:9900' },
     log: { level: 'warn', access: false },
-    pools: { chat: { algorithm: 'least-conn', backends: BACKEND_PORTS.map((port, i) => ({ url: `127.0.0.1:${port}`, name: `chat-${i + 1}` })) } },
+    pools: {
+      chat: {
+        algorithm: 'least-conn',
+        health: { path: '/health', interval: '2s', timeout: '1s' },
+        backends: BACKEND_PORTS.map((port, i) => ({ url: `127.0.0.1:${port}`, name: `chat-${i + 1}` })),
+      },
+    },
   });
   const logger = createLogger('warn', { role: 'primary' });
   let fairway;
@@ -52,7 +58,7 @@ export async function runDemo(options: { listen?: string; admin?: string } = {})
   process.stdout.write(
     [
       '',
-      '  fairway demo: 3 chat backends behind fairway (least-conn)',
+      '  fairway demo: 3 chat backends behind fairway (least-conn, health checks every 2 s)',
       '',
       `  chat        http://${config.listen.host}:${fairway.port}/      open it in two tabs and chat`,
       `  dashboard   http://${config.admin!.listen.host}:${fairway.adminPort}/      where every session went, live`,

@@ -79,7 +79,7 @@ export class LeastConnections implements Picker {
       if (best < 0) return ALL_FULL;
       if (table.tryAcquire(slots[best], bestActive, worker)) return slots[best];
     }
-    return this.takeAny();
+    return this.view.takeAny();
   }
 
   private pickByGroups(): number {
@@ -139,13 +139,7 @@ export class LeastConnections implements Picker {
       }
       if (table.tryAcquire(memberSlots[best], bestActive, worker)) return memberSlots[best];
     }
-    return this.takeAny();
-  }
-
-  /** Starved by other threads for MAX_ATTEMPTS rounds: take any member with room. */
-  private takeAny(): number {
-    const view = this.view;
-    for (let index = 0; index < view.slots.length; index++) if (view.takeIfRoom(index)) return view.slots[index];
-    return ALL_FULL;
+    // Starved by other threads for MAX_ATTEMPTS rounds: take any member with room.
+    return this.view.takeAny();
   }
 }

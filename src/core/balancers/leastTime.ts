@@ -59,7 +59,6 @@ export class LeastTime implements Picker {
       if (best < 0) return ALL_FULL;
       if (table.tryAcquire(slots[best], bestActive, worker)) return slots[best];
     }
-    for (let index = 0; index < count; index++) if (view.takeIfRoom(index)) return slots[index];
-    return ALL_FULL;
+    return view.takeAny();
   }
 }

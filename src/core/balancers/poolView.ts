@@ -1,7 +1,7 @@
 // A worker's cached view of which pool members can take sessions, rebuilt when the pool changes.
 
 import { BACKEND_UP } from '../state/stateTable.js';
-import type { PickerContext } from './picker.js';
+import { ALL_FULL, type PickerContext } from './picker.js';
 
 const MIN_RAMP = 0.05;
 
@@ -91,6 +91,12 @@ export class PoolView {
   hasRoom(index: number, active: number): boolean {
     const max = this.maxConns[index];
     return max === 0 || active < max;
+  }
+
+  /** The fallback of every picker: the first member with room, taken, or ALL_FULL. */
+  takeAny(): number {
+    for (let index = 0; index < this.slots.length; index++) if (this.takeIfRoom(index)) return this.slots[index];
+    return ALL_FULL;
   }
 
   /** Takes one session on member `index` unless it is at max_conns; false when full. */

@@ -38,7 +38,6 @@ export class PowerOfTwoChoices implements Picker {
       }
       if (table.tryAcquire(slots[chosen], seen, worker)) return slots[chosen];
     }
-    for (let index = 0; index < count; index++) if (view.takeIfRoom(index)) return slots[index];
-    return ALL_FULL;
+    return view.takeAny();
   }
 }

@@ -1,6 +1,6 @@
 // round-robin: one rotation shared by all worker threads, skipping backends that cannot take more.
 
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { NO_BACKEND, type Picker, type PickerContext } from './picker.js';
 import { PoolView } from './poolView.js';
 
 export class RoundRobin implements Picker {
@@ -21,7 +21,6 @@ export class RoundRobin implements Picker {
       const index = table.nextRoundRobin(poolSlot) % count;
       if (view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
     }
-    for (let index = 0; index < count; index++) if (view.takeIfRoom(index)) return view.slots[index];
-    return ALL_FULL;
+    return view.takeAny();
   }
 }

@@ -1,7 +1,7 @@
 // weighted-round-robin: NGINX's smooth weighted rotation, precomputed once per pool change and
 // walked with one shared counter, so the sequence is global across workers and never bursts.
 
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { NO_BACKEND, type Picker, type PickerContext } from './picker.js';
 import { PoolView } from './poolView.js';
 
 /** Longest precomputed cycle; heavier pools are scaled down to it, keeping every weight >= 1. */
@@ -54,7 +54,6 @@ export class WeightedRoundRobin implements Picker {
       const index = sequence[table.nextRoundRobin(poolSlot) % sequence.length];
       if (view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
     }
-    for (let index = 0; index < count; index++) if (view.takeIfRoom(index)) return view.slots[index];
-    return ALL_FULL;
+    return view.takeAny();
   }
 }

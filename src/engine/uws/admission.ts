@@ -3,7 +3,7 @@
 
 import type { HttpRequest } from 'uWebSockets.js';
 import type { PoolConfig } from '../../config/schema.js';
-import { ALL_FULL, NO_BACKEND, type Picker } from '../../core/balancers/picker.js';
+import { NO_BACKEND, type Picker } from '../../core/balancers/picker.js';
 import { cookieValue } from '../../core/cookies.js';
 import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import { BACKEND_UP, type StateTable } from '../../core/state/stateTable.js';

@@ -50,7 +50,7 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   const pool = context.pools.get(poolName)!;
   const key = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0, key);
+  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0);
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
 }
 
@@ -104,7 +104,6 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     private readonly head: RequestHead,
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
-    private readonly hashKey: string | undefined,
   ) {
     context.inFlightHttp++;
     res.onAborted(() => this.onClientGone());
@@ -126,7 +125,7 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
 
   admit(slot: number): void {
     this.cancelWait = undefined;
-    const { context, head } = this;
+    const { context } = this;
     if (this.clientGone) {
       context.table.release(slot, context.worker);
       return;

@@ -86,7 +86,7 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const pool = context.pools.get(poolName)!;
   const hashKey = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, hashKey });
+  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext });
   res.onAborted(() => session.onHandshakeAborted());
   session.cancelWait = pool.admit(session, hashKey, stickySlot);
 }
@@ -98,7 +98,6 @@ interface ClientHandshake {
   protocols: string;
   extensions: string;
   socketContext: us_socket_context_t;
-  hashKey: string | undefined;
 }
 
 /** One proxied WebSocket session; counts as one active session on its backend until it ends. */

@@ -2,6 +2,7 @@
 
 import { accessSync, constants } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { isRange } from '../core/accessList.js';
 import { parseDuration, parseSize } from './units.js';
 
 export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'random', 'p2c', 'least-time', 'hash'] as const;
@@ -86,11 +87,17 @@ export interface RouteMatch {
   path?: string;
   host?: string;
   headers?: Record<string, string>;
+  /** Upper-case methods, any of which matches. */
+  methods?: string[];
+  query?: Record<string, string>;
 }
 
 export interface RouteConfig {
   match: RouteMatch;
   pool: string;
+  /** Client addresses (CIDR) let through; absent = everyone not denied. */
+  allow?: string[];
+  deny?: string[];
 }
 
 export interface AdminConfig {
@@ -413,15 +420,41 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
 }
 
 function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): RouteConfig | undefined {
-  const obj = check.object(path, raw, ['match', 'pool']);
+  const obj = check.object(path, raw, ['match', 'pool', 'allow', 'deny']);
   if (!obj) return undefined;
   const pool = check.string(join(path, 'pool'), obj.pool);
+  const ranges = (key: 'allow' | 'deny'): string[] | undefined => {
+    const value = obj[key];
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !isRange(v))) {
+      check.fail(join(path, key), 'a list of addresses or CIDR ranges such as "10.0.0.0/8" or "::1"', value);
+      return undefined;
+    }
+    return value as string[];
+  };
+  const allow = ranges('allow');
+  const deny = ranges('deny');
   if (pool !== undefined && !(pool in pools)) {
     check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
   }
   const match: RouteMatch = {};
   if (obj.match !== undefined) {
-    const m = check.object(join(path, 'match'), obj.match, ['path', 'host', 'headers']);
+    const m = check.object(join(path, 'match'), obj.match, ['path', 'host', 'headers', 'method', 'query']);
+    if (m?.method !== undefined) {
+      const list = Array.isArray(m.method) ? m.method : [m.method];
+      if (list.length === 0 || list.some((x) => typeof x !== 'string' || !/^[A-Za-z]+$/.test(x))) check.fail(join(path, 'match.method'), 'a method or a list of methods such as GET', m.method);
+      else match.methods = list.map((x) => String(x).toUpperCase());
+    }
+    if (m?.query !== undefined) {
+      const q = check.mapping(join(path, 'match.query'), m.query);
+      if (q) {
+        match.query = {};
+        for (const [key, value] of Object.entries(q)) {
+          const v = check.string(join(path, `match.query.${key}`), value);
+          if (v !== undefined) match.query[key] = v;
+        }
+      }
+    }
     if (m?.path !== undefined) {
       const p = check.string(join(path, 'match.path'), m.path);
       if (p !== undefined && !p.startsWith('/')) check.fail(join(path, 'match.path'), 'a path starting with /', p);
@@ -439,7 +472,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
       }
     }
   }
-  return pool === undefined ? undefined : { match, pool };
+  return pool === undefined ? undefined : { match, pool, allow, deny };
 }
 
 const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];

@@ -12,6 +12,7 @@ export interface ProxyFault {
 
 export const FAULTS = {
   noRoute: { code: 'no-route', source: 'downstream', status: 404, message: 'no route matches this request' },
+  forbidden: { code: 'forbidden', source: 'downstream', status: 403, message: 'this address may not use this route' },
   noBackend: { code: 'no-backend', source: 'upstream', status: 503, message: 'no backend is available to take this request' },
   backendsFull: { code: 'backends-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit' },
   queueFull: { code: 'queue-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit and the wait queue is full' },

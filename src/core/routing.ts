@@ -1,42 +1,57 @@
-// Matching a request to a pool by host, path prefix and headers, first matching route wins.
+// Matching a request to a pool by host, path prefix, method, headers and query parameters; the
+// first matching route wins, and its access list decides who may use it.
 
 import type { Config, RouteConfig } from '../config/schema.js';
+import { AccessList } from './accessList.js';
+
+export interface MatchedRoute {
+  pool: string;
+  /** Present when the route has allow or deny lists. */
+  access?: AccessList;
+}
+
+/** What routing may read of a request, all lower-cased names; '' (or undefined) when absent. */
+export interface RequestFacts {
+  path: string;
+  /** Host header without its port, lower-cased. */
+  host: string;
+  method: string;
+  header(name: string): string;
+  query(name: string): string | undefined;
+}
 
 export class Router {
-  private readonly routes: RouteConfig[];
-  private readonly fallback: string | undefined;
-  private readonly needsHeaders: boolean;
+  private readonly routes: { config: RouteConfig; matched: MatchedRoute }[];
+  private readonly fallback: MatchedRoute | undefined;
 
   constructor(config: Config) {
-    this.routes = config.routes;
+    this.routes = config.routes.map((route) => ({
+      config: route,
+      matched: { pool: route.pool, access: route.allow || route.deny ? new AccessList(route.allow, route.deny) : undefined },
+    }));
     const pools = Object.keys(config.pools);
-    this.fallback = this.routes.length === 0 && pools.length === 1 ? pools[0] : undefined;
-    this.needsHeaders = this.routes.some((r) => r.match.headers !== undefined);
+    this.fallback = this.routes.length === 0 && pools.length === 1 ? { pool: pools[0] } : undefined;
   }
 
-  /**
-   * The pool for a request, or undefined when no route matches. `host` is the Host header without
-   * its port, lower-cased; `header` reads a lower-cased request header ('' when absent).
-   */
-  route(path: string, host: string, header: (name: string) => string): string | undefined {
+  /** The route for a request, or undefined when none matches. */
+  route(request: RequestFacts): MatchedRoute | undefined {
     if (this.fallback !== undefined) return this.fallback;
-    for (const { match, pool } of this.routes) {
-      if (match.host !== undefined && match.host !== host) continue;
-      if (match.path !== undefined && !pathHasPrefix(path, match.path)) continue;
-      if (this.needsHeaders && match.headers !== undefined) {
-        let all = true;
-        for (const name in match.headers) {
-          if (header(name) !== match.headers[name]) {
-            all = false;
-            break;
-          }
-        }
-        if (!all) continue;
-      }
-      return pool;
+    for (const { config, matched } of this.routes) {
+      const { match } = config;
+      if (match.host !== undefined && match.host !== request.host) continue;
+      if (match.path !== undefined && !pathHasPrefix(request.path, match.path)) continue;
+      if (match.methods !== undefined && !match.methods.includes(request.method.toUpperCase())) continue;
+      if (match.headers !== undefined && !allEqual(match.headers, (name) => request.header(name))) continue;
+      if (match.query !== undefined && !allEqual(match.query, (name) => request.query(name))) continue;
+      return matched;
     }
     return undefined;
   }
+}
+
+function allEqual(wanted: Record<string, string>, read: (name: string) => string | undefined): boolean {
+  for (const name in wanted) if (read(name) !== wanted[name]) return false;
+  return true;
 }
 
 /** "/ws" matches "/ws", "/ws/x" and "/ws?room=1" but not "/wsx"; "/" and "/api/" match as written. */

@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import { recordLatency } from '../../core/balancers/latency.js';
+import type { RequestFacts } from '../../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { WorkerContext } from './workerContext.js';
@@ -26,6 +27,7 @@ const RESPONSE_NOT_FORWARDED = new Set([
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  403: 'Forbidden',
   404: 'Not Found',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -45,13 +47,25 @@ export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
   const head = readRequestHead(res, req, false, context.proto);
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const poolName = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
-  if (poolName === undefined) return writeFault(res, FAULTS.noRoute);
-  const pool = context.pools.get(poolName)!;
+  const route = context.router.route(routingFacts(head, req));
+  if (route === undefined) return writeFault(res, FAULTS.noRoute);
+  if (route.access && !route.access.permits(head.client)) return writeFault(res, FAULTS.forbidden);
+  const pool = context.pools.get(route.pool)!;
   const key = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
   const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0);
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
+}
+
+/** What the router may read of a request; valid only inside the uWS handler, like `req`. */
+export function routingFacts(head: RequestHead, req: HttpRequest): RequestFacts {
+  return {
+    path: head.path,
+    host: head.hostName,
+    method: head.method,
+    header: (name) => req.getHeader(name),
+    query: (name) => req.getQuery(name),
+  };
 }
 
 /**

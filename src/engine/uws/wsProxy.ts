@@ -6,7 +6,7 @@ import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from './admission.js';
-import { runTestFault, writeFault } from './httpProxy.js';
+import { routingFacts, runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -80,10 +80,11 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const protocols = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const poolName = context.router.route(head.path, head.hostName, (name) => req.getHeader(name));
-  if (poolName === undefined) return writeFault(res, FAULTS.noRoute);
+  const route = context.router.route(routingFacts(head, req));
+  if (route === undefined) return writeFault(res, FAULTS.noRoute);
+  if (route.access && !route.access.permits(head.client)) return writeFault(res, FAULTS.forbidden);
   if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
-  const pool = context.pools.get(poolName)!;
+  const pool = context.pools.get(route.pool)!;
   const hashKey = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
   const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext });

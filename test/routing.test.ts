@@ -1,0 +1,80 @@
+// Routing on method and query parameters, and allow/deny lists of client addresses per route.
+
+import test from 'ava';
+import { request } from 'undici';
+import { AccessList } from '../dist/core/accessList.js';
+import { ConfigError, validateConfig } from '../dist/index.js';
+import { openSocket, startBackend, startProxy } from './helpers.js';
+
+async function call(port: number, path: string, method = 'GET') {
+  const res = await request(`http://127.0.0.1:${port}${path}`, { method: method as 'GET' });
+  return { status: res.statusCode, error: res.headers['x-fairway-error'], body: await res.body.text() };
+}
+
+test('routes match on method and on query parameters, in order', async (t) => {
+  const reads = await startBackend(t, 'reads');
+  const writes = await startBackend(t, 'writes');
+  const v2 = await startBackend(t, 'v2');
+  const proxy = await startProxy(t, {
+    pools: { reads: { backends: [reads.address] }, writes: { backends: [writes.address] }, v2: { backends: [v2.address] } },
+    routes: [
+      { match: { path: '/api', query: { version: '2' } }, pool: 'v2' },
+      { match: { path: '/api', method: ['POST', 'put'] }, pool: 'writes' },
+      { match: { path: '/api' }, pool: 'reads' },
+    ],
+  });
+  t.is((await call(proxy.port, '/api/items')).body, 'reads');
+  t.is((await call(proxy.port, '/api/items', 'POST')).body, 'writes');
+  t.is((await call(proxy.port, '/api/items', 'PUT')).body, 'writes');
+  t.is((await call(proxy.port, '/api/items?version=2', 'POST')).body, 'v2');
+  t.is((await call(proxy.port, '/api/items?version=3')).body, 'reads');
+  t.is((await call(proxy.port, '/other')).status, 404);
+});
+
+test('allow and deny lists: 403 for HTTP and for WebSocket upgrades, the rest passes', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, {
+    pools: { main: { backends: [backend.address] } },
+    routes: [
+      { match: { path: '/internal' }, pool: 'main', allow: ['10.0.0.0/8', '192.168.0.0/16'] },
+      { match: { path: '/blocked' }, pool: 'main', deny: ['127.0.0.1'] },
+      { match: { path: '/local' }, pool: 'main', allow: ['127.0.0.0/8', '::1'], deny: ['127.0.0.2'] },
+    ],
+  });
+  const internal = await call(proxy.port, '/internal');
+  t.is(internal.status, 403);
+  t.is(internal.error, 'forbidden');
+  t.is((await call(proxy.port, '/blocked')).status, 403);
+  t.is((await call(proxy.port, '/local')).body, 'a');
+  const refused = await t.throwsAsync(openSocket(`ws://127.0.0.1:${proxy.port}/blocked`));
+  t.regex(refused!.message, /unexpected response 403/);
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/local`);
+  ws.close();
+  t.is(backend.hits, 1);
+});
+
+test('access lists: IPv4, IPv6 and IPv4-mapped IPv6 addresses', (t) => {
+  const list = new AccessList(['10.0.0.0/8', '2001:db8::/32', '::1'], ['10.1.2.3']);
+  t.true(list.permits('10.9.8.7'));
+  t.false(list.permits('10.1.2.3'));
+  t.false(list.permits('11.0.0.1'));
+  t.true(list.permits('2001:db8::42'));
+  t.true(list.permits('::1'));
+  t.true(list.permits('::ffff:10.0.0.1'), 'a mapped address is checked as IPv4');
+  t.false(list.permits('not an address'));
+  t.true(new AccessList(undefined, ['::1']).permits('127.0.0.1'));
+});
+
+test('bad ranges, methods and query matches are config errors naming the field', (t) => {
+  const error = t.throws(
+    () =>
+      validateConfig({
+        pools: { a: { backends: ['127.0.0.1:1'] } },
+        routes: [{ match: { method: 'G E T', query: { v: 2 } }, pool: 'a', allow: ['10.0.0.0/33'] }],
+      }),
+    { instanceOf: ConfigError },
+  );
+  t.regex(error!.message, /routes\[0\]\.allow: expected a list of addresses or CIDR ranges/);
+  t.regex(error!.message, /routes\[0\]\.match\.method: expected a method or a list of methods/);
+  t.regex(error!.message, /routes\[0\]\.match\.query\.v: expected a non-empty string, got 2/);
+});

@@ -31,6 +31,27 @@ test('routes match on method and on query parameters, in order', async (t) => {
   t.is((await call(proxy.port, '/other')).status, 404);
 });
 
+test('host matches exactly or by wildcard', async (t) => {
+  const apex = await startBackend(t, 'apex');
+  const tenants = await startBackend(t, 'tenants');
+  const proxy = await startProxy(t, {
+    pools: { apex: { backends: [apex.address] }, tenants: { backends: [tenants.address] } },
+    routes: [
+      { match: { host: 'example.com' }, pool: 'apex' },
+      { match: { host: '*.example.com' }, pool: 'tenants' },
+    ],
+  });
+  const via = async (host: string) => {
+    const res = await request(`http://127.0.0.1:${proxy.port}/`, { headers: { host } });
+    return res.statusCode === 200 ? res.body.text() : (await res.body.text(), res.statusCode);
+  };
+  t.is(await via('example.com'), 'apex');
+  t.is(await via('Example.COM:8080'), 'apex');
+  t.is(await via('acme.example.com'), 'tenants');
+  t.is(await via('a.b.example.com'), 'tenants');
+  t.is(await via('badexample.com'), 404);
+});
+
 test('allow and deny lists: 403 for HTTP and for WebSocket upgrades, the rest passes', async (t) => {
   const backend = await startBackend(t, 'a');
   const proxy = await startProxy(t, {

@@ -38,7 +38,7 @@ export class Router {
     if (this.fallback !== undefined) return this.fallback;
     for (const { config, matched } of this.routes) {
       const { match } = config;
-      if (match.host !== undefined && match.host !== request.host) continue;
+      if (match.host !== undefined && !hostMatches(request.host, match.host)) continue;
       if (match.path !== undefined && !pathHasPrefix(request.path, match.path)) continue;
       if (match.methods !== undefined && !match.methods.includes(request.method.toUpperCase())) continue;
       if (match.headers !== undefined && !allEqual(match.headers, (name) => request.header(name))) continue;
@@ -47,6 +47,12 @@ export class Router {
     }
     return undefined;
   }
+}
+
+/** Exact, or `*.example.com` for any name below example.com (not example.com itself). */
+function hostMatches(host: string, pattern: string): boolean {
+  if (pattern.startsWith('*.')) return host.length > pattern.length - 1 && host.endsWith(pattern.slice(1));
+  return host === pattern;
 }
 
 function allEqual(wanted: Record<string, string>, read: (name: string) => string | undefined): boolean {

@@ -1,5 +1,6 @@
 // Routing on method and query parameters, and allow/deny lists of client addresses per route.
 
+import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
 import { AccessList } from '../dist/core/accessList.js';
@@ -98,4 +99,37 @@ test('bad ranges, methods and query matches are config errors naming the field',
   t.regex(error!.message, /routes\[0\]\.allow: expected a list of addresses or CIDR ranges/);
   t.regex(error!.message, /routes\[0\]\.match\.method: expected a method or a list of methods/);
   t.regex(error!.message, /routes\[0\]\.match\.query\.v: expected a non-empty string, got 2/);
+});
+
+test('per route: WebSocket not allowed (403), request bodies over max_body (413) with or without a length', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, {
+    pools: { main: { backends: [backend.address] } },
+    routes: [
+      { match: { path: '/api' }, pool: 'main', websocket: false, max_body: '1kb' },
+      { match: { path: '/' }, pool: 'main' },
+    ],
+  });
+  const upgrade = await t.throwsAsync(openSocket(`ws://127.0.0.1:${proxy.port}/api/live`));
+  t.regex(upgrade!.message, /unexpected response 403/);
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/live`);
+  ws.close();
+
+  const small = await request(`http://127.0.0.1:${proxy.port}/api/hash`, { method: 'POST', body: Buffer.alloc(1000) });
+  t.is(small.statusCode, 200);
+  await small.body.text();
+  const declared = await request(`http://127.0.0.1:${proxy.port}/api/hash`, { method: 'POST', body: Buffer.alloc(5000) });
+  t.is(declared.statusCode, 413);
+  t.is(declared.headers['x-fairway-error'], 'body-too-large');
+  await declared.body.text();
+  async function* chunks() {
+    for (let i = 0; i < 8; i++) yield Buffer.alloc(512);
+  }
+  const streamed = await request(`http://127.0.0.1:${proxy.port}/api/hash`, { method: 'POST', body: Readable.from(chunks()) }).then(
+    async (res) => [res.statusCode, await res.body.text().catch(() => '')] as const,
+    () => [0, 'connection cut'] as const,
+  );
+  t.true(streamed[0] === 413 || streamed[0] === 0, `chunked over the limit: ${streamed}`);
+  t.is((await request(`http://127.0.0.1:${proxy.port}/`)).statusCode, 200, 'the worker keeps serving');
+  t.is(Number(proxy.table.failures(proxy.plan.backendSlots[`main/${backend.address}`])), 0, 'not counted against the backend');
 });

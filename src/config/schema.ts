@@ -98,6 +98,10 @@ export interface RouteConfig {
   /** Client addresses (CIDR) let through; absent = everyone not denied. */
   allow?: string[];
   deny?: string[];
+  /** Whether WebSocket upgrades may use the route. */
+  websocket: boolean;
+  /** Largest request body in bytes (413 past it); 0 = no limit. */
+  maxBody: number;
 }
 
 export interface AdminConfig {
@@ -420,7 +424,7 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
 }
 
 function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): RouteConfig | undefined {
-  const obj = check.object(path, raw, ['match', 'pool', 'allow', 'deny']);
+  const obj = check.object(path, raw, ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body']);
   if (!obj) return undefined;
   const pool = check.string(join(path, 'pool'), obj.pool);
   const ranges = (key: 'allow' | 'deny'): string[] | undefined => {
@@ -434,6 +438,8 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   };
   const allow = ranges('allow');
   const deny = ranges('deny');
+  const websocket = obj.websocket === undefined ? true : (check.boolean(join(path, 'websocket'), obj.websocket) ?? true);
+  const maxBody = obj.max_body === undefined ? 0 : (check.size(join(path, 'max_body'), obj.max_body) ?? 0);
   if (pool !== undefined && !(pool in pools)) {
     check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
   }
@@ -472,7 +478,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
       }
     }
   }
-  return pool === undefined ? undefined : { match, pool, allow, deny };
+  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody };
 }
 
 const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];

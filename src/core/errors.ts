@@ -13,6 +13,8 @@ export interface ProxyFault {
 export const FAULTS = {
   noRoute: { code: 'no-route', source: 'downstream', status: 404, message: 'no route matches this request' },
   forbidden: { code: 'forbidden', source: 'downstream', status: 403, message: 'this address may not use this route' },
+  websocketNotAllowed: { code: 'websocket-not-allowed', source: 'downstream', status: 403, message: 'WebSocket is not allowed on this route' },
+  bodyTooLarge: { code: 'body-too-large', source: 'downstream', status: 413, message: 'the request body is larger than this route allows' },
   noBackend: { code: 'no-backend', source: 'upstream', status: 503, message: 'no backend is available to take this request' },
   backendsFull: { code: 'backends-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit' },
   queueFull: { code: 'queue-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit and the wait queue is full' },

@@ -8,6 +8,9 @@ export interface MatchedRoute {
   pool: string;
   /** Present when the route has allow or deny lists. */
   access?: AccessList;
+  websocket: boolean;
+  /** Largest request body in bytes; 0 = no limit. */
+  maxBody: number;
 }
 
 /** What routing may read of a request, all lower-cased names; '' (or undefined) when absent. */
@@ -27,10 +30,15 @@ export class Router {
   constructor(config: Config) {
     this.routes = config.routes.map((route) => ({
       config: route,
-      matched: { pool: route.pool, access: route.allow || route.deny ? new AccessList(route.allow, route.deny) : undefined },
+      matched: {
+        pool: route.pool,
+        access: route.allow || route.deny ? new AccessList(route.allow, route.deny) : undefined,
+        websocket: route.websocket,
+        maxBody: route.maxBody,
+      },
     }));
     const pools = Object.keys(config.pools);
-    this.fallback = this.routes.length === 0 && pools.length === 1 ? { pool: pools[0] } : undefined;
+    this.fallback = this.routes.length === 0 && pools.length === 1 ? { pool: pools[0], websocket: true, maxBody: 0 } : undefined;
   }
 
   /** The route for a request, or undefined when none matches. */

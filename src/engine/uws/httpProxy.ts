@@ -50,10 +50,12 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   const route = context.router.route(routingFacts(head, req));
   if (route === undefined) return writeFault(res, FAULTS.noRoute);
   if (route.access && !route.access.permits(head.client)) return writeFault(res, FAULTS.forbidden);
+  // A declared length over the limit is refused before anything is read or sent upstream.
+  if (route.maxBody > 0 && head.contentLength > route.maxBody) return writeFault(res, FAULTS.bodyTooLarge, true);
   const pool = context.pools.get(route.pool)!;
   const key = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0);
+  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0, route.maxBody);
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
 }
 
@@ -118,12 +120,13 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     private readonly head: RequestHead,
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
+    maxBody: number,
   ) {
     context.inFlightHttp++;
     res.onAborted(() => this.onClientGone());
     // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).
     if (head.contentLength > 0 || head.chunked) {
-      this.body = new RequestBody(res, context.config.timeouts.idle, () => this.res.close());
+      this.body = new RequestBody(res, context.config.timeouts.idle, maxBody, () => this.res.close(), () => this.onBodyTooLarge());
     }
     this.noBody = head.method === 'HEAD';
   }
@@ -259,7 +262,8 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   }
 
   onResponseError(controller: DispatchController | null, err: Error): void {
-    if (!this.clientGone) {
+    // Our own abort of a body over the limit is no failure of the backend's.
+    if (!this.clientGone && this.status !== 413) {
       this.context.table.countFailure(this.slot);
       this.context.table.recordOutcome(this.slot, true, 0);
       if (this.retry(err)) return;
@@ -307,6 +311,24 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     context.table.countRequest(next);
     this.send();
     return true;
+  }
+
+  /** A chunked body ran past the route's limit: 413 if nothing was answered yet, else cut. */
+  private onBodyTooLarge(): void {
+    if (this.clientGone) return;
+    this.body?.destroy();
+    if (this.cancelWait) {
+      this.refuse(FAULTS.bodyTooLarge);
+      return;
+    }
+    // Answer first: the abort below reaches onResponseError at once, which must find it answered.
+    this.status = 413;
+    if (!this.responseDone) {
+      this.responseDone = true;
+      this.res.cork(() => writeFault(this.res, FAULTS.bodyTooLarge, true));
+    }
+    // onResponseError then releases the slot, without retrying or blaming the backend.
+    this.controller?.abort(new Error('request body over the route limit'));
   }
 
   private onClientGone(): void {
@@ -363,14 +385,22 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
 class RequestBody extends Readable {
   private paused = false;
   private timer: NodeJS.Timeout | null = null;
+  private received = 0;
 
   constructor(
     private readonly res: HttpResponse,
     private readonly idleTimeout: number,
+    maxBody: number,
     private readonly onStalled: () => void,
+    onTooLarge: () => void,
   ) {
     super({ highWaterMark: 256 * 1024 });
     res.onData((data, isLast) => {
+      this.received += data.byteLength;
+      if (maxBody > 0 && this.received > maxBody) {
+        onTooLarge();
+        return;
+      }
       // uWS reuses the memory behind `data` once this callback returns: copy it.
       if (!this.push(Buffer.copyBytesFrom(new Uint8Array(data))) && !isLast) {
         this.paused = true;

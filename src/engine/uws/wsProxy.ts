@@ -83,6 +83,7 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const route = context.router.route(routingFacts(head, req));
   if (route === undefined) return writeFault(res, FAULTS.noRoute);
   if (route.access && !route.access.permits(head.client)) return writeFault(res, FAULTS.forbidden);
+  if (!route.websocket) return writeFault(res, FAULTS.websocketNotAllowed);
   if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
   const pool = context.pools.get(route.pool)!;
   const hashKey = pool.hashKey(req, head);

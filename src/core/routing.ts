@@ -25,7 +25,8 @@ export interface RequestFacts {
 
 export class Router {
   private readonly routes: { config: RouteConfig; matched: MatchedRoute }[];
-  private readonly fallback: MatchedRoute | undefined;
+  /** The only route when there is one pool and no routes: every request takes it. */
+  readonly single: MatchedRoute | undefined;
 
   constructor(config: Config) {
     this.routes = config.routes.map((route) => ({
@@ -38,12 +39,12 @@ export class Router {
       },
     }));
     const pools = Object.keys(config.pools);
-    this.fallback = this.routes.length === 0 && pools.length === 1 ? { pool: pools[0], websocket: true, maxBody: 0 } : undefined;
+    this.single = this.routes.length === 0 && pools.length === 1 ? { pool: pools[0], websocket: true, maxBody: 0 } : undefined;
   }
 
   /** The route for a request, or undefined when none matches. */
   route(request: RequestFacts): MatchedRoute | undefined {
-    if (this.fallback !== undefined) return this.fallback;
+    if (this.single !== undefined) return this.single;
     for (const { config, matched } of this.routes) {
       const { match } = config;
       if (match.host !== undefined && !hostMatches(request.host, match.host)) continue;

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import { recordLatency } from '../../core/balancers/latency.js';
-import type { RequestFacts } from '../../core/routing.js';
+import type { MatchedRoute } from '../../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { WorkerContext } from './workerContext.js';
@@ -47,9 +47,8 @@ export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
   const head = readRequestHead(res, req, false, context.proto);
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const route = context.router.route(routingFacts(head, req));
-  if (route === undefined) return writeFault(res, FAULTS.noRoute);
-  if (route.access && !route.access.permits(head.client)) return writeFault(res, FAULTS.forbidden);
+  const route = routeFor(context, res, req, head);
+  if (route === undefined) return;
   // A declared length over the limit is refused before anything is read or sent upstream.
   if (route.maxBody > 0 && head.contentLength > route.maxBody) return writeFault(res, FAULTS.bodyTooLarge, true);
   const pool = context.pools.get(route.pool)!;
@@ -59,15 +58,25 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
 }
 
-/** What the router may read of a request; valid only inside the uWS handler, like `req`. */
-export function routingFacts(head: RequestHead, req: HttpRequest): RequestFacts {
-  return {
-    path: head.path,
-    host: head.hostName,
-    method: head.method,
-    header: (name) => req.getHeader(name),
-    query: (name) => req.getQuery(name),
-  };
+/**
+ * The route of a request (HTTP or upgrade), or undefined after answering 404 or 403. Inside the
+ * uWS handler only, like `req`. A config with one pool and no routes needs no request facts.
+ */
+export function routeFor(context: WorkerContext, res: HttpResponse, req: HttpRequest, head: RequestHead): MatchedRoute | undefined {
+  const { router } = context;
+  const route =
+    router.single ??
+    router.route({
+      path: head.path,
+      host: head.hostName,
+      method: head.method,
+      header: (name) => req.getHeader(name),
+      query: (name) => req.getQuery(name),
+    });
+  if (route === undefined) writeFault(res, FAULTS.noRoute);
+  else if (route.access && !route.access.permits(head.client)) writeFault(res, FAULTS.forbidden);
+  else return route;
+  return undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from './admission.js';
-import { routingFacts, runTestFault, writeFault } from './httpProxy.js';
+import { routeFor, runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -47,9 +47,28 @@ export function webSocketBehavior(context: WorkerContext): WebSocketBehavior<Ses
         writeFault(res, FAULTS.internal);
       }
     },
-    open: (ws) => guard(context, ws, () => ws.getUserData().session.onClientOpen(ws)),
-    message: (ws, message, isBinary) => guard(context, ws, () => ws.getUserData().session.onClientMessage(message, isBinary)),
-    drain: (ws) => guard(context, ws, () => ws.getUserData().session.onClientDrain()),
+    open: (ws) => {
+      try {
+        ws.getUserData().session.onClientOpen(ws);
+      } catch (err) {
+        endAfterError(context, ws, err);
+      }
+    },
+    // Per message and per drain: try/catch in place, no closure allocated for each call.
+    message: (ws, message, isBinary) => {
+      try {
+        ws.getUserData().session.onClientMessage(message, isBinary);
+      } catch (err) {
+        endAfterError(context, ws, err);
+      }
+    },
+    drain: (ws) => {
+      try {
+        ws.getUserData().session.onClientDrain();
+      } catch (err) {
+        endAfterError(context, ws, err);
+      }
+    },
     close: (ws, code, message) => {
       try {
         ws.getUserData().session.onClientClose(code, message);
@@ -60,17 +79,13 @@ export function webSocketBehavior(context: WorkerContext): WebSocketBehavior<Ses
   };
 }
 
-/** An exception in a uWS handler would abort the process: contain it to the one session. */
-function guard(context: WorkerContext, ws: ClientSocket<SessionData>, action: () => void): void {
+/** An exception in a uWS handler would abort the process: it ends only the one session. */
+function endAfterError(context: WorkerContext, ws: ClientSocket<SessionData>, err: unknown): void {
+  context.logger.error({ err }, 'error in WebSocket handler');
   try {
-    action();
-  } catch (err) {
-    context.logger.error({ err }, 'error in WebSocket handler');
-    try {
-      ws.end(CLOSE_INTERNAL_ERROR, 'internal error');
-    } catch {
-      // Already closed.
-    }
+    ws.end(CLOSE_INTERNAL_ERROR, 'internal error');
+  } catch {
+    // Already closed.
   }
 }
 
@@ -80,9 +95,8 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const protocols = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const route = context.router.route(routingFacts(head, req));
-  if (route === undefined) return writeFault(res, FAULTS.noRoute);
-  if (route.access && !route.access.permits(head.client)) return writeFault(res, FAULTS.forbidden);
+  const route = routeFor(context, res, req, head);
+  if (route === undefined) return;
   if (!route.websocket) return writeFault(res, FAULTS.websocketNotAllowed);
   if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
   const pool = context.pools.get(route.pool)!;
@@ -282,8 +296,10 @@ export class WebSocketSession implements OpenSession, Admittable {
     this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.context.backends[this.slot].origin }, 'upstream WebSocket error');
   }
 
-  /** An upgrade whose backend could not be reached is tried on another before the client hears of it. */
-  /** `err` is null when the backend answered the handshake with a 5xx. */
+  /**
+   * An upgrade whose backend could not be reached (or answered with a 5xx: `err` is null) is tried
+   * on another backend before the client hears of it.
+   */
   private retryUpgrade(err: Error | null): boolean {
     const { pool, context } = this;
     if ((err && !isConnectFailure(err)) || this.tried.length > pool.config.retries.count) return false;

@@ -19,8 +19,9 @@ export interface TestBackend {
   openSessions(): number;
   /** Every WebSocket connection the backend accepted, open or closed. */
   sessions: WebSocket[];
-  /** Headers of the last HTTP request or upgrade seen. */
+  /** Headers and path (with query) of the last HTTP request or upgrade seen. */
   lastHeaders: IncomingMessage['headers'];
+  lastPath: string;
   /** Requests seen, by path. */
   hits: number;
   /** Cuts every connection at once and stops listening, like a process killed with -9. */
@@ -51,6 +52,7 @@ export async function startBackend(t: ExecutionContext, name: string, options: {
   });
   wss.on('connection', (socket, req) => {
     backend.lastHeaders = req.headers;
+    backend.lastPath = req.url ?? '';
     sessions.push(socket);
     if (options.greet) socket.send(`hello from ${name}`);
     socket.on('message', (data, isBinary) => {
@@ -80,6 +82,7 @@ export async function startBackend(t: ExecutionContext, name: string, options: {
     openSessions: () => [...wss.clients].filter((c) => c.readyState === WebSocket.OPEN).length,
     sessions,
     lastHeaders: {},
+    lastPath: '',
     hits: 0,
     kill: close,
     close,
@@ -91,10 +94,12 @@ export async function startBackend(t: ExecutionContext, name: string, options: {
 function handle(backend: TestBackend, req: IncomingMessage, res: ServerResponse): void {
   backend.hits++;
   backend.lastHeaders = req.headers;
+  backend.lastPath = req.url ?? '';
   const url = new URL(req.url ?? '/', 'http://x');
   // Routes match on the last path segment, so that tests may put a routing prefix before them.
   const route = url.pathname.slice(url.pathname.lastIndexOf('/'));
   res.setHeader('x-backend', backend.name);
+  res.setHeader('x-powered-by', 'test-backend');
   if (route === '/hash') {
     const hash = createHash('sha256');
     let length = 0;

@@ -133,3 +133,99 @@ test('per route: WebSocket not allowed (403), request bodies over max_body (413)
   t.is((await request(`http://127.0.0.1:${proxy.port}/`)).statusCode, 200, 'the worker keeps serving');
   t.is(Number(proxy.table.failures(proxy.plan.backendSlots[`main/${backend.address}`])), 0, 'not counted against the backend');
 });
+
+test('per-route path rewrite and header edits, on HTTP and on WebSocket upgrades', async (t) => {
+  const api = await startBackend(t, 'api');
+  const proxy = await startProxy(t, {
+    pools: { api: { backends: [api.address] } },
+    routes: [
+      {
+        match: { path: '/api' },
+        pool: 'api',
+        strip_prefix: '/api',
+        add_prefix: '/v1',
+        request_headers: { set: { 'x-route': 'api', 'X-Forwarded-Host': 'public.example' }, remove: ['x-debug'] },
+        response_headers: { set: { 'strict-transport-security': 'max-age=63072000', 'x-backend': 'hidden' }, remove: ['x-powered-by'] },
+      },
+      { match: { path: '/' }, pool: 'api' },
+    ],
+  });
+  const res = await request(`http://127.0.0.1:${proxy.port}/api/users?page=2`, { headers: { 'x-debug': '1', 'x-keep': 'yes' } });
+  t.is(await res.body.text(), 'api');
+  t.is(api.lastPath, '/v1/users?page=2');
+  t.is(api.lastHeaders['x-route'], 'api');
+  t.is(api.lastHeaders['x-forwarded-host'], 'public.example');
+  t.is(api.lastHeaders['x-debug'], undefined);
+  t.is(api.lastHeaders['x-keep'], 'yes');
+  t.is(res.headers['strict-transport-security'], 'max-age=63072000');
+  t.is(res.headers['x-backend'], 'hidden');
+  t.is(res.headers['x-powered-by'], undefined);
+
+  await (await request(`http://127.0.0.1:${proxy.port}/api`)).body.text();
+  t.is(api.lastPath, '/v1');
+
+  // Other routes are untouched.
+  const plain = await request(`http://127.0.0.1:${proxy.port}/other?x=1`, { headers: { 'x-debug': '1' } });
+  await plain.body.text();
+  t.is(api.lastPath, '/other?x=1');
+  t.is(api.lastHeaders['x-debug'], '1');
+  t.is(plain.headers['x-powered-by'], 'test-backend');
+  t.is(plain.headers['strict-transport-security'], undefined);
+
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/api/chat?room=7`, [], { 'x-debug': '1' });
+  t.is(api.lastPath, '/v1/chat?room=7');
+  t.is(api.lastHeaders['x-route'], 'api');
+  t.is(api.lastHeaders['x-debug'], undefined);
+  ws.close();
+});
+
+test('per-route response timeout: 504 on the short route, the default elsewhere', async (t) => {
+  const backend = await startBackend(t, 'slow');
+  const proxy = await startProxy(t, {
+    pools: { main: { backends: [backend.address] } },
+    routes: [
+      { match: { path: '/quick' }, pool: 'main', timeouts: { response: '200ms' } },
+      { match: { path: '/' }, pool: 'main' },
+    ],
+  });
+  const short = await call(proxy.port, '/quick/slow?ms=1500');
+  t.is(short.status, 504);
+  t.is(short.error, 'response-timeout');
+  const long = await call(proxy.port, '/other/slow?ms=600');
+  t.is(long.status, 200);
+  t.is(long.body, 'slow');
+});
+
+test('route options are validated: header names, framing headers, prefixes, timeouts', (t) => {
+  const base = { pools: { a: { backends: ['127.0.0.1:1'] } } };
+  const error = t.throws(
+    () =>
+      validateConfig({
+        ...base,
+        routes: [
+          {
+            pool: 'a',
+            strip_prefix: 'api',
+            add_prefix: '/v1?x',
+            request_headers: { set: { 'bad name': 'x', 'content-length': '3' }, remove: ['host'] },
+            response_headers: { set: { 'x-ok': 'a\nb' }, other: 1 },
+            timeouts: { response: 'soon', connect: '1s' },
+          },
+        ],
+      }),
+    { instanceOf: ConfigError },
+  );
+  for (const field of [
+    'routes[0].strip_prefix',
+    'routes[0].add_prefix',
+    'routes[0].request_headers.set.bad name',
+    'routes[0].request_headers.set.content-length',
+    'routes[0].request_headers.remove[0]',
+    'routes[0].response_headers.set.x-ok',
+    'routes[0].response_headers.other',
+    'routes[0].timeouts.response',
+    'routes[0].timeouts.connect',
+  ]) {
+    t.true(error!.problems.some((p) => p.startsWith(`${field}:`)), field);
+  }
+});

@@ -102,6 +102,21 @@ export interface RouteConfig {
   websocket: boolean;
   /** Largest request body in bytes (413 past it); 0 = no limit. */
   maxBody: number;
+  /** Upstream response and idle timeouts for this route, ms (default: the top-level ones). */
+  timeouts: { response: number; idle: number };
+  /** Path rewriting on the way upstream: this prefix taken off, then `addPrefix` put on. */
+  stripPrefix?: string;
+  addPrefix?: string;
+  /** Headers set (replacing any of the same name) or removed on the request and on the response. */
+  requestHeaders?: HeaderEdit;
+  responseHeaders?: HeaderEdit;
+}
+
+export interface HeaderEdit {
+  /** Lower-case names and values. */
+  set: [string, string][];
+  /** Lower-case names. */
+  remove: string[];
 }
 
 export interface AdminConfig {
@@ -423,8 +438,48 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
   return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue, health, outlier, retries, drain, rebalance } : undefined;
 }
 
-function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): RouteConfig | undefined {
-  const obj = check.object(path, raw, ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body']);
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers a route may not set or remove: they describe the connection or the message framing. */
+const FRAMING_HEADERS = new Set(['connection', 'content-length', 'transfer-encoding', 'upgrade', 'host', 'keep-alive', 'te', 'trailer']);
+
+function parseHeaderEdit(check: Checker, path: string, raw: unknown): HeaderEdit | undefined {
+  const obj = check.object(path, raw, ['set', 'remove']);
+  if (!obj) return undefined;
+  const edit: HeaderEdit = { set: [], remove: [] };
+  const allowedName = (at: string, name: string): boolean => {
+    if (!HEADER_NAME.test(name)) return check.fail(at, 'a header name', name) ?? false;
+    if (FRAMING_HEADERS.has(name.toLowerCase())) return check.fail(at, 'a header other than connection, content-length, transfer-encoding, upgrade, host, keep-alive, te and trailer', name) ?? false;
+    return true;
+  };
+  if (obj.set !== undefined) {
+    const set = check.mapping(join(path, 'set'), obj.set);
+    for (const [name, value] of Object.entries(set ?? {})) {
+      const at = join(join(path, 'set'), name);
+      if (!allowedName(at, name)) continue;
+      if (typeof value !== 'string' || /[\r\n\0]/.test(value)) check.fail(at, 'a header value (text without line breaks)', value);
+      else edit.set.push([name.toLowerCase(), value]);
+    }
+  }
+  if (obj.remove !== undefined) {
+    if (!Array.isArray(obj.remove)) check.fail(join(path, 'remove'), 'a list of header names', obj.remove);
+    else obj.remove.forEach((name, i) => {
+      if (typeof name !== 'string') check.fail(join(join(path, 'remove'), i), 'a header name', name);
+      else if (allowedName(join(join(path, 'remove'), i), name)) edit.remove.push(name.toLowerCase());
+    });
+  }
+  return edit;
+}
+
+function parsePrefix(check: Checker, path: string, value: unknown): string | undefined {
+  const prefix = check.string(path, value);
+  if (prefix !== undefined && (!prefix.startsWith('/') || /[?#\s]/.test(prefix))) return check.fail(path, 'a path prefix starting with / (no query, no spaces)', prefix);
+  return prefix;
+}
+
+const ROUTE_KEYS = ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body', 'timeouts', 'strip_prefix', 'add_prefix', 'request_headers', 'response_headers'];
+
+function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>, defaults: Config['timeouts']): RouteConfig | undefined {
+  const obj = check.object(path, raw, ROUTE_KEYS);
   if (!obj) return undefined;
   const pool = check.string(join(path, 'pool'), obj.pool);
   const ranges = (key: 'allow' | 'deny'): string[] | undefined => {
@@ -440,6 +495,17 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   const deny = ranges('deny');
   const websocket = obj.websocket === undefined ? true : (check.boolean(join(path, 'websocket'), obj.websocket) ?? true);
   const maxBody = obj.max_body === undefined ? 0 : (check.size(join(path, 'max_body'), obj.max_body) ?? 0);
+  const timeouts = { response: defaults.response, idle: defaults.idle };
+  if (obj.timeouts !== undefined) {
+    const t = check.object(join(path, 'timeouts'), obj.timeouts, ['response', 'idle']);
+    for (const key of ['response', 'idle'] as const) {
+      if (t?.[key] !== undefined) timeouts[key] = check.duration(join(path, `timeouts.${key}`), t[key]) ?? timeouts[key];
+    }
+  }
+  const stripPrefix = obj.strip_prefix === undefined ? undefined : parsePrefix(check, join(path, 'strip_prefix'), obj.strip_prefix);
+  const addPrefix = obj.add_prefix === undefined ? undefined : parsePrefix(check, join(path, 'add_prefix'), obj.add_prefix);
+  const requestHeaders = obj.request_headers === undefined ? undefined : parseHeaderEdit(check, join(path, 'request_headers'), obj.request_headers);
+  const responseHeaders = obj.response_headers === undefined ? undefined : parseHeaderEdit(check, join(path, 'response_headers'), obj.response_headers);
   if (pool !== undefined && !(pool in pools)) {
     check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
   }
@@ -478,7 +544,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
       }
     }
   }
-  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody };
+  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders };
 }
 
 const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];
@@ -605,7 +671,7 @@ export function validateConfig(raw: unknown): Config {
   let routes: RouteConfig[] = [];
   if (top.routes !== undefined) {
     if (!Array.isArray(top.routes)) check.fail('routes', 'a list of routes', top.routes);
-    else routes = top.routes.map((r, i) => parseRoute(check, `routes[${i}]`, r, rawPools ?? {})).filter((r) => r !== undefined);
+    else routes = top.routes.map((r, i) => parseRoute(check, `routes[${i}]`, r, rawPools ?? {}, timeouts)).filter((r) => r !== undefined);
   } else if (rawPools && Object.keys(rawPools).length > 1) {
     check.fail('routes', 'a list of routes when there is more than one pool', undefined);
   }

@@ -1,7 +1,7 @@
 // Matching a request to a pool by host, path prefix, method, headers and query parameters; the
 // first matching route wins, and its access list decides who may use it.
 
-import type { Config, RouteConfig } from '../config/schema.js';
+import type { Config, HeaderEdit, RouteConfig } from '../config/schema.js';
 import { AccessList } from './accessList.js';
 
 export interface MatchedRoute {
@@ -11,6 +11,17 @@ export interface MatchedRoute {
   websocket: boolean;
   /** Largest request body in bytes; 0 = no limit. */
   maxBody: number;
+  /** Per-route upstream timeouts, ms; absent = the listener's defaults. */
+  timeouts?: { response: number; idle: number };
+  /** Present when the route rewrites the path or edits request headers on the way upstream. */
+  upstreamEdit?: UpstreamEdit;
+  responseHeaders?: HeaderEdit;
+}
+
+export interface UpstreamEdit {
+  stripPrefix?: string;
+  addPrefix?: string;
+  headers?: HeaderEdit;
 }
 
 /** What routing may read of a request, all lower-cased names; '' (or undefined) when absent. */
@@ -36,6 +47,12 @@ export class Router {
         access: route.allow || route.deny ? new AccessList(route.allow, route.deny) : undefined,
         websocket: route.websocket,
         maxBody: route.maxBody,
+        timeouts: route.timeouts.response !== config.timeouts.response || route.timeouts.idle !== config.timeouts.idle ? route.timeouts : undefined,
+        upstreamEdit:
+          route.stripPrefix || route.addPrefix || route.requestHeaders
+            ? { stripPrefix: route.stripPrefix, addPrefix: route.addPrefix, headers: route.requestHeaders }
+            : undefined,
+        responseHeaders: route.responseHeaders,
       },
     }));
     const pools = Object.keys(config.pools);
@@ -75,4 +92,32 @@ function pathHasPrefix(path: string, prefix: string): boolean {
   if (path.length === prefix.length || prefix.endsWith('/')) return true;
   const next = path.charCodeAt(prefix.length);
   return next === 47 /* / */ || next === 63 /* ? */;
+}
+
+/**
+ * The path sent upstream: `stripPrefix` taken off when the path starts with it ("/api/users" →
+ * "/users", "/api" → "/"), then `addPrefix` put in front ("/users" → "/v1/users").
+ */
+export function rewritePath(path: string, stripPrefix: string | undefined, addPrefix: string | undefined): string {
+  if (stripPrefix && pathHasPrefix(path, stripPrefix)) {
+    path = path.slice(stripPrefix.endsWith('/') ? stripPrefix.length - 1 : stripPrefix.length);
+    if (path === '' || path.startsWith('?')) path = `/${path}`;
+  }
+  if (addPrefix) path = addPrefix.endsWith('/') ? addPrefix + path.slice(1) : path === '/' ? addPrefix : addPrefix + path;
+  return path;
+}
+
+/** Applies a header edit to a flat [name, value, …] list of lower-case names, in place. */
+export function editHeaders(headers: string[], edit: HeaderEdit): void {
+  if (edit.remove.length > 0 || edit.set.length > 0) {
+    let kept = 0;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i];
+      if (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name)) continue;
+      headers[kept++] = name;
+      headers[kept++] = headers[i + 1];
+    }
+    headers.length = kept;
+  }
+  for (const [name, value] of edit.set) headers.push(name, value);
 }

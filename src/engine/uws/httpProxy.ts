@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import { recordLatency } from '../../core/balancers/latency.js';
-import type { MatchedRoute } from '../../core/routing.js';
+import { editHeaders, rewritePath, type MatchedRoute } from '../../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { WorkerContext } from './workerContext.js';
@@ -54,7 +54,8 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   const pool = context.pools.get(route.pool)!;
   const key = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0, route.maxBody);
+  if (route.upstreamEdit) editUpstream(head, route);
+  const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0, route);
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
 }
 
@@ -77,6 +78,13 @@ export function routeFor(context: WorkerContext, res: HttpResponse, req: HttpReq
   else if (route.access && !route.access.permits(head.client)) writeFault(res, FAULTS.forbidden);
   else return route;
   return undefined;
+}
+
+/** The route's path rewrite and request header edits, on what goes upstream (HTTP and upgrades). */
+export function editUpstream(head: RequestHead, route: MatchedRoute): void {
+  const edit = route.upstreamEdit!;
+  if (edit.stripPrefix || edit.addPrefix) head.path = rewritePath(head.path, edit.stripPrefix, edit.addPrefix);
+  if (edit.headers) editHeaders(head.headers, edit.headers);
 }
 
 /**
@@ -129,13 +137,13 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     private readonly head: RequestHead,
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
-    maxBody: number,
+    private readonly route: MatchedRoute,
   ) {
     context.inFlightHttp++;
     res.onAborted(() => this.onClientGone());
     // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).
     if (head.contentLength > 0 || head.chunked) {
-      this.body = new RequestBody(res, context.config.timeouts.idle, maxBody, () => this.res.close(), () => this.onBodyTooLarge());
+      this.body = new RequestBody(res, route.timeouts?.idle ?? context.config.timeouts.idle, route.maxBody, () => this.res.close(), () => this.onBodyTooLarge());
     }
     this.noBody = head.method === 'HEAD';
   }
@@ -168,7 +176,13 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     const { context, head } = this;
     this.sentAt = performance.now();
     try {
-      context.dispatchers[this.slot].dispatch({ path: head.path, method: head.method, headers: head.headers, body: this.body }, this);
+      const timeouts = this.route.timeouts;
+      context.dispatchers[this.slot].dispatch(
+        timeouts
+          ? { path: head.path, method: head.method, headers: head.headers, body: this.body, headersTimeout: timeouts.response, bodyTimeout: timeouts.idle }
+          : { path: head.path, method: head.method, headers: head.headers, body: this.body },
+        this,
+      );
     } catch (err) {
       // undici refuses some requests synchronously (a header it will not send, for one).
       this.onResponseError(null, err as Error);
@@ -200,12 +214,15 @@ class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     const headers = this.responseHeaders!;
     this.responseHeaders = null;
     res.writeStatus(this.statusLine);
+    const edit = this.route.responseHeaders;
     for (const name in headers) {
       if (RESPONSE_NOT_FORWARDED.has(name)) continue;
+      if (edit && (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name))) continue;
       const value = headers[name]!;
       if (typeof value === 'string') res.writeHeader(name, value);
       else for (const item of value) res.writeHeader(name, item);
     }
+    if (edit) for (const [name, value] of edit.set) res.writeHeader(name, value);
     if (this.setCookie) res.writeHeader('set-cookie', this.setCookie);
     // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
     if (this.noBody && this.total >= 0) res.writeHeader('content-length', String(this.total));

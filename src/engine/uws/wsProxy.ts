@@ -6,7 +6,7 @@ import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from './admission.js';
-import { routeFor, runTestFault, writeFault } from './httpProxy.js';
+import { editUpstream, routeFor, runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -102,7 +102,9 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const pool = context.pools.get(route.pool)!;
   const hashKey = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
-  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext });
+  if (route.upstreamEdit) editUpstream(head, route);
+  const handshakeTimeout = context.config.timeouts.connect + (route.timeouts?.response ?? context.config.timeouts.response);
+  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, handshakeTimeout });
   res.onAborted(() => session.onHandshakeAborted());
   session.cancelWait = pool.admit(session, hashKey, stickySlot);
 }
@@ -114,6 +116,8 @@ interface ClientHandshake {
   protocols: string;
   extensions: string;
   socketContext: us_socket_context_t;
+  /** Connect plus the route's response timeout, ms. */
+  handshakeTimeout: number;
 }
 
 /** One proxied WebSocket session; counts as one active session on its backend until it ends. */
@@ -202,7 +206,7 @@ export class WebSocketSession implements OpenSession, Admittable {
       perMessageDeflate: false,
       followRedirects: false,
       maxPayload: context.config.websocket.maxMessage,
-      handshakeTimeout: context.config.timeouts.connect + context.config.timeouts.response,
+      handshakeTimeout: this.handshake.handshakeTimeout,
     });
     this.upstream = upstream;
     upstream.on('open', () => {

@@ -110,6 +110,19 @@ export interface RouteConfig {
   /** Headers set (replacing any of the same name) or removed on the request and on the response. */
   requestHeaders?: HeaderEdit;
   responseHeaders?: HeaderEdit;
+  /** Per-client limits, shared by every worker; absent = none. */
+  rateLimit?: RateLimitConfig;
+}
+
+export interface RateLimitConfig {
+  /** Who a client is: its address (after trusted proxies), or a header's value. */
+  key: { from: 'ip' | 'header'; name: string };
+  /** Token bucket for HTTP requests and WebSocket upgrades. */
+  requests?: { rate: number; burst: number };
+  /** Token bucket for new WebSocket sessions (reconnect loops). */
+  newSessions?: { rate: number; burst: number };
+  /** Most WebSocket sessions open at once per client; 0 = no limit. */
+  concurrentSessions: number;
 }
 
 export interface HeaderEdit {
@@ -306,12 +319,40 @@ function parseHashKey(check: Checker, path: string, value: unknown): HashKeySour
 
 const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance'];
 
-/** "20/s" or a plain number: events per second. */
+/** "20/s", "600/m" or a plain number: events per second. */
 function parseRate(check: Checker, path: string, value: unknown): number | undefined {
-  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)\/s$/.exec(value.trim()) : null;
-  const rate = typeof value === 'number' ? value : match ? Number(match[1]) : NaN;
-  if (!(rate > 0)) return check.fail(path, 'a rate such as "20/s"', value);
+  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)\/(s|m)$/.exec(value.trim()) : null;
+  const rate = typeof value === 'number' ? value : match ? Number(match[1]) / (match[2] === 'm' ? 60 : 1) : NaN;
+  if (!(rate > 0)) return check.fail(path, 'a rate such as "20/s" or "600/m"', value);
   return rate;
+}
+
+/** `{ rate, burst }`; burst defaults to one second's worth of rate (at least 1). */
+function parseBucket(check: Checker, path: string, raw: unknown): { rate: number; burst: number } | undefined {
+  const obj = check.object(path, raw, ['rate', 'burst']);
+  if (!obj) return undefined;
+  const rate = parseRate(check, join(path, 'rate'), obj.rate);
+  const burst = obj.burst === undefined ? Math.max(1, Math.ceil(rate ?? 1)) : check.integer(join(path, 'burst'), obj.burst, 1, 1_000_000);
+  return rate !== undefined && burst !== undefined ? { rate, burst } : undefined;
+}
+
+function parseRateLimit(check: Checker, path: string, raw: unknown): RateLimitConfig | undefined {
+  const obj = check.object(path, raw, ['key', 'requests', 'new_sessions', 'concurrent_sessions']);
+  if (!obj) return undefined;
+  let key: RateLimitConfig['key'] = { from: 'ip', name: '' };
+  if (obj.key !== undefined) {
+    const match = typeof obj.key === 'string' ? /^(?:(ip)|header:([A-Za-z0-9_-]+))$/.exec(obj.key) : null;
+    if (!match) check.fail(join(path, 'key'), 'ip or header:NAME', obj.key);
+    else key = match[1] ? key : { from: 'header', name: match[2].toLowerCase() };
+  }
+  const requests = obj.requests === undefined ? undefined : parseBucket(check, join(path, 'requests'), obj.requests);
+  const newSessions = obj.new_sessions === undefined ? undefined : parseBucket(check, join(path, 'new_sessions'), obj.new_sessions);
+  const concurrentSessions =
+    obj.concurrent_sessions === undefined ? 0 : (check.integer(join(path, 'concurrent_sessions'), obj.concurrent_sessions, 1, 1_000_000) ?? 0);
+  if (obj.requests === undefined && obj.new_sessions === undefined && obj.concurrent_sessions === undefined) {
+    return check.fail(path, 'at least one of requests, new_sessions, concurrent_sessions', raw);
+  }
+  return { key, requests, newSessions, concurrentSessions };
 }
 
 function parseHealth(check: Checker, path: string, raw: unknown): HealthConfig | undefined {
@@ -476,7 +517,7 @@ function parsePrefix(check: Checker, path: string, value: unknown): string | und
   return prefix;
 }
 
-const ROUTE_KEYS = ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body', 'timeouts', 'strip_prefix', 'add_prefix', 'request_headers', 'response_headers'];
+const ROUTE_KEYS = ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body', 'timeouts', 'strip_prefix', 'add_prefix', 'request_headers', 'response_headers', 'rate_limit'];
 
 function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>, defaults: Config['timeouts']): RouteConfig | undefined {
   const obj = check.object(path, raw, ROUTE_KEYS);
@@ -506,6 +547,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   const addPrefix = obj.add_prefix === undefined ? undefined : parsePrefix(check, join(path, 'add_prefix'), obj.add_prefix);
   const requestHeaders = obj.request_headers === undefined ? undefined : parseHeaderEdit(check, join(path, 'request_headers'), obj.request_headers);
   const responseHeaders = obj.response_headers === undefined ? undefined : parseHeaderEdit(check, join(path, 'response_headers'), obj.response_headers);
+  const rateLimit = obj.rate_limit === undefined ? undefined : parseRateLimit(check, join(path, 'rate_limit'), obj.rate_limit);
   if (pool !== undefined && !(pool in pools)) {
     check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
   }
@@ -544,7 +586,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
       }
     }
   }
-  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders };
+  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders, rateLimit };
 }
 
 const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];

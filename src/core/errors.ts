@@ -15,6 +15,8 @@ export const FAULTS = {
   forbidden: { code: 'forbidden', source: 'downstream', status: 403, message: 'this address may not use this route' },
   websocketNotAllowed: { code: 'websocket-not-allowed', source: 'downstream', status: 403, message: 'WebSocket is not allowed on this route' },
   bodyTooLarge: { code: 'body-too-large', source: 'downstream', status: 413, message: 'the request body is larger than this route allows' },
+  rateLimited: { code: 'rate-limited', source: 'downstream', status: 429, message: 'too many requests from this client; retry later' },
+  tooManySessions: { code: 'too-many-sessions', source: 'downstream', status: 429, message: 'too many WebSocket sessions from this client' },
   noBackend: { code: 'no-backend', source: 'upstream', status: 503, message: 'no backend is available to take this request' },
   backendsFull: { code: 'backends-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit' },
   queueFull: { code: 'queue-full', source: 'upstream', status: 503, message: 'every backend is at its connection limit and the wait queue is full' },

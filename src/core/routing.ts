@@ -3,6 +3,7 @@
 
 import type { Config, HeaderEdit, RouteConfig } from '../config/schema.js';
 import { AccessList } from './accessList.js';
+import { bucket, type Bucket } from './limits/clientLimits.js';
 
 export interface MatchedRoute {
   pool: string;
@@ -16,6 +17,18 @@ export interface MatchedRoute {
   /** Present when the route rewrites the path or edits request headers on the way upstream. */
   upstreamEdit?: UpstreamEdit;
   responseHeaders?: HeaderEdit;
+  limit?: RouteLimit;
+}
+
+/** A route's per-client limits, ready for ClientLimits.admit. */
+export interface RouteLimit {
+  /** Prefix of the keys of this route, so that routes count separately. */
+  prefix: string;
+  /** Header naming the client; '' = its address. */
+  header: string;
+  requests?: Bucket;
+  sessions?: Bucket;
+  maxSessions: number;
 }
 
 export interface UpstreamEdit {
@@ -40,7 +53,7 @@ export class Router {
   readonly single: MatchedRoute | undefined;
 
   constructor(config: Config) {
-    this.routes = config.routes.map((route) => ({
+    this.routes = config.routes.map((route, index) => ({
       config: route,
       matched: {
         pool: route.pool,
@@ -53,6 +66,13 @@ export class Router {
             ? { stripPrefix: route.stripPrefix, addPrefix: route.addPrefix, headers: route.requestHeaders }
             : undefined,
         responseHeaders: route.responseHeaders,
+        limit: route.rateLimit && {
+          prefix: `${index}:`,
+          header: route.rateLimit.key.from === 'header' ? route.rateLimit.key.name : '',
+          requests: route.rateLimit.requests && bucket(route.rateLimit.requests.rate, route.rateLimit.requests.burst),
+          sessions: route.rateLimit.newSessions && bucket(route.rateLimit.newSessions.rate, route.rateLimit.newSessions.burst),
+          maxSessions: route.rateLimit.concurrentSessions,
+        },
       },
     }));
     const pools = Object.keys(config.pools);

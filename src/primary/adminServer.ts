@@ -9,6 +9,7 @@ import { ControlError, type ControlPlane } from './controlPlane.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { LiveStats } from './liveStats.js';
 import { renderMetrics } from './metrics.js';
+import type { ClientLimits } from '../core/limits/clientLimits.js';
 
 const BODY_LIMIT = 64 * 1024;
 const EVENT_INTERVAL_MS = 500;
@@ -45,7 +46,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, restarts: () => number, logger: Logger): Promise<AdminServer> {
+export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger): Promise<AdminServer> {
   const stats = new LiveStats(control, table);
   const streams = new Set<ServerResponse>();
   const expected = config.token ? Buffer.from(`Bearer ${config.token}`) : undefined;
@@ -74,7 +75,7 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
         return void res.end(DASHBOARD_HTML);
       }
       case 'GET /metrics': {
-        const text = await renderMetrics(control.config, control.plan, table, restarts());
+        const text = await renderMetrics(control.config, control.plan, table, limits, restarts());
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         return void res.end(text);
       }

@@ -2,6 +2,7 @@
 
 import { createServer } from 'node:net';
 import type { Config } from '../config/schema.js';
+import { ClientLimits } from '../core/limits/clientLimits.js';
 import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
 import { StateTable } from '../core/state/stateTable.js';
 import { loadUws } from '../engine/uws/binding.js';
@@ -38,6 +39,8 @@ export interface Fairway {
   readonly port: number;
   readonly engine: string;
   readonly table: StateTable;
+  /** Per-client limits and session counts, shared with the workers. */
+  readonly limits: ClientLimits;
   /** Where each backend and pool lives in the table (current: it grows with reloads). */
   readonly plan: SlotPlan;
   readonly supervisor: Supervisor;
@@ -79,6 +82,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   };
 
   const table = StateTable.create({ backends: BACKEND_CAPACITY, workers: config.workers, pools: POOL_CAPACITY });
+  const limits = ClientLimits.create(config.workers);
   const registry = new SlotRegistry(table);
   const plan = registry.assign(listenConfig);
   const testHooks = options.testHooks ?? process.env.FAIRWAY_TEST_HOOKS === '1';
@@ -86,8 +90,9 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   // A worker started later (a replacement) gets the config as it is then, not as it was.
   const supervisor = new Supervisor(
     config.workers,
-    (worker, controlPort) => ({ worker, buffer: table.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks, prettyLogs: PRETTY_LOGS }),
+    (worker, controlPort) => ({ worker, buffer: table.buffer, limitsBuffer: limits.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks, prettyLogs: PRETTY_LOGS }),
     table,
+    limits,
     logger,
   );
   control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath);
@@ -101,7 +106,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
-      admin = await startAdminServer(config.admin, control, table, () => supervisor.restarts, logger);
+      admin = await startAdminServer(config.admin, control, table, limits, () => supervisor.restarts, logger);
     } catch (err) {
       lifecycle.close();
       await supervisor.stop(0);
@@ -117,6 +122,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     port,
     engine,
     table,
+    limits,
     get plan() {
       return plane.plan;
     },

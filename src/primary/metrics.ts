@@ -2,6 +2,7 @@
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
+import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
 import { BACKEND_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';
 
@@ -20,7 +21,7 @@ interface Family {
   lines: string[];
 }
 
-export async function renderMetrics(config: Config, plan: SlotPlan, table: StateTable, workerRestarts: number): Promise<string> {
+export async function renderMetrics(config: Config, plan: SlotPlan, table: StateTable, limits: ClientLimits, workerRestarts: number): Promise<string> {
   const family = (name: string, type: Family['type'], help: string): Family => ({ name, help, type, lines: [] });
   const active = family('fairway_backend_active', 'gauge', 'Open WebSocket sessions plus in-flight HTTP requests on the backend, across all workers.');
   const up = family('fairway_backend_up', 'gauge', 'Whether the backend takes new sessions (1) or not (0: down, draining, ejected).');
@@ -57,7 +58,9 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
   }
   const restarts = family('fairway_worker_restarts_total', 'counter', 'Worker threads that died and were replaced.');
   restarts.lines.push(`fairway_worker_restarts_total ${workerRestarts}`);
-  const families = [active, up, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts];
+  const limited = family('fairway_rate_limited_total', 'counter', 'Requests and upgrades refused with 429 by per-client limits, by reason.');
+  for (const [reason, count] of Object.entries(limits.refusals())) limited.lines.push(`fairway_rate_limited_total{reason="${reason}"} ${count}`);
+  const families = [active, up, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts, limited];
   const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
   return text + (await processRegistry.metrics());
 }

@@ -4,6 +4,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/uws/serveTask.js';
+import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 
@@ -25,6 +26,7 @@ export class Supervisor {
     private readonly count: number,
     private readonly taskFor: TaskFor,
     private readonly table: StateTable,
+    private readonly limits: ClientLimits,
     private readonly logger: Logger,
   ) {
     this.pool = new Piscina({
@@ -69,6 +71,7 @@ export class Supervisor {
         if (this.stopping || !listened) return;
         // The thread has exited, so its row of the table is final: subtract what it still held.
         const subtracted = this.table.reconcileWorker(worker);
+        this.limits.forgetWorker(worker);
         this.restarts++;
         this.logger.error({ worker, err: err.message, sessionsSubtracted: subtracted }, 'worker died: replacing it');
         const delay = Date.now() - startedAt > 10_000 ? RESTART_DELAY_MIN : Math.min(restartDelay * 2, RESTART_DELAY_MAX);

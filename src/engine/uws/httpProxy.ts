@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import { recordLatency } from '../../core/balancers/latency.js';
-import { editHeaders, rewritePath, type MatchedRoute } from '../../core/routing.js';
+import { editHeaders, rewritePath, type MatchedRoute, type RouteLimit } from '../../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { WorkerContext } from './workerContext.js';
@@ -28,6 +28,8 @@ const RESPONSE_NOT_FORWARDED = new Set([
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
+  413: 'Payload Too Large',
+  429: 'Too Many Requests',
   404: 'Not Found',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -36,9 +38,10 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /** Writes a short error response; call inside a uWS handler or inside `res.cork`. */
-export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection = false): void {
+export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection = false, retryAfterSeconds = 0): void {
   res.writeStatus(`${fault.status} ${STATUS_TEXT[fault.status] ?? ''}`);
   res.writeHeader('content-type', 'text/plain; charset=utf-8');
+  if (retryAfterSeconds > 0) res.writeHeader('retry-after', String(retryAfterSeconds));
   res.writeHeader('x-fairway-error', fault.code);
   res.end(`${fault.message}\n`, closeConnection);
 }
@@ -49,6 +52,7 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const route = routeFor(context, res, req, head);
   if (route === undefined) return;
+  if (route.limit && checkLimit(context, res, req, head, route.limit, false) === LIMITED) return;
   // A declared length over the limit is refused before anything is read or sent upstream.
   if (route.maxBody > 0 && head.contentLength > route.maxBody) return writeFault(res, FAULTS.bodyTooLarge, true);
   const pool = context.pools.get(route.pool)!;
@@ -78,6 +82,33 @@ export function routeFor(context: WorkerContext, res: HttpResponse, req: HttpReq
   else if (route.access && !route.access.permits(head.client)) writeFault(res, FAULTS.forbidden);
   else return route;
   return undefined;
+}
+
+/** checkLimit's answer when it refused the request (and answered 429). */
+export const LIMITED = -2;
+/** checkLimit's answer when the request passed and no session was counted. */
+export const NOT_COUNTED = -1;
+
+/**
+ * Applies a route's per-client limits, shared by all workers: a request token for every request
+ * and upgrade; for an upgrade, a new-session token and room under the concurrent-session limit,
+ * counted until the session ends. Returns LIMITED after answering 429 with Retry-After, else the
+ * limit slot holding the session (release it with context.limits.release) or NOT_COUNTED.
+ */
+export function checkLimit(context: WorkerContext, res: HttpResponse, req: HttpRequest, head: RequestHead, limit: RouteLimit, upgrade: boolean): number {
+  const who = (limit.header && req.getHeader(limit.header)) || head.client;
+  const countSession = upgrade && limit.maxSessions > 0;
+  const verdict = context.limits.admit(limit.prefix + who, Date.now(), context.worker, {
+    requests: limit.requests,
+    sessions: upgrade ? limit.sessions : undefined,
+    maxSessions: upgrade ? limit.maxSessions : 0,
+    countSession,
+  });
+  if (verdict.allowed) return countSession ? verdict.slot : NOT_COUNTED;
+  const fault = verdict.reason === 'concurrent-sessions' ? FAULTS.tooManySessions : FAULTS.rateLimited;
+  writeFault(res, fault, false, Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
+  if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, reason: verdict.reason, client: head.client });
+  return LIMITED;
 }
 
 /** The route's path rewrite and request header edits, on what goes upstream (HTTP and upgrades). */

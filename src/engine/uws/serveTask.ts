@@ -6,6 +6,7 @@ import type { Config } from '../../config/schema.js';
 import { FAULTS } from '../../core/errors.js';
 import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import { StateTable } from '../../core/state/stateTable.js';
+import { ClientLimits } from '../../core/limits/clientLimits.js';
 import { createLogger } from '../../log.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
@@ -15,6 +16,8 @@ import { webSocketBehavior } from './wsProxy.js';
 export interface ServeTask {
   worker: number;
   buffer: SharedArrayBuffer;
+  /** ClientLimits' memory. */
+  limitsBuffer: SharedArrayBuffer;
   config: Config;
   plan: SlotPlan;
   /** Control channel to the primary; see WorkerMessage and PrimaryMessage. */
@@ -52,7 +55,8 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     throw new Error('no uWebSockets.js build loads in this worker');
   }
   const table = StateTable.attach(task.buffer);
-  const context = new WorkerContext(worker, table, config, task.plan, logger, task.testHooks);
+  const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
+  const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
   const { tls } = config;
   const app = tls ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key }) : uws.App();
   const serveOn = (target: TemplatedApp) =>

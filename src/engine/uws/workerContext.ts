@@ -3,6 +3,7 @@
 import { Pool } from 'undici';
 import type { BackendConfig, Config } from '../../config/schema.js';
 import { PICKERS } from '../../core/balancers/registry.js';
+import type { ClientLimits } from '../../core/limits/clientLimits.js';
 import { Router } from '../../core/routing.js';
 import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import type { StateTable } from '../../core/state/stateTable.js';
@@ -39,6 +40,8 @@ export class WorkerContext {
   constructor(
     readonly worker: number,
     readonly table: StateTable,
+    /** Per-client rate limits and session counts, shared with the other workers. */
+    readonly limits: ClientLimits,
     public config: Config,
     plan: SlotPlan,
     readonly logger: Logger,

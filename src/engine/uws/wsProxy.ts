@@ -6,7 +6,7 @@ import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from './admission.js';
-import { editUpstream, routeFor, runTestFault, writeFault } from './httpProxy.js';
+import { checkLimit, editUpstream, LIMITED, NOT_COUNTED, routeFor, runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -99,12 +99,14 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   if (route === undefined) return;
   if (!route.websocket) return writeFault(res, FAULTS.websocketNotAllowed);
   if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
+  const limitSlot = route.limit ? checkLimit(context, res, req, head, route.limit, true) : NOT_COUNTED;
+  if (limitSlot === LIMITED) return;
   const pool = context.pools.get(route.pool)!;
   const hashKey = pool.hashKey(req, head);
   const stickySlot = pool.stickySlot(req);
   if (route.upstreamEdit) editUpstream(head, route);
   const handshakeTimeout = context.config.timeouts.connect + (route.timeouts?.response ?? context.config.timeouts.response);
-  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, handshakeTimeout });
+  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, handshakeTimeout }, limitSlot);
   res.onAborted(() => session.onHandshakeAborted());
   session.cancelWait = pool.admit(session, hashKey, stickySlot);
 }
@@ -161,6 +163,8 @@ export class WebSocketSession implements OpenSession, Admittable {
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
     private readonly handshake: ClientHandshake,
+    /** The client's slot in the shared limits when its session is counted there, else -1. */
+    private readonly limitSlot: number,
   ) {
     this.handshakeRes = handshake.res;
     context.webSockets.add(this);
@@ -430,6 +434,7 @@ export class WebSocketSession implements OpenSession, Admittable {
     const { context } = this;
     context.webSockets.delete(this);
     if (this.slot >= 0) context.table.release(this.slot, context.worker);
+    if (this.limitSlot >= 0) context.limits.release(this.limitSlot, context.worker);
     if (context.accessLog) {
       context.logger.info({
         type: 'websocket',

@@ -1,5 +1,7 @@
 // Routing on method and query parameters, and allow/deny lists of client addresses per route.
 
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
@@ -228,4 +230,66 @@ test('route options are validated: header names, framing headers, prefixes, time
   ]) {
     t.true(error!.problems.some((p) => p.startsWith(`${field}:`)), field);
   }
+});
+
+test('trusted proxies: the client is read from X-Forwarded-For only through trusted hops', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const routes = [{ match: { path: '/' }, pool: 'main', allow: ['10.0.0.0/8'] }];
+  const trusting = await startProxy(t, { trusted_proxies: ['127.0.0.1', '192.168.0.0/16'], pools: { main: { backends: [backend.address] } }, routes });
+  const via = async (port: number, forwardedFor: string) => {
+    const res = await request(`http://127.0.0.1:${port}/`, { headers: { 'x-forwarded-for': forwardedFor } });
+    await res.body.text();
+    return res.statusCode;
+  };
+  t.is(await via(trusting.port, '10.1.2.3'), 200);
+  // Right to left past trusted hops: 192.168.1.1 is trusted, so the client is 10.1.2.3.
+  t.is(await via(trusting.port, '8.8.8.8, 10.1.2.3, 192.168.1.1'), 200);
+  // A spoofed entry to the left of an untrusted hop is not believed.
+  t.is(await via(trusting.port, '10.1.2.3, 8.8.8.8'), 403);
+  // The header is still passed on with the real peer appended.
+  await via(trusting.port, '10.1.2.3');
+  t.is(backend.lastHeaders['x-forwarded-for'], '10.1.2.3, 127.0.0.1');
+
+  const untrusting = await startProxy(t, { pools: { main: { backends: [backend.address] } }, routes });
+  t.is(await via(untrusting.port, '10.1.2.3'), 403);
+});
+
+/** A PROXY protocol v2 header for a TCP/IPv4 connection from `source`. */
+function proxyV2(source: string, sourcePort: number): Buffer {
+  const signature = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
+  const body = Buffer.alloc(12);
+  source.split('.').forEach((octet, i) => body.writeUInt8(Number(octet), i));
+  [127, 0, 0, 1].forEach((octet, i) => body.writeUInt8(octet, 4 + i));
+  body.writeUInt16BE(sourcePort, 8);
+  body.writeUInt16BE(80, 10);
+  return Buffer.concat([signature, Buffer.from([0x21, 0x11, 0x00, 0x0c]), body]);
+}
+
+test('proxy_protocol: the PROXY v2 source address is the client (access lists, X-Forwarded-For)', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, {
+    proxy_protocol: true,
+    pools: { main: { backends: [backend.address] } },
+    routes: [{ match: { path: '/' }, pool: 'main', allow: ['203.0.113.0/24'] }],
+  });
+  const raw = async (prefix: Buffer) => {
+    const socket = connect(proxy.port, '127.0.0.1');
+    await once(socket, 'connect');
+    // Written without a FIN: uWS drops a connection half-closed by its client.
+    socket.write(Buffer.concat([prefix, Buffer.from('GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')]));
+    const chunks: Buffer[] = [];
+    for await (const chunk of socket) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString().split('\r\n')[0];
+  };
+  t.is(await raw(proxyV2('203.0.113.7', 40000)), 'HTTP/1.1 200 OK');
+  t.is(backend.lastHeaders['x-forwarded-for'], '203.0.113.7');
+  t.regex(await raw(proxyV2('198.51.100.1', 40000)), /^HTTP\/1.1 403/);
+  // Without a PROXY header the TCP peer is the client.
+  t.regex(await raw(Buffer.alloc(0)), /^HTTP\/1.1 403/);
+});
+
+test('trusted_proxies and proxy_protocol are validated', (t) => {
+  const error = t.throws(() => validateConfig({ trusted_proxies: ['10.0.0.0/33'], proxy_protocol: 'yes', pools: { a: { backends: ['127.0.0.1:1'] } } }), { instanceOf: ConfigError });
+  t.true(error!.problems.some((p) => p.startsWith('trusted_proxies:')));
+  t.true(error!.problems.some((p) => p.startsWith('proxy_protocol:')));
 });

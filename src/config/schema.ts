@@ -162,6 +162,10 @@ export interface Config {
   shutdown: { grace: number };
   pools: Record<string, PoolConfig>;
   routes: RouteConfig[];
+  /** Peers (CIDR) whose X-Forwarded-For names the client; empty = none. */
+  trustedProxies: string[];
+  /** The listener takes PROXY protocol (v2) headers from an L4 balancer in front. */
+  proxyProtocol: boolean;
 }
 
 /** A config problem: where it is, what was expected, what was given. */
@@ -589,7 +593,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders, rateLimit };
 }
 
-const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes'];
+const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol'];
 
 function readableFile(check: Checker, path: string, value: unknown): string | undefined {
   const file = check.string(path, value);
@@ -718,6 +722,15 @@ export function validateConfig(raw: unknown): Config {
     check.fail('routes', 'a list of routes when there is more than one pool', undefined);
   }
 
+  let trustedProxies: string[] = [];
+  if (top.trusted_proxies !== undefined) {
+    const list = top.trusted_proxies;
+    if (!Array.isArray(list) || list.some((v) => typeof v !== 'string' || !isRange(v))) {
+      check.fail('trusted_proxies', 'a list of addresses or CIDR ranges such as "10.0.0.0/8"', list);
+    } else trustedProxies = list as string[];
+  }
+  const proxyProtocol = top.proxy_protocol === undefined ? false : (check.boolean('proxy_protocol', top.proxy_protocol) ?? false);
+
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, tls, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes };
+  return { listen: listen!, tls, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol };
 }

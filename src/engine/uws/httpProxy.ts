@@ -48,7 +48,7 @@ export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection
 
 /** Entry point for every non-upgrade request. */
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
-  const head = readRequestHead(res, req, false, context.proto);
+  const head = readRequestHead(res, req, false, context.proto, context.addressing);
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const route = routeFor(context, res, req, head);
   if (route === undefined) return;

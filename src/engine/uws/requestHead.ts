@@ -1,6 +1,7 @@
 // Reads a uWS request's method, path and headers synchronously, into what goes upstream.
 
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { clientBehind, type Addressing } from '../../core/clientAddress.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself. */
 const NOT_FORWARDED = new Set([
@@ -33,6 +34,7 @@ export interface RequestHead {
   /** Host header as sent, and its host name lower-cased without port (for routing). */
   host: string;
   hostName: string;
+  /** The client's address: the TCP peer, or what trusted proxies report (PROXY protocol, X-Forwarded-For). */
   client: string;
   /** Flat [name, value, name, value, …] list for the upstream request. */
   headers: string[];
@@ -42,12 +44,12 @@ export interface RequestHead {
 }
 
 /** Must run inside the uWS handler: `req` is valid only until it returns. */
-export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean, proto: 'http' | 'https'): RequestHead {
+export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean, proto: 'http' | 'https', addressing: Addressing): RequestHead {
   const method = req.getCaseSensitiveMethod();
   const query = req.getQuery();
   const path = query ? `${req.getUrl()}?${query}` : req.getUrl();
   const host = req.getHeader('host');
-  const client = clientAddress(res);
+  const peer = connectionClient(res, addressing.proxyProtocol);
   const connectionTokens = req.getHeader('connection').toLowerCase();
   const headers: string[] = [];
   let forwardedFor = '';
@@ -69,9 +71,10 @@ export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: 
       headers.push(name, value);
     }
   });
+  const client = clientBehind(peer, forwardedFor, addressing.trusted);
   headers.push(
     'x-forwarded-for',
-    forwardedFor ? `${forwardedFor}, ${client}` : client,
+    forwardedFor ? `${forwardedFor}, ${peer}` : peer,
     'x-forwarded-proto',
     proto,
   );
@@ -84,6 +87,15 @@ export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: 
 function listsToken(list: string, token: string): boolean {
   for (const item of list.split(',')) if (item.trim() === token) return true;
   return false;
+}
+
+/** The connection's client: the PROXY protocol's source address when there is one and it is expected. */
+function connectionClient(res: HttpResponse, proxyProtocol: boolean): string {
+  if (proxyProtocol) {
+    const proxied = Buffer.from(res.getProxiedRemoteAddressAsText()).toString();
+    if (proxied !== '') return proxied.startsWith('::ffff:') ? proxied.slice(7) : proxied;
+  }
+  return clientAddress(res);
 }
 
 /** uWS gives IPv4 peers as IPv4-mapped IPv6 addresses; turn those back into dotted form. */

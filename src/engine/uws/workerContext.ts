@@ -4,6 +4,7 @@ import { Pool } from 'undici';
 import type { BackendConfig, Config } from '../../config/schema.js';
 import { PICKERS } from '../../core/balancers/registry.js';
 import type { ClientLimits } from '../../core/limits/clientLimits.js';
+import { addressing, type Addressing } from '../../core/clientAddress.js';
 import { Router } from '../../core/routing.js';
 import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import type { StateTable } from '../../core/state/stateTable.js';
@@ -27,6 +28,7 @@ export interface OpenSession {
 
 export class WorkerContext {
   router!: Router;
+  addressing!: Addressing;
   pools = new Map<string, PoolRuntime>();
   /** Indexed by state-table slot. */
   readonly backends: BackendConfig[] = [];
@@ -78,6 +80,7 @@ export class WorkerContext {
     }
     this.config = config;
     this.router = new Router(config);
+    this.addressing = addressing(config.trustedProxies, config.proxyProtocol);
     this.pools = pools;
   }
 

@@ -90,7 +90,7 @@ function endAfterError(context: WorkerContext, ws: ClientSocket<SessionData>, er
 }
 
 function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
-  const head = readRequestHead(res, req, true, context.proto);
+  const head = readRequestHead(res, req, true, context.proto, context.addressing);
   const key = req.getHeader('sec-websocket-key');
   const protocols = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');

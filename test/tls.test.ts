@@ -8,10 +8,12 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
-import { WebSocket } from 'ws';
-import { onePool, startBackend, startProxy } from './helpers.js';
+import { createServer as createHttpsServer } from 'node:https';
+import { WebSocket, WebSocketServer } from 'ws';
+import { BACKEND_UP, ConfigError, validateConfig } from '../dist/index.js';
+import { onePool, openSocket, nextMessage, startBackend, startProxy, waitFor } from './helpers.js';
 
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
@@ -107,4 +109,74 @@ test('unreadable certificate files are config errors naming the field', (t) => {
   t.regex(run.stderr, /config: tls\.cert: cannot read .*missing\.crt \(ENOENT\)/);
   t.regex(run.stderr, /config: tls\.certs\[0\]\.names: expected a non-empty list of host names/);
   t.regex(run.stderr, /config: tls\.certs\[0\]\.cert: cannot read x \(ENOENT\)/);
+});
+
+/** An HTTPS backend with the a.test certificate: answers "secure <path>", echoes WebSocket messages. */
+async function startHttpsBackend(t: ExecutionContext): Promise<{ address: string; checks: () => number }> {
+  let checks = 0;
+  const server = createHttpsServer({ cert: readFileSync(join(certs.dir, 'a.test.crt')), key: readFileSync(join(certs.dir, 'a.test.key')) }, (req, res) => {
+    if (req.url === '/health') checks++;
+    res.end(`secure ${req.url}`);
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (socket) => socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary })));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const client of wss.clients) client.terminate();
+    server.closeAllConnections();
+    server.close();
+  });
+  return { address: `https://127.0.0.1:${(server.address() as { port: number }).port}`, checks: () => checks };
+}
+
+test('https and wss backends: verified against the pool CA and server name', async (t) => {
+  const backend = await startHttpsBackend(t);
+  const proxy = await startProxy(t, {
+    pools: {
+      main: {
+        backends: [backend.address],
+        tls: { ca: join(certs.dir, 'ca.crt'), server_name: 'a.test' },
+        health: { path: '/health', interval: '1s', timeout: '1s' },
+      },
+    },
+  });
+  const res = await request(`http://127.0.0.1:${proxy.port}/hello?x=1`);
+  t.is(res.statusCode, 200);
+  t.is(await res.body.text(), 'secure /hello?x=1');
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/chat`);
+  ws.send('over wss');
+  t.is((await nextMessage(ws)).data.toString(), 'over wss');
+  ws.close();
+  await waitFor('a health check over TLS', () => backend.checks() > 0, 3000);
+  t.is(proxy.table.state(proxy.plan.backendSlots[`main/${backend.address.slice(8)}`]), BACKEND_UP);
+});
+
+test('https backends: verification is on by default; a bad certificate is a 502 upstream-tls', async (t) => {
+  const backend = await startHttpsBackend(t);
+  const status = async (tls: Record<string, unknown> | undefined) => {
+    const proxy = await startProxy(t, { pools: { main: { backends: [backend.address], ...(tls && { tls }), retries: { count: 0 } } } });
+    const res = await request(`http://127.0.0.1:${proxy.port}/`);
+    await res.body.text();
+    const upgrade = await openSocket(`ws://127.0.0.1:${proxy.port}/`).then(
+      (ws) => (ws.close(), 101),
+      (err: Error) => Number(/unexpected response (\d+)/.exec(err.message)?.[1] ?? 0),
+    );
+    await proxy.stop(0);
+    return [res.statusCode, res.headers['x-fairway-error'] ?? '', upgrade];
+  };
+  // No CA: the test CA is not among Node's.
+  t.deepEqual(await status(undefined), [502, 'upstream-tls', 502]);
+  // The right CA, but the certificate names a.test, not 127.0.0.1.
+  t.deepEqual(await status({ ca: join(certs.dir, 'ca.crt') }), [502, 'upstream-tls', 502]);
+  t.deepEqual(await status({ verify: false }), [200, '', 101]);
+});
+
+test('upstream TLS options are validated', (t) => {
+  const error = t.throws(
+    () => validateConfig({ pools: { main: { backends: ['https://127.0.0.1:1'], tls: { ca: '/nonexistent/ca.pem', verify: 'no', sni: 'x' } } } }),
+    { instanceOf: ConfigError },
+  );
+  for (const field of ['pools.main.tls.ca', 'pools.main.tls.verify', 'pools.main.tls.sni']) t.true(error!.problems.some((p) => p.startsWith(`${field}:`)), field);
+  t.is(validateConfig({ pools: { main: { backends: ['https://backend.internal'] } } }).pools.main.backends[0].port, 443);
 });

@@ -1,6 +1,6 @@
 // The configuration schema in one place: validation of raw YAML/JSON input into a normalised Config.
 
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isRange } from '../core/accessList.js';
 import { parseDuration, parseSize } from './units.js';
@@ -24,6 +24,8 @@ export interface BackendConfig {
   pool: string;
   /** Origin for the HTTP client, e.g. http://127.0.0.1:9001 */
   origin: string;
+  /** https:// backend: TLS to it (wss:// for WebSocket sessions), per its pool's `tls` settings. */
+  tls: boolean;
   host: string;
   port: number;
   weight: number;
@@ -60,6 +62,17 @@ export interface PoolConfig {
   drain: { timeout: number; window: number; rate: number; code: number };
   /** Active rebalancing of long-lived sessions; absent = off. */
   rebalance?: { maxSkew: number; rate: number; order: 'newest' | 'oldest' };
+  /** TLS to https:// backends. */
+  tls: UpstreamTlsConfig;
+}
+
+export interface UpstreamTlsConfig {
+  /** Check the backend's certificate (chain and name); on by default. */
+  verify: boolean;
+  /** PEM of the CAs trusted for backends (read from the `ca` file), instead of Node's default list. */
+  ca?: string;
+  /** Name to ask for (SNI) and to check the certificate against, instead of the backend's host. */
+  serverName?: string;
 }
 
 export interface HealthConfig {
@@ -297,13 +310,11 @@ function parseBackend(check: Checker, path: string, pool: string, raw: unknown):
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search) {
     return check.fail(path, 'an http(s) URL with no path, or host:port', address);
   }
-  if (url.protocol === 'https:') {
-    return check.fail(path, 'an http:// backend (https:// backends are not supported yet)', address);
-  }
-  const port = Number(url.port || 80);
+  const tls = url.protocol === 'https:';
+  const port = Number(url.port || (tls ? 443 : 80));
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const id = `${pool}/${url.host}`;
-  return { id, name: name ?? derivedName(id), pool, origin: url.origin, host, port, weight, maxConns };
+  return { id, name: name ?? derivedName(id), pool, origin: url.origin, tls, host, port, weight, maxConns };
 }
 
 /** A stable opaque name for a backend that has none, so cookies never carry its address. */
@@ -321,7 +332,24 @@ function parseHashKey(check: Checker, path: string, value: unknown): HashKeySour
   return { from: match[2] as 'header' | 'cookie' | 'query', name: match[2] === 'header' ? match[3].toLowerCase() : match[3] };
 }
 
-const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance'];
+const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'];
+
+function parseUpstreamTls(check: Checker, path: string, raw: unknown): UpstreamTlsConfig {
+  const tls: UpstreamTlsConfig = { verify: true };
+  if (raw === undefined) return tls;
+  const obj = check.object(path, raw, ['verify', 'ca', 'server_name']);
+  if (obj?.verify !== undefined) tls.verify = check.boolean(join(path, 'verify'), obj.verify) ?? true;
+  if (obj?.ca !== undefined) {
+    const file = readableFile(check, join(path, 'ca'), obj.ca);
+    if (file !== undefined) {
+      const pem = readFileSync(file, 'utf8');
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) check.fail(join(path, 'ca'), 'a PEM file of CA certificates', file);
+      else tls.ca = pem;
+    }
+  }
+  if (obj?.server_name !== undefined) tls.serverName = check.string(join(path, 'server_name'), obj.server_name);
+  return tls;
+}
 
 /** "20/s", "600/m" or a plain number: events per second. */
 function parseRate(check: Checker, path: string, value: unknown): number | undefined {
@@ -480,7 +508,8 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
       if (typeof maxSkew === 'number' && maxSkew > 1 && rate && order) rebalance = { maxSkew, rate, order };
     }
   }
-  return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue, health, outlier, retries, drain, rebalance } : undefined;
+  const tls = parseUpstreamTls(check, join(path, 'tls'), obj.tls);
+  return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue, health, outlier, retries, drain, rebalance, tls } : undefined;
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -26,6 +26,7 @@ export const FAULTS = {
   responseTimeout: { code: 'response-timeout', source: 'upstream', status: 504, message: 'the backend did not answer in time' },
   upstreamReset: { code: 'upstream-reset', source: 'upstream', status: 502, message: 'the backend closed the connection before answering' },
   upstreamError: { code: 'upstream-error', source: 'upstream', status: 502, message: 'the backend request failed' },
+  upstreamTls: { code: 'upstream-tls', source: 'upstream', status: 502, message: 'the backend certificate could not be verified' },
   badHandshake: { code: 'upstream-handshake', source: 'upstream', status: 502, message: 'the backend refused the WebSocket handshake' },
   internal: { code: 'internal', source: 'internal', status: 500, message: 'internal error in the load balancer' },
 } as const satisfies Record<string, ProxyFault>;
@@ -48,8 +49,14 @@ export function faultFor(err: unknown): ProxyFault {
     case 'UND_ERR_CLOSED':
       return FAULTS.upstreamReset;
     default:
-      return FAULTS.upstreamError;
+      return isCertificateError(err) ? FAULTS.upstreamTls : FAULTS.upstreamError;
   }
+}
+
+/** Certificate problems reported by Node's TLS layer: the backend is reachable but not trusted. */
+export function isCertificateError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code ?? '';
+  return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /CERT|SELF_SIGNED|UNABLE_TO_(VERIFY|GET)/.test(code);
 }
 
 /** The backend was never reached: safe to try another for any request. */

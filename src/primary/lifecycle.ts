@@ -2,10 +2,11 @@
 // sessions of drained backends after their drain timeout, and active rebalancing.
 
 import { connect } from 'node:net';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { WebSocket } from 'ws';
 import type { BackendConfig, HealthConfig, PoolConfig } from '../config/schema.js';
 import { RiseFall } from '../core/health/riseFall.js';
+import { tlsConnectOptions, type TlsConnectOptions } from '../core/upstreamTls.js';
 import { BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import type { ControlPlane } from './controlPlane.js';
@@ -29,10 +30,11 @@ interface Outlier {
 }
 
 /** One active check of `backend`: resolves true when it passes. Never rejects. */
-export async function runCheck(backend: BackendConfig, health: HealthConfig): Promise<boolean> {
+export async function runCheck(backend: BackendConfig, health: HealthConfig, tls?: TlsConnectOptions): Promise<boolean> {
   const host = backend.host.includes(':') ? `[${backend.host}]` : backend.host;
   try {
     if (health.type === 'tcp') {
+      // A TCP check of a TLS backend is a TCP connect too: the handshake is the HTTP check's job.
       return await new Promise<boolean>((resolve) => {
         const socket = connect({ host: backend.host, port: backend.port, timeout: health.timeout });
         socket.once('connect', () => (socket.destroy(), resolve(true)));
@@ -42,20 +44,27 @@ export async function runCheck(backend: BackendConfig, health: HealthConfig): Pr
     }
     if (health.type === 'websocket') {
       return await new Promise<boolean>((resolve) => {
-        const ws = new WebSocket(`ws://${host}:${backend.port}${health.path}`, { handshakeTimeout: health.timeout });
+        const ws = new WebSocket(`${tls ? 'wss' : 'ws'}://${host}:${backend.port}${health.path}`, { ...tls, handshakeTimeout: health.timeout });
         ws.once('open', () => (ws.close(1000), resolve(true)));
         ws.once('error', () => resolve(false));
         ws.once('unexpected-response', (_req, res) => (res.resume(), ws.terminate(), resolve(false)));
       });
     }
-    const res = await request(`http://${host}:${backend.port}${health.path}`, {
-      headersTimeout: health.timeout,
-      bodyTimeout: health.timeout,
-      signal: AbortSignal.timeout(health.timeout),
-      headers: { 'user-agent': 'fairway-health-check' },
-    });
-    await res.body.dump();
-    return res.statusCode >= health.expectStatus[0] && res.statusCode <= health.expectStatus[1];
+    // A TLS check makes a new connection each round, so that the handshake is checked every time.
+    const client = tls ? new Client(backend.origin, { connect: tls }) : undefined;
+    try {
+      const res = await request(`${backend.origin}${health.path}`, {
+        dispatcher: client,
+        headersTimeout: health.timeout,
+        bodyTimeout: health.timeout,
+        signal: AbortSignal.timeout(health.timeout),
+        headers: { 'user-agent': 'fairway-health-check' },
+      });
+      await res.body.dump();
+      return res.statusCode >= health.expectStatus[0] && res.statusCode <= health.expectStatus[1];
+    } finally {
+      void client?.destroy().catch(() => undefined);
+    }
   } catch {
     return false;
   }
@@ -85,14 +94,14 @@ export class Lifecycle {
 
   /** Starts, keeps or stops the checks so that they follow the current backends and settings. */
   private syncChecks(): void {
-    const wanted = new Map<string, [BackendConfig, HealthConfig]>();
+    const wanted = new Map<string, [BackendConfig, HealthConfig, TlsConnectOptions | undefined]>();
     for (const pool of Object.values(this.control.config.pools)) {
       if (!pool.health) continue;
-      for (const backend of pool.backends) wanted.set(backend.id, [backend, pool.health]);
+      for (const backend of pool.backends) wanted.set(backend.id, [backend, pool.health, tlsConnectOptions(pool, backend)]);
     }
     for (const [id, check] of this.checks) {
       const want = wanted.get(id);
-      if (!want || JSON.stringify(want[1]) !== check.key) {
+      if (!want || JSON.stringify(want.slice(1)) !== check.key) {
         check.stopped = true;
         clearTimeout(check.timer);
         this.checks.delete(id);
@@ -103,13 +112,13 @@ export class Lifecycle {
         }
       }
     }
-    for (const [id, [backend, health]] of wanted) {
+    for (const [id, [backend, health, tls]] of wanted) {
       if (this.checks.has(id)) continue;
       const slot = this.control.plan.backendSlots[id];
-      const check: Check = { key: JSON.stringify(health), timer: undefined as unknown as NodeJS.Timeout, verdict: new RiseFall(health.rise, health.fall, this.control.states.isHealthy(slot)), stopped: false };
+      const check: Check = { key: JSON.stringify([health, tls]), timer: undefined as unknown as NodeJS.Timeout, verdict: new RiseFall(health.rise, health.fall, this.control.states.isHealthy(slot)), stopped: false };
       const schedule = (delay: number) => {
         check.timer = setTimeout(async () => {
-          const passed = await runCheck(backend, health);
+          const passed = await runCheck(backend, health, tls);
           if (check.stopped) return;
           if (check.verdict.record(passed)) {
             // Passing active checks also end a passive ejection (as Envoy does by default).

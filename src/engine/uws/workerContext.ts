@@ -6,6 +6,7 @@ import { PICKERS } from '../../core/balancers/registry.js';
 import type { ClientLimits } from '../../core/limits/clientLimits.js';
 import { addressing, type Addressing } from '../../core/clientAddress.js';
 import { Router } from '../../core/routing.js';
+import { tlsConnectOptions } from '../../core/upstreamTls.js';
 import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import type { StateTable } from '../../core/state/stateTable.js';
 import type { Logger } from '../../log.js';
@@ -33,6 +34,8 @@ export class WorkerContext {
   /** Indexed by state-table slot. */
   readonly backends: BackendConfig[] = [];
   readonly dispatchers: Pool[] = [];
+  /** What each dispatcher was made with, to tell when a reload changes it. */
+  private readonly dispatcherSettings: string[] = [];
   readonly webSockets = new Set<OpenSession>();
   inFlightHttp = 0;
   shuttingDown = false;
@@ -68,13 +71,21 @@ export class WorkerContext {
       for (const backend of pool.backends) {
         const slot = plan.backendSlots[backend.id];
         this.backends[slot] = backend;
-        this.dispatchers[slot] ??= new Pool(backend.origin, {
+        // A backend whose connection settings changed (reload) gets a new client; the old one
+        // finishes what it has in flight.
+        const connect = tlsConnectOptions(pool, backend);
+        const settings = JSON.stringify([backend.origin, config.timeouts, connect]);
+        if (this.dispatchers[slot] && this.dispatcherSettings[slot] === settings) continue;
+        void this.dispatchers[slot]?.close().catch(() => undefined);
+        this.dispatcherSettings[slot] = settings;
+        this.dispatchers[slot] = new Pool(backend.origin, {
           connections: null,
           pipelining: 1,
           connectTimeout: config.timeouts.connect,
           headersTimeout: config.timeouts.response,
           bodyTimeout: config.timeouts.idle,
           keepAliveTimeout: 4_000,
+          connect,
         });
       }
     }

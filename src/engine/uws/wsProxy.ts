@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as ClientSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
+import { tlsConnectOptions } from '../../core/upstreamTls.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { checkLimit, editUpstream, LIMITED, NOT_COUNTED, routeFor, runTestFault, writeFault } from './httpProxy.js';
@@ -205,7 +206,9 @@ export class WebSocketSession implements OpenSession, Admittable {
       headers[name] = previous === undefined ? head.headers[i + 1] : `${previous}${name === 'cookie' ? '; ' : ', '}${head.headers[i + 1]}`;
     }
     const offered = protocols ? protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
-    const upstream = new UpstreamSocket(`ws://${backend.host.includes(':') ? `[${backend.host}]` : backend.host}:${backend.port}${head.path}`, offered, {
+    const scheme = backend.tls ? 'wss' : 'ws';
+    const upstream = new UpstreamSocket(`${scheme}://${backend.host.includes(':') ? `[${backend.host}]` : backend.host}:${backend.port}${head.path}`, offered, {
+      ...tlsConnectOptions(this.pool.config, backend),
       headers,
       perMessageDeflate: false,
       followRedirects: false,

@@ -179,6 +179,19 @@ export interface Config {
   trustedProxies: string[];
   /** The listener takes PROXY protocol (v2) headers from an L4 balancer in front. */
   proxyProtocol: boolean;
+  /** L4 listeners: raw TCP connections balanced over a pool. */
+  tcp: TcpListenerConfig[];
+}
+
+export interface TcpListenerConfig {
+  listen: HostPort;
+  pool: string;
+  /** A connection with no byte either way for this long is closed, ms; 0 = never. */
+  idleTimeout: number;
+  /** PROXY protocol header sent to the backend first: 0 = none, 1 = text, 2 = binary. */
+  sendProxy: 0 | 1 | 2;
+  /** Clients must start with a PROXY header (v1 or v2): its source is the client address. */
+  acceptProxy: boolean;
 }
 
 /** A config problem: where it is, what was expected, what was given. */
@@ -622,7 +635,24 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders, rateLimit };
 }
 
-const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol'];
+const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'];
+
+function parseTcpListener(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): TcpListenerConfig | undefined {
+  const obj = check.object(path, raw, ['listen', 'pool', 'idle_timeout', 'send_proxy', 'accept_proxy']);
+  if (!obj) return undefined;
+  const listen = check.hostPort(join(path, 'listen'), obj.listen);
+  const pool = check.string(join(path, 'pool'), obj.pool);
+  if (pool !== undefined && !(pool in pools)) check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
+  const idleTimeout = obj.idle_timeout === undefined ? 3_600_000 : check.duration(join(path, 'idle_timeout'), obj.idle_timeout);
+  let sendProxy: 0 | 1 | 2 = 0;
+  if (obj.send_proxy !== undefined) {
+    const version = check.oneOf(join(path, 'send_proxy'), obj.send_proxy, ['v1', 'v2'] as const);
+    sendProxy = version === 'v1' ? 1 : version === 'v2' ? 2 : 0;
+  }
+  const acceptProxy = obj.accept_proxy === undefined ? false : (check.boolean(join(path, 'accept_proxy'), obj.accept_proxy) ?? false);
+  if (!listen || pool === undefined || idleTimeout === undefined) return undefined;
+  return { listen, pool, idleTimeout, sendProxy, acceptProxy };
+}
 
 function readableFile(check: Checker, path: string, value: unknown): string | undefined {
   const file = check.string(path, value);
@@ -661,6 +691,11 @@ function parseTls(check: Checker, raw: unknown): TlsConfig | undefined {
   }
   const redirect = obj.redirect === undefined ? undefined : check.hostPort('tls.redirect', obj.redirect);
   return cert && key ? { cert, key, certs, redirect } : undefined;
+}
+
+/** Pools that HTTP requests may go to without routes: those no TCP listener uses. */
+export function httpPools(pools: string[], tcp: TcpListenerConfig[]): string[] {
+  return pools.filter((pool) => !tcp.some((listener) => listener.pool === pool));
 }
 
 /** Validates one backend entry (admin API); throws ConfigError naming `path`. */
@@ -743,12 +778,18 @@ export function validateConfig(raw: unknown): Config {
     }
   }
 
+  let tcp: TcpListenerConfig[] = [];
+  if (top.tcp !== undefined) {
+    if (!Array.isArray(top.tcp)) check.fail('tcp', 'a list of TCP listeners', top.tcp);
+    else tcp = top.tcp.map((l, i) => parseTcpListener(check, `tcp[${i}]`, l, rawPools ?? {})).filter((l) => l !== undefined);
+  }
+
   let routes: RouteConfig[] = [];
   if (top.routes !== undefined) {
     if (!Array.isArray(top.routes)) check.fail('routes', 'a list of routes', top.routes);
     else routes = top.routes.map((r, i) => parseRoute(check, `routes[${i}]`, r, rawPools ?? {}, timeouts)).filter((r) => r !== undefined);
-  } else if (rawPools && Object.keys(rawPools).length > 1) {
-    check.fail('routes', 'a list of routes when there is more than one pool', undefined);
+  } else if (rawPools && httpPools(Object.keys(rawPools), tcp).length > 1) {
+    check.fail('routes', 'a list of routes when more than one pool serves HTTP', undefined);
   }
 
   let trustedProxies: string[] = [];
@@ -761,5 +802,5 @@ export function validateConfig(raw: unknown): Config {
   const proxyProtocol = top.proxy_protocol === undefined ? false : (check.boolean('proxy_protocol', top.proxy_protocol) ?? false);
 
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, tls, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol };
+  return { listen: listen!, tls, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol, tcp };
 }

@@ -1,7 +1,7 @@
 // Matching a request to a pool by host, path prefix, method, headers and query parameters; the
 // first matching route wins, and its access list decides who may use it.
 
-import type { Config, HeaderEdit, RouteConfig } from '../config/schema.js';
+import { httpPools, type Config, type HeaderEdit, type RouteConfig } from '../config/schema.js';
 import { AccessList } from './accessList.js';
 import { bucket, type Bucket } from './limits/clientLimits.js';
 
@@ -75,7 +75,7 @@ export class Router {
         },
       },
     }));
-    const pools = Object.keys(config.pools);
+    const pools = httpPools(Object.keys(config.pools), config.tcp);
     this.single = this.routes.length === 0 && pools.length === 1 ? { pool: pools[0], websocket: true, maxBody: 0 } : undefined;
   }
 

@@ -75,8 +75,8 @@ export class ControlPlane {
       if (slot !== undefined && this.table.state(slot) === BACKEND_REMOVED) this.states.reset(slot);
     }
     const plan = this.registry.assign(next);
-    // The listen address, worker count and engine are fixed for the life of the process.
-    const applied: Config = { ...next, listen: this.config.listen, tls: this.config.tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin };
+    // The listen addresses, worker count and engine are fixed for the life of the process.
+    const applied: Config = { ...next, listen: this.config.listen, tls: this.config.tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin, tcp: this.config.tcp };
     this.config = applied;
     this.plan = plan;
     this.supervisor.broadcast({ type: 'config', config: applied, plan });
@@ -93,7 +93,7 @@ export class ControlPlane {
       if (err instanceof ConfigError) throw new ControlError(400, err.message);
       throw err;
     }
-    for (const key of ['listen', 'tls', 'workers', 'engine'] as const) {
+    for (const key of ['listen', 'tls', 'workers', 'engine', 'tcp'] as const) {
       if (JSON.stringify(next[key]) !== JSON.stringify(this.config[key])) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
     }
     this.apply(next);

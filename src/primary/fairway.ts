@@ -1,7 +1,8 @@
 // Starting and stopping a fairway instance in the primary thread.
 
 import { createServer } from 'node:net';
-import type { Config } from '../config/schema.js';
+import type { Config, TcpListenerConfig } from '../config/schema.js';
+import { netReusePort } from '../engine/tcp/tcpListener.js';
 import { ClientLimits } from '../core/limits/clientLimits.js';
 import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
 import { StateTable } from '../core/state/stateTable.js';
@@ -41,6 +42,8 @@ export interface Fairway {
   readonly table: StateTable;
   /** Per-client limits and session counts, shared with the workers. */
   readonly limits: ClientLimits;
+  /** Ports of the TCP listeners, in config order. */
+  readonly tcpPorts: number[];
   /** Where each backend and pool lives in the table (current: it grows with reloads). */
   readonly plan: SlotPlan;
   readonly supervisor: Supervisor;
@@ -63,7 +66,7 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
     } catch (err) {
       // Port 0 is resolved in the primary, then listened on by the workers: another process can
       // take it in between. A port the user chose is never silently changed.
-      const ephemeral = config.listen.port === 0 || config.tls?.redirect?.port === 0;
+      const ephemeral = config.listen.port === 0 || config.tls?.redirect?.port === 0 || config.tcp.some((l) => l.listen.port === 0);
       if (!ephemeral || attempt >= EPHEMERAL_ATTEMPTS || !(err instanceof StartupError) || err.code !== 'FAIRWAY_ERR_START') throw err;
     }
   }
@@ -75,8 +78,11 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   const port = await preflightPort(config.listen.host, config.listen.port);
   const redirect = config.tls?.redirect;
   const redirectPort = redirect ? await preflightPort(redirect.host, redirect.port) : undefined;
+  const tcp: TcpListenerConfig[] = [];
+  for (const listener of config.tcp) tcp.push({ ...listener, listen: { host: listener.listen.host, port: await preflightPort(listener.listen.host, listener.listen.port) } });
   const listenConfig: Config = {
     ...config,
+    tcp,
     listen: { host: config.listen.host, port },
     tls: config.tls && { ...config.tls, redirect: redirect && { host: redirect.host, port: redirectPort! } },
   };
@@ -114,6 +120,11 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     }
   }
   logger.info({ listen: `${config.listen.host}:${port}`, workers: config.workers, engine, pools: Object.keys(config.pools) }, 'fairway is listening');
+  for (const listener of tcp) {
+    const where = { tcp: `${listener.listen.host}:${listener.listen.port}`, pool: listener.pool };
+    if (netReusePort()) logger.info({ ...where, threads: config.workers }, 'TCP listener accepting on every worker thread');
+    else logger.info({ ...where, threads: 1 }, `TCP listener accepting on one worker thread: net listeners cannot share a port on Node ${process.versions.node} (reusePort needs 22.12 or 23.1)`);
+  }
 
   let stopping: Promise<void> | undefined;
   const plane = control;
@@ -129,6 +140,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     supervisor,
     control: plane,
     adminPort: admin?.port,
+    tcpPorts: tcp.map((listener) => listener.listen.port),
     redirectPort,
     stop(grace = config.shutdown.grace) {
       stopping ??= (async () => {

@@ -11,6 +11,7 @@ import { createLogger } from '../../log.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
 import { WorkerContext } from './workerContext.js';
+import { netReusePort, TcpListener } from '../tcp/tcpListener.js';
 import { webSocketBehavior } from './wsProxy.js';
 
 export interface ServeTask {
@@ -89,6 +90,18 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     await context.closeDispatchers();
     throw new Error(message);
   }
+  // TCP listeners: on every worker where net listeners can share a port, else on worker 0 only.
+  const tcpListeners = worker === 0 || netReusePort() ? config.tcp.map((listener) => new TcpListener(context, listener)) : [];
+  try {
+    await Promise.all(tcpListeners.map((listener) => listener.listen(netReusePort())));
+  } catch (err) {
+    const message = `worker ${worker} could not open a TCP listener: ${(err as Error).message}`;
+    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
+    uws.us_listen_socket_close(listenSocket);
+    closeApp(app);
+    await context.closeDispatchers();
+    throw new Error(message);
+  }
   port.postMessage({ type: 'listening' } satisfies WorkerMessage);
 
   const keepalive =
@@ -105,6 +118,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     context.shuttingDown = true;
     clearInterval(keepalive);
     uws.us_listen_socket_close(listenSocket);
+    for (const listener of tcpListeners) listener.stopAccepting();
     if (redirect) {
       uws.us_listen_socket_close(redirect.socket);
       closeApp(redirect.app);
@@ -143,8 +157,12 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   async function shutdown(grace: number): Promise<void> {
     closeAll(CLOSE_GOING_AWAY, 'server shutting down');
     const deadline = Date.now() + grace;
-    while (context.inFlightHttp > 0 && Date.now() < deadline) await delay(25);
-    if (context.inFlightHttp > 0) logger.warn({ inFlight: context.inFlightHttp }, 'grace period over: cutting requests still in flight');
+    // HTTP requests in flight and TCP connections may finish within the grace period.
+    while ((context.inFlightHttp > 0 || context.tcpSessions.size > 0) && Date.now() < deadline) await delay(25);
+    if (context.inFlightHttp > 0 || context.tcpSessions.size > 0) {
+      logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
+    }
+    for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
     closeApp(app);
     await context.closeDispatchers();
     await profile?.();
@@ -177,7 +195,7 @@ async function startProfile(dir: string | undefined, worker: number): Promise<((
  * than the rate allows, so their clients do not all reconnect at once.
  */
 function closeSpread(context: WorkerContext, message: { slot: number; window: number; rate: number; code: number; reason: string }): void {
-  const sessions = [...context.webSockets].filter((s) => s.backendSlot === message.slot);
+  const sessions = [...context.webSockets, ...context.tcpSessions].filter((s) => s.backendSlot === message.slot);
   const times = sessions.map(() => Math.random() * message.window).sort((a, b) => a - b);
   const gap = 1000 / message.rate;
   for (let i = 1; i < times.length; i++) times[i] = Math.max(times[i], times[i - 1] + gap);

@@ -37,6 +37,8 @@ export class WorkerContext {
   /** What each dispatcher was made with, to tell when a reload changes it. */
   private readonly dispatcherSettings: string[] = [];
   readonly webSockets = new Set<OpenSession>();
+  /** Connections of the TCP listeners this worker runs. */
+  readonly tcpSessions = new Set<OpenSession>();
   inFlightHttp = 0;
   shuttingDown = false;
   /** Scheme clients use, for X-Forwarded-Proto. */

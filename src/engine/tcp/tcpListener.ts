@@ -1,0 +1,259 @@
+// L4 mode: raw TCP connections balanced over a pool with the same pickers, counts, health and
+// draining as HTTP and WebSocket sessions. Built on node:net, so it runs in any engine.
+
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { TcpListenerConfig } from '../../config/schema.js';
+import type { ProxyFault } from '../../core/errors.js';
+import { encodeProxyHeader, parseProxyHeader } from '../../core/proxyProtocol.js';
+import type { Admittable, PoolRuntime } from '../uws/admission.js';
+import type { OpenSession, WorkerContext } from '../uws/workerContext.js';
+
+/** How long a client of an accept_proxy listener has to send its PROXY header. */
+const PROXY_HEADER_TIMEOUT = 5_000;
+
+/** `reusePort` for net listeners arrived in Node 23.1 and 22.12: with it every worker accepts. */
+export function netReusePort(): boolean {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
+export class TcpListener {
+  private readonly server: Server;
+
+  constructor(
+    private readonly context: WorkerContext,
+    readonly config: TcpListenerConfig,
+  ) {
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
+  }
+
+  listen(reusePort: boolean): Promise<void> {
+    const { host, port } = this.config.listen;
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, reusePort }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting; open connections go on until `closeSessions`. */
+  stopAccepting(): void {
+    this.server.close();
+  }
+
+  private accept(client: Socket): void {
+    client.on('error', () => client.destroy());
+    if (!this.config.acceptProxy) {
+      this.start(client, client.remoteAddress ?? '', client.remotePort ?? 0, []);
+      return;
+    }
+    // The PROXY header comes first; what follows it is the client's own data, kept for the backend.
+    let received = Buffer.alloc(0);
+    const timer = setTimeout(() => client.destroy(), PROXY_HEADER_TIMEOUT);
+    const onData = (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      const parsed = parseProxyHeader(received);
+      if (parsed.kind === 'incomplete') return;
+      clearTimeout(timer);
+      client.off('data', onData);
+      client.pause();
+      if (parsed.kind === 'invalid') {
+        this.context.logger.debug({ client: client.remoteAddress, reason: parsed.reason }, 'TCP connection without a valid PROXY header');
+        client.destroy();
+        return;
+      }
+      const rest = received.subarray(parsed.length);
+      const source = parsed.addresses;
+      this.start(client, source?.source ?? client.remoteAddress ?? '', source?.sourcePort ?? client.remotePort ?? 0, rest.length > 0 ? [rest] : []);
+    };
+    client.on('data', onData);
+    client.resume();
+  }
+
+  private start(client: Socket, address: string, port: number, early: Buffer[]): void {
+    const pool = this.context.pools.get(this.config.pool);
+    if (!pool || this.context.shuttingDown) {
+      client.destroy();
+      return;
+    }
+    const session = new TcpSession(this.context, this, pool, client, address.startsWith('::ffff:') ? address.slice(7) : address, port, early);
+    this.context.tcpSessions.add(session);
+    session.cancelWait = pool.admit(session, pool.config.hash?.key.from === 'ip' ? session.clientAddress : undefined, -1);
+  }
+}
+
+/** One proxied TCP connection; holds one session on its backend until both sides are closed. */
+class TcpSession implements Admittable, OpenSession {
+  cancelWait: (() => void) | undefined;
+  private slot = -1;
+  private readonly tried: number[] = [];
+  private upstream: Socket | null = null;
+  private connected = false;
+  private released = false;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  readonly startedAt = performance.now();
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly listener: TcpListener,
+    private readonly pool: PoolRuntime,
+    private readonly client: Socket,
+    readonly clientAddress: string,
+    private readonly clientPort: number,
+    private readonly early: Buffer[],
+  ) {
+    client.on('close', () => this.onClientClose());
+  }
+
+  get backendSlot(): number {
+    return this.slot;
+  }
+
+  get isOpen(): boolean {
+    return this.connected;
+  }
+
+  refuse(_fault: ProxyFault): void {
+    // TCP has no way to say why: the connection is closed.
+    this.cancelWait = undefined;
+    this.client.destroy();
+    this.finish();
+  }
+
+  admit(slot: number): void {
+    this.cancelWait = undefined;
+    if (this.client.destroyed) {
+      this.context.table.release(slot, this.context.worker);
+      return;
+    }
+    this.slot = slot;
+    this.tried.push(slot);
+    this.context.table.countRequest(slot);
+    this.pool.earnRetry();
+    this.connect();
+  }
+
+  private connect(): void {
+    const { context } = this;
+    const backend = context.backends[this.slot];
+    const upstream = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    this.upstream = upstream;
+    const timer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), context.config.timeouts.connect);
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      if (upstream !== this.upstream) return;
+      this.onConnected(upstream);
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (upstream !== this.upstream) return;
+      context.table.countFailure(this.slot);
+      context.table.recordOutcome(this.slot, true, 0);
+      if (!this.connected && this.retry(err)) return;
+      context.logger.debug({ backend: backend.origin, err: { code: err.code, message: err.message } }, 'TCP backend connection failed');
+      this.client.destroy();
+    });
+    upstream.on('close', (hadError) => {
+      if (upstream !== this.upstream) return;
+      // A clean close means both directions ended through the pipes: the client side follows on
+      // its own. A reset, or a backend never reached, ends the client's connection now.
+      if (hadError || !this.connected) this.client.destroy();
+      this.finishIfClosed();
+    });
+  }
+
+  private onConnected(upstream: Socket): void {
+    const { context, client } = this;
+    this.connected = true;
+    context.table.recordOutcome(this.slot, false, 0);
+    const listenerConfig = this.listener.config;
+    if (listenerConfig.sendProxy) {
+      upstream.write(
+        encodeProxyHeader(listenerConfig.sendProxy, {
+          source: this.clientAddress,
+          sourcePort: this.clientPort,
+          destination: client.localAddress ?? '0.0.0.0',
+          destinationPort: client.localPort ?? 0,
+        }),
+      );
+    }
+    for (const chunk of this.early) upstream.write(chunk);
+    this.bytesIn += this.early.reduce((sum, chunk) => sum + chunk.length, 0);
+    client.on('data', (chunk: Buffer) => (this.bytesIn += chunk.length));
+    upstream.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
+    // pipe() keeps backpressure both ways and passes each side's end (half-close) to the other.
+    client.pipe(upstream);
+    upstream.pipe(client);
+    if (listenerConfig.idleTimeout > 0) {
+      const idle = () => this.shutdown();
+      client.setTimeout(listenerConfig.idleTimeout, idle);
+      upstream.setTimeout(listenerConfig.idleTimeout, idle);
+    }
+  }
+
+  /** A backend that could not be reached is swapped for another before any byte went to it. */
+  private retry(err: NodeJS.ErrnoException): boolean {
+    const { pool, context } = this;
+    const unreachable = err.code === 'ECONNREFUSED' || err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
+    if (!unreachable || this.tried.length > pool.config.retries.count || this.client.destroyed) return false;
+    const next = pool.pickAnother(this.tried);
+    if (next < 0) return false;
+    context.table.countRetry(this.slot);
+    context.table.release(this.slot, context.worker);
+    this.slot = next;
+    this.tried.push(next);
+    context.table.countRequest(next);
+    this.connect();
+    return true;
+  }
+
+  private onClientClose(): void {
+    if (this.cancelWait) {
+      this.cancelWait();
+      this.cancelWait = undefined;
+      this.finish();
+      return;
+    }
+    const upstream = this.upstream;
+    // A client that vanished (reset, timeout) takes its backend connection with it; a clean
+    // close already passed its end through the pipe.
+    if (upstream && !this.client.readableEnded) upstream.destroy();
+    this.finishIfClosed();
+  }
+
+  private finishIfClosed(): void {
+    if (this.client.closed && (this.upstream === null || this.upstream.closed)) this.finish();
+  }
+
+  /** Drain, idle timeout or shutdown: both sides are closed now. */
+  shutdown(): void {
+    this.upstream?.destroy();
+    this.client.destroy();
+  }
+
+  keepalive(): void {
+    // TCP keeps no application-level keepalive: the idle timeout ends silent connections.
+  }
+
+  private finish(): void {
+    if (this.released) return;
+    this.released = true;
+    const { context } = this;
+    context.tcpSessions.delete(this);
+    if (this.slot >= 0) context.table.release(this.slot, context.worker);
+    if (context.accessLog) {
+      context.logger.info({
+        type: 'tcp',
+        listen: `${this.listener.config.listen.host}:${this.listener.config.listen.port}`,
+        backend: this.slot >= 0 ? context.backends[this.slot].origin : '',
+        ms: Math.round(performance.now() - this.startedAt),
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        client: this.clientAddress,
+      });
+    }
+  }
+}

@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { parseProxyHeader } from '../dist/core/proxyProtocol.js';
+import { encodeProxyHeader, parseProxyHeader } from '../dist/core/proxyProtocol.js';
 import { BACKEND_DOWN, ConfigError, validateConfig } from '../dist/index.js';
 import { freePort, startProxy, waitFor } from './helpers.js';
 
@@ -222,4 +222,25 @@ test('TCP pools use active health checks: a backend found down takes no connecti
   t.deepEqual(await Promise.all(sockets.map((socket) => ask(socket, 'x'))), ['live:x', 'live:x', 'live:x', 'live:x']);
   t.is(proxy.table.failures(proxy.plan.backendSlots[`db/${dead}`]), 0n);
   for (const socket of sockets) socket.destroy();
+});
+
+test('PROXY headers round-trip for IPv4 and IPv6 in both versions; truncated and garbage input is told apart', (t) => {
+  const v4 = { source: '198.51.100.7', sourcePort: 5555, destination: '::ffff:127.0.0.1', destinationPort: 80 };
+  const v6 = { source: '2001:db8::7', sourcePort: 1, destination: '::1', destinationPort: 65535 };
+  for (const version of [1, 2] as const) {
+    const four = parseProxyHeader(encodeProxyHeader(version, v4));
+    t.deepEqual(four.kind === 'complete' && four.addresses, { ...v4, destination: '127.0.0.1' });
+    const six = parseProxyHeader(Buffer.concat([encodeProxyHeader(version, v6), Buffer.from('data')]));
+    t.is(six.kind, 'complete');
+    if (six.kind === 'complete') {
+      t.is(six.addresses?.sourcePort, 1);
+      t.is(six.addresses?.destinationPort, 65535);
+      t.true(['2001:db8::7', '2001:db8:0:0:0:0:0:7'].includes(six.addresses!.source));
+    }
+    const whole = encodeProxyHeader(version, v4);
+    t.is(parseProxyHeader(whole.subarray(0, whole.length - 3)).kind, 'incomplete');
+  }
+  t.is(parseProxyHeader(Buffer.from('GET / HTTP/1.1\r\n')).kind, 'invalid');
+  t.is(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n')).kind, 'invalid');
+  t.is(parseProxyHeader(Buffer.from(`PROXY ${'x'.repeat(120)}`)).kind, 'invalid');
 });

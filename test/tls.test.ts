@@ -3,7 +3,7 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
 import { createServer as createHttpsServer } from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
-import { BACKEND_UP, ConfigError, validateConfig } from '../dist/index.js';
+import { BACKEND_UP, ConfigError, createLogger, loadConfigFile, startFairway, validateConfig } from '../dist/index.js';
 import { onePool, openSocket, nextMessage, startBackend, startProxy, waitFor } from './helpers.js';
 
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -179,4 +179,47 @@ test('upstream TLS options are validated', (t) => {
   );
   for (const field of ['pools.main.tls.ca', 'pools.main.tls.verify', 'pools.main.tls.sni']) t.true(error!.problems.some((p) => p.startsWith(`${field}:`)), field);
   t.is(validateConfig({ pools: { main: { backends: ['https://backend.internal'] } } }).pools.main.backends[0].port, 443);
+});
+
+test('a reload re-reads certificate files: new connections get the new certificate, open sessions stay', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-reload-'));
+  copyFileSync(join(certs.dir, 'a.test.crt'), join(dir, 'site.crt'));
+  copyFileSync(join(certs.dir, 'a.test.key'), join(dir, 'site.key'));
+  const file = join(dir, 'fairway.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: '127.0.0.1:0',
+      workers: 2,
+      log: { level: 'warn', access: false },
+      tls: { cert: join(dir, 'site.crt'), key: join(dir, 'site.key') },
+      pools: { main: { backends: [backend.address] } },
+    }),
+  );
+  const proxy = await startFairway(loadConfigFile(file), { configPath: file, logger: createLogger('warn', { role: 'primary' }) });
+  t.teardown(() => proxy.stop(1000));
+  t.is(await presented(proxy.port, 'a.test'), 'a.test');
+  const session = new WebSocket(`wss://127.0.0.1:${proxy.port}/`, { ca: certs.ca, servername: 'a.test' });
+  await once(session, 'open');
+
+  // A renewal at the same paths, then a reload.
+  copyFileSync(join(certs.dir, 'b.test.crt'), join(dir, 'site.crt'));
+  copyFileSync(join(certs.dir, 'b.test.key'), join(dir, 'site.key'));
+  proxy.control.reload();
+  const deadline = Date.now() + 5000;
+  let subjects: string[] = [];
+  while (Date.now() < deadline) {
+    // New connections spread over both workers: all of them must present the new one.
+    subjects = await Promise.all(Array.from({ length: 8 }, () => presented(proxy.port, 'a.test')));
+    if (subjects.every((s) => s === 'b.test')) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  t.deepEqual(subjects, Array(8).fill('b.test'));
+  session.send('still here');
+  const [echo] = (await once(session, 'message')) as [Buffer];
+  t.is(echo.toString(), 'still here');
+  session.close();
+  const res = await request(`https://127.0.0.1:${proxy.port}/`, { dispatcher: new Agent({ connect: { ca: certs.ca, servername: 'b.test' } }) });
+  t.is(await res.body.text(), 'a');
 });

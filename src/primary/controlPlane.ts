@@ -75,8 +75,10 @@ export class ControlPlane {
       if (slot !== undefined && this.table.state(slot) === BACKEND_REMOVED) this.states.reset(slot);
     }
     const plan = this.registry.assign(next);
-    // The listen addresses, worker count and engine are fixed for the life of the process.
-    const applied: Config = { ...next, listen: this.config.listen, tls: this.config.tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin, tcp: this.config.tcp };
+    // The listen addresses, worker count and engine are fixed for the life of the process. TLS
+    // stays on or off; its certificates may change (workers re-read the files on every apply).
+    const tls = this.config.tls && next.tls ? { ...next.tls, redirect: this.config.tls.redirect } : this.config.tls;
+    const applied: Config = { ...next, listen: this.config.listen, tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin, tcp: this.config.tcp };
     this.config = applied;
     this.plan = plan;
     this.supervisor.broadcast({ type: 'config', config: applied, plan });
@@ -93,8 +95,11 @@ export class ControlPlane {
       if (err instanceof ConfigError) throw new ControlError(400, err.message);
       throw err;
     }
-    for (const key of ['listen', 'tls', 'workers', 'engine', 'tcp'] as const) {
+    for (const key of ['listen', 'workers', 'engine', 'tcp'] as const) {
       if (JSON.stringify(next[key]) !== JSON.stringify(this.config[key])) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
+    }
+    if (Boolean(next.tls) !== Boolean(this.config.tls) || JSON.stringify(next.tls?.redirect) !== JSON.stringify(this.config.tls?.redirect)) {
+      this.logger.warn({ key: 'tls' }, 'TLS turned on or off, or its redirect listener changed: that takes effect only on restart (certificates are reloaded)');
     }
     this.apply(next);
     this.logger.info({ pools: Object.keys(next.pools) }, 'config reloaded');

@@ -1,5 +1,7 @@
 // The long-lived piscina task of one worker thread: a uWS App on the shared port until shutdown.
 
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { MessagePort } from 'node:worker_threads';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Config } from '../../config/schema.js';
@@ -58,8 +60,6 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   const table = StateTable.attach(task.buffer);
   const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
   const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
-  const { tls } = config;
-  const app = tls ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key }) : uws.App();
   const serveOn = (target: TemplatedApp) =>
     target.ws('/*', webSocketBehavior(context)).any('/*', (res, req) => {
       try {
@@ -73,17 +73,27 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
         }
       }
     });
-  serveOn(app);
-  // uWS keeps one router per SNI name: each certificate's names get the same routes.
-  for (const entry of tls?.certs ?? []) {
-    for (const name of entry.names) {
-      app.addServerName(name, { cert_file_name: entry.cert, key_file_name: entry.key });
-      serveOn(app.domain(name));
+  /** An app with the routes on it, and the certificates of `tls` when there is TLS. */
+  const makeApp = (tls: Config['tls']): TemplatedApp => {
+    const made = tls ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key }) : uws.App();
+    serveOn(made);
+    // uWS keeps one router per SNI name: each certificate's names get the same routes.
+    for (const entry of tls?.certs ?? []) {
+      for (const name of entry.names) {
+        made.addServerName(name, { cert_file_name: entry.cert, key_file_name: entry.key });
+        serveOn(made.domain(name));
+      }
     }
-  }
-  const redirect = tls?.redirect ? await listenRedirect(uws, tls.redirect, config.listen.port) : undefined;
+    return made;
+  };
+  const listenApp = (target: TemplatedApp) => new Promise<us_listen_socket | false>((resolve) => target.listen(config.listen.host, config.listen.port, resolve));
+  let app = makeApp(config.tls);
+  /** Apps replaced by a certificate reload: they keep serving the connections they have. */
+  const retired: TemplatedApp[] = [];
+  let certificates = config.tls ? fingerprint(config.tls) : '';
+  const redirect = config.tls?.redirect ? await listenRedirect(uws, config.tls.redirect, config.listen.port) : undefined;
 
-  const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.listen.host, config.listen.port, resolve));
+  let listenSocket = await listenApp(app);
   if (!listenSocket) {
     const message = `worker ${worker} could not listen on ${config.listen.host}:${config.listen.port}`;
     port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
@@ -127,13 +137,43 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     context.closeQueues();
   };
 
+  /**
+   * Certificate files changed (reload): a new app with the new certificates listens on the same
+   * port (SO_REUSEPORT), then the old listen socket closes. Connections already open stay on the
+   * old app with the certificate they were made with; new ones get the new one.
+   */
+  const reloadCertificates = async (tls: Config['tls']): Promise<void> => {
+    const next = tls ? fingerprint(tls) : '';
+    if (!tls || next === certificates || closed) return;
+    let fresh: TemplatedApp;
+    try {
+      fresh = makeApp(tls);
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'new certificates could not be loaded: keeping the current ones');
+      return;
+    }
+    const socket = await listenApp(fresh);
+    if (!socket || closed) {
+      if (socket) uws.us_listen_socket_close(socket);
+      closeApp(fresh);
+      if (!socket) logger.error('could not listen with the new certificates: keeping the current ones');
+      return;
+    }
+    uws.us_listen_socket_close(listenSocket as us_listen_socket);
+    retired.push(app);
+    app = fresh;
+    listenSocket = socket;
+    certificates = next;
+    logger.info('certificates reloaded: new connections use the new ones');
+  };
+
   // uWS aborts the whole process if a worker exits with sockets open, so an uncaught exception
   // closes everything first; the primary then replaces the worker and subtracts its sessions.
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception in worker: closing its connections and exiting');
     try {
       closeAll(CLOSE_INTERNAL_ERROR, 'load balancer worker failed');
-      closeApp(app);
+      for (const old of [...retired, app]) closeApp(old);
     } finally {
       logger.flush();
       process.exit(1);
@@ -145,6 +185,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
       if (message.type === 'config') {
         // Validated in the primary; the listen address and worker count do not change here.
         context.apply(message.config, message.plan);
+        void reloadCertificates(message.config.tls);
         logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
       } else if (message.type === 'close-sessions') closeSpread(context, message);
       else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
@@ -163,7 +204,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
       logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
     }
     for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
-    closeApp(app);
+    for (const old of [...retired, app]) closeApp(old);
     await context.closeDispatchers();
     await profile?.();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
@@ -225,6 +266,20 @@ async function listenRedirect(uws: UwsModule, at: { host: string; port: number }
   const socket = await new Promise<us_listen_socket | false>((resolve) => app.listen(at.host, at.port, resolve));
   if (!socket) throw new Error(`could not listen for the HTTPS redirect on ${at.host}:${at.port}`);
   return { app, socket };
+}
+
+/** A digest of the certificate and key files' contents: a renewal at the same paths counts. */
+function fingerprint(tls: NonNullable<Config['tls']>): string {
+  const hash = createHash('sha256');
+  for (const file of [tls.cert, tls.key, ...tls.certs.flatMap((entry) => [entry.cert, entry.key])]) {
+    try {
+      hash.update(readFileSync(file));
+    } catch {
+      hash.update(`unreadable ${file}`);
+    }
+  }
+  hash.update(JSON.stringify(tls.certs.map((entry) => entry.names)));
+  return hash.digest('hex');
 }
 
 /** `close` exists on uWS apps of this version but is missing from its type definitions. */

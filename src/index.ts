@@ -1,6 +1,6 @@
 // Public entry points for embedding fairway and for tests.
 
-export { validateConfig, ConfigError, type Config } from './config/schema.js';
+export { validateConfig, ConfigError, CONFIG_KEYS, type Config } from './config/schema.js';
 export { loadConfigFile, readConfigFile } from './config/load.js';
 export { parseDuration, parseSize } from './config/units.js';
 export { startFairway, StartupError, type Fairway, type StartOptions } from './primary/fairway.js';

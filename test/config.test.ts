@@ -1,11 +1,11 @@
 // Config validation: `--check` exit codes and messages, short forms, defaults, and units.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { ConfigError, parseDuration, parseSize, validateConfig } from '../dist/index.js';
+import { CONFIG_KEYS, ConfigError, parseDuration, parseSize, validateConfig } from '../dist/index.js';
 
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fairway-config-'));
@@ -60,7 +60,7 @@ const INVALID: [string, string, RegExp][] = [
   ['no pools', 'listen: 127.0.0.1:8080\n', /config: pools: expected a mapping, got nothing/],
   ['bad weight', 'pools: { a: { backends: [{ url: 127.0.0.1:1, weight: -1 }] } }\n', /config: pools\.a\.backends\[0\]\.weight: expected a whole number from 1 to 1000, got -1/],
   ['duplicate backend', 'pools: { a: { backends: [127.0.0.1:1, "http://127.0.0.1:1"] } }\n', /config: pools\.a\.backends\[1\]: duplicate backend http:\/\/127\.0\.0\.1:1 in pool a/],
-  ['two pools without routes', 'pools: { a: { backends: [127.0.0.1:1] }, b: { backends: [127.0.0.1:2] } }\n', /config: routes: expected a list of routes when there is more than one pool/],
+  ['two pools without routes', 'pools: { a: { backends: [127.0.0.1:1] }, b: { backends: [127.0.0.1:2] } }\n', /config: routes: expected a list of routes when more than one pool serves HTTP/],
   ['not YAML', 'pools: [unclosed\n', /not valid YAML or JSON/],
 ];
 
@@ -119,4 +119,36 @@ test('durations and sizes take units', (t) => {
   t.is(parseSize('16mb'), 16 * 1024 * 1024);
   t.is(parseSize('64KB'), 64 * 1024);
   t.is(parseSize('lots'), undefined);
+});
+
+test('docs/configuration.md describes every key the schema accepts', (t) => {
+  const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8');
+  const rows = doc.split('\n').filter((line) => line.startsWith('| `'));
+  const missing: string[] = [];
+  for (const [where, keys] of Object.entries(CONFIG_KEYS)) {
+    for (const key of keys) {
+      const full = where ? `${where}.${key}` : key;
+      // A section (tls, pools.NAME, routes[]...) is described through its own keys.
+      if ([full, `${full}[]`, `${full}.NAME`].some((section) => section in CONFIG_KEYS)) continue;
+      // A row of its own (`full`, or `full[]` for a list), or its parent's row naming it.
+      const own = doc.includes(`\`${full}\``) || doc.includes(`\`${full}[]\``);
+      const inParent = rows.some((row) => row.split('|')[1].includes(`\`${where}\``) && new RegExp(`\\b${key}\\b`).test(row));
+      if (!own && !inParent) missing.push(full);
+    }
+  }
+  t.deepEqual(missing, []);
+});
+
+test('the chat example config passes --check once its certificate files exist', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-example-'));
+  for (const name of ['chat.example.com', 'api.example.com']) for (const ext of ['crt', 'key']) writeFileSync(join(dir, `${name}.${ext}`), 'placeholder');
+  const example = readFileSync(new URL('../examples/chat.yaml', import.meta.url), 'utf8');
+  const file = join(dir, 'chat.yaml');
+  writeFileSync(file, example.replaceAll('/etc/fairway/tls/', `${dir}/`));
+  const run = spawnSync(process.execPath, [CLI, '--config', file, '--check'], { encoding: 'utf8' });
+  t.is(run.status, 0, run.stderr);
+  // As shipped, the certificate paths are the operator's to fill in: named if they are missing.
+  const shipped = spawnSync(process.execPath, [CLI, '--config', new URL('../examples/chat.yaml', import.meta.url).pathname, '--check'], { encoding: 'utf8' });
+  t.is(shipped.status, 2);
+  t.regex(shipped.stderr, /tls\.cert: cannot read/);
 });

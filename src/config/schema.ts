@@ -194,6 +194,45 @@ export interface TcpListenerConfig {
   acceptProxy: boolean;
 }
 
+/**
+ * Every key the config accepts, by where it sits ("NAME" is a pool name, "[]" a list item). The
+ * validators take their allowed keys from here, and a test checks that docs/configuration.md
+ * describes each one, so the reference cannot fall behind the schema.
+ */
+const BUCKET_KEYS = ['rate', 'burst'] as const;
+const HEADER_EDIT_KEYS = ['set', 'remove'] as const;
+export const CONFIG_KEYS = {
+  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
+  tls: ['cert', 'key', 'certs', 'redirect'],
+  'tls.certs[]': ['names', 'cert', 'key'],
+  log: ['level', 'access'],
+  timeouts: ['connect', 'response', 'idle'],
+  websocket: ['max_message', 'ping_interval', 'max_buffered'],
+  shutdown: ['grace'],
+  admin: ['listen', 'token'],
+  'pools.NAME': ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'],
+  'pools.NAME.backends[]': ['url', 'weight', 'name', 'max_conns'],
+  'pools.NAME.hash': ['key', 'balance_factor'],
+  'pools.NAME.least_time': ['decay'],
+  'pools.NAME.sticky': ['cookie'],
+  'pools.NAME.queue': ['size', 'timeout'],
+  'pools.NAME.health': ['type', 'path', 'interval', 'timeout', 'rise', 'fall', 'expect_status'],
+  'pools.NAME.outlier': ['consecutive_failures', 'consecutive_5xx', 'base_ejection', 'max_ejected_share'],
+  'pools.NAME.retries': ['count', 'budget'],
+  'pools.NAME.drain': ['timeout', 'window', 'rate', 'code'],
+  'pools.NAME.rebalance': ['max_skew', 'rate', 'order'],
+  'pools.NAME.tls': ['verify', 'ca', 'server_name'],
+  'routes[]': ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body', 'timeouts', 'strip_prefix', 'add_prefix', 'request_headers', 'response_headers', 'rate_limit'],
+  'routes[].match': ['path', 'host', 'headers', 'method', 'query'],
+  'routes[].timeouts': ['response', 'idle'],
+  'routes[].request_headers': HEADER_EDIT_KEYS,
+  'routes[].response_headers': HEADER_EDIT_KEYS,
+  'routes[].rate_limit': ['key', 'requests', 'new_sessions', 'concurrent_sessions'],
+  'routes[].rate_limit.requests': BUCKET_KEYS,
+  'routes[].rate_limit.new_sessions': BUCKET_KEYS,
+  'tcp[]': ['listen', 'pool', 'idle_timeout', 'send_proxy', 'accept_proxy'],
+} as const satisfies Record<string, readonly string[]>;
+
 /** A config problem: where it is, what was expected, what was given. */
 export class ConfigError extends Error {
   readonly code = 'FAIRWAY_ERR_CONFIG';
@@ -302,7 +341,7 @@ function parseBackend(check: Checker, path: string, pool: string, raw: unknown):
   let maxConns = 0;
   let name: string | undefined;
   if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
-    const obj = check.object(path, raw, ['url', 'weight', 'name', 'max_conns'])!;
+    const obj = check.object(path, raw, CONFIG_KEYS['pools.NAME.backends[]'])!;
     address = obj.url;
     if (obj.weight !== undefined) weight = check.integer(join(path, 'weight'), obj.weight, 1, 1000) ?? 1;
     if (obj.max_conns !== undefined) maxConns = check.integer(join(path, 'max_conns'), obj.max_conns, 1, 10_000_000) ?? 0;
@@ -345,12 +384,11 @@ function parseHashKey(check: Checker, path: string, value: unknown): HashKeySour
   return { from: match[2] as 'header' | 'cookie' | 'query', name: match[2] === 'header' ? match[3].toLowerCase() : match[3] };
 }
 
-const POOL_KEYS = ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'];
 
 function parseUpstreamTls(check: Checker, path: string, raw: unknown): UpstreamTlsConfig {
   const tls: UpstreamTlsConfig = { verify: true };
   if (raw === undefined) return tls;
-  const obj = check.object(path, raw, ['verify', 'ca', 'server_name']);
+  const obj = check.object(path, raw, CONFIG_KEYS['pools.NAME.tls']);
   if (obj?.verify !== undefined) tls.verify = check.boolean(join(path, 'verify'), obj.verify) ?? true;
   if (obj?.ca !== undefined) {
     const file = readableFile(check, join(path, 'ca'), obj.ca);
@@ -374,7 +412,7 @@ function parseRate(check: Checker, path: string, value: unknown): number | undef
 
 /** `{ rate, burst }`; burst defaults to one second's worth of rate (at least 1). */
 function parseBucket(check: Checker, path: string, raw: unknown): { rate: number; burst: number } | undefined {
-  const obj = check.object(path, raw, ['rate', 'burst']);
+  const obj = check.object(path, raw, CONFIG_KEYS['routes[].rate_limit.requests']);
   if (!obj) return undefined;
   const rate = parseRate(check, join(path, 'rate'), obj.rate);
   const burst = obj.burst === undefined ? Math.max(1, Math.ceil(rate ?? 1)) : check.integer(join(path, 'burst'), obj.burst, 1, 1_000_000);
@@ -382,7 +420,7 @@ function parseBucket(check: Checker, path: string, raw: unknown): { rate: number
 }
 
 function parseRateLimit(check: Checker, path: string, raw: unknown): RateLimitConfig | undefined {
-  const obj = check.object(path, raw, ['key', 'requests', 'new_sessions', 'concurrent_sessions']);
+  const obj = check.object(path, raw, CONFIG_KEYS['routes[].rate_limit']);
   if (!obj) return undefined;
   let key: RateLimitConfig['key'] = { from: 'ip', name: '' };
   if (obj.key !== undefined) {
@@ -401,7 +439,7 @@ function parseRateLimit(check: Checker, path: string, raw: unknown): RateLimitCo
 }
 
 function parseHealth(check: Checker, path: string, raw: unknown): HealthConfig | undefined {
-  const obj = check.object(path, raw, ['type', 'path', 'interval', 'timeout', 'rise', 'fall', 'expect_status']);
+  const obj = check.object(path, raw, CONFIG_KEYS['pools.NAME.health']);
   if (!obj) return undefined;
   const health: HealthConfig = { type: 'http', path: '/health', interval: 5000, timeout: 2000, rise: 2, fall: 3, expectStatus: [200, 399] };
   if (obj.type !== undefined) health.type = check.oneOf(`${path}.type`, obj.type, ['http', 'tcp', 'websocket'] as const) ?? 'http';
@@ -424,13 +462,13 @@ function parseHealth(check: Checker, path: string, raw: unknown): HealthConfig |
 }
 
 function parsePool(check: Checker, path: string, name: string, raw: unknown): PoolConfig | undefined {
-  const obj = check.object(path, raw, POOL_KEYS);
+  const obj = check.object(path, raw, CONFIG_KEYS['pools.NAME']);
   if (!obj) return undefined;
   const algorithm =
     obj.algorithm === undefined ? 'least-conn' : check.oneOf(join(path, 'algorithm'), obj.algorithm, ALGORITHMS);
   let hash: PoolConfig['hash'];
   if (obj.hash !== undefined) {
-    const h = check.object(join(path, 'hash'), obj.hash, ['key', 'balance_factor']);
+    const h = check.object(join(path, 'hash'), obj.hash, CONFIG_KEYS['pools.NAME.hash']);
     const key = h ? parseHashKey(check, join(path, 'hash.key'), h.key) : undefined;
     let balanceFactor = 0;
     if (h?.balance_factor !== undefined) {
@@ -444,20 +482,20 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
   if (algorithm !== undefined && algorithm !== 'hash' && obj.hash !== undefined) check.fail(join(path, 'hash'), 'no hash options unless algorithm is hash', 'hash options');
   let decay = 10_000;
   if (obj.least_time !== undefined) {
-    const lt = check.object(join(path, 'least_time'), obj.least_time, ['decay']);
+    const lt = check.object(join(path, 'least_time'), obj.least_time, CONFIG_KEYS['pools.NAME.least_time']);
     if (lt?.decay !== undefined) decay = check.duration(join(path, 'least_time.decay'), lt.decay) || decay;
   }
   const slowStart = obj.slow_start === undefined ? 0 : (check.duration(join(path, 'slow_start'), obj.slow_start) ?? 0);
   let sticky: PoolConfig['sticky'];
   if (obj.sticky !== undefined) {
-    const st = check.object(join(path, 'sticky'), obj.sticky, ['cookie']);
+    const st = check.object(join(path, 'sticky'), obj.sticky, CONFIG_KEYS['pools.NAME.sticky']);
     const cookie = st ? check.string(join(path, 'sticky.cookie'), st.cookie) : undefined;
     if (cookie !== undefined && !/^[A-Za-z0-9_.-]+$/.test(cookie)) check.fail(join(path, 'sticky.cookie'), 'a cookie name of letters, digits, ".", "-" and "_"', cookie);
     else if (cookie !== undefined) sticky = { cookie };
   }
   const queue = { size: 0, timeout: 5000 };
   if (obj.queue !== undefined) {
-    const q = check.object(join(path, 'queue'), obj.queue, ['size', 'timeout']);
+    const q = check.object(join(path, 'queue'), obj.queue, CONFIG_KEYS['pools.NAME.queue']);
     if (q?.size !== undefined) queue.size = check.integer(join(path, 'queue.size'), q.size, 0, 1_000_000) ?? 0;
     if (q?.timeout !== undefined) queue.timeout = check.duration(join(path, 'queue.timeout'), q.timeout) ?? queue.timeout;
   }
@@ -480,7 +518,7 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
   const health = obj.health === undefined ? undefined : parseHealth(check, join(path, 'health'), obj.health);
   const outlier: OutlierConfig = { consecutiveFailures: 5, consecutive5xx: 0, baseEjection: 30_000, maxEjectedShare: 0.5 };
   if (obj.outlier !== undefined) {
-    const o = check.object(join(path, 'outlier'), obj.outlier, ['consecutive_failures', 'consecutive_5xx', 'base_ejection', 'max_ejected_share']);
+    const o = check.object(join(path, 'outlier'), obj.outlier, CONFIG_KEYS['pools.NAME.outlier']);
     if (o?.consecutive_failures !== undefined) outlier.consecutiveFailures = check.integer(join(path, 'outlier.consecutive_failures'), o.consecutive_failures, 0, 1000) ?? 5;
     if (o?.consecutive_5xx !== undefined) outlier.consecutive5xx = check.integer(join(path, 'outlier.consecutive_5xx'), o.consecutive_5xx, 0, 1000) ?? 0;
     if (o?.base_ejection !== undefined) outlier.baseEjection = check.duration(join(path, 'outlier.base_ejection'), o.base_ejection) || outlier.baseEjection;
@@ -492,7 +530,7 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
   }
   const retries = { count: 2, budget: 0.2 };
   if (obj.retries !== undefined) {
-    const r = check.object(join(path, 'retries'), obj.retries, ['count', 'budget']);
+    const r = check.object(join(path, 'retries'), obj.retries, CONFIG_KEYS['pools.NAME.retries']);
     if (r?.count !== undefined) retries.count = check.integer(join(path, 'retries.count'), r.count, 0, 10) ?? 2;
     if (r?.budget !== undefined) {
       if (typeof r.budget !== 'number' || r.budget < 0 || r.budget > 1) check.fail(join(path, 'retries.budget'), 'a share of requests from 0 to 1', r.budget);
@@ -501,7 +539,7 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
   }
   const drain = { timeout: 30_000, window: 10_000, rate: 100, code: 1001 };
   if (obj.drain !== undefined) {
-    const d = check.object(join(path, 'drain'), obj.drain, ['timeout', 'window', 'rate', 'code']);
+    const d = check.object(join(path, 'drain'), obj.drain, CONFIG_KEYS['pools.NAME.drain']);
     if (d?.timeout !== undefined) drain.timeout = check.duration(join(path, 'drain.timeout'), d.timeout) ?? drain.timeout;
     if (d?.window !== undefined) drain.window = check.duration(join(path, 'drain.window'), d.window) ?? drain.window;
     if (d?.rate !== undefined) drain.rate = parseRate(check, join(path, 'drain.rate'), d.rate) ?? drain.rate;
@@ -512,7 +550,7 @@ function parsePool(check: Checker, path: string, name: string, raw: unknown): Po
   }
   let rebalance: PoolConfig['rebalance'];
   if (obj.rebalance !== undefined) {
-    const r = check.object(join(path, 'rebalance'), obj.rebalance, ['max_skew', 'rate', 'order']);
+    const r = check.object(join(path, 'rebalance'), obj.rebalance, CONFIG_KEYS['pools.NAME.rebalance']);
     if (r) {
       const maxSkew = r.max_skew ?? 1.25;
       if (typeof maxSkew !== 'number' || !(maxSkew > 1)) check.fail(join(path, 'rebalance.max_skew'), 'a number above 1 such as 1.25', maxSkew);
@@ -530,7 +568,7 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FRAMING_HEADERS = new Set(['connection', 'content-length', 'transfer-encoding', 'upgrade', 'host', 'keep-alive', 'te', 'trailer']);
 
 function parseHeaderEdit(check: Checker, path: string, raw: unknown): HeaderEdit | undefined {
-  const obj = check.object(path, raw, ['set', 'remove']);
+  const obj = check.object(path, raw, CONFIG_KEYS['routes[].request_headers']);
   if (!obj) return undefined;
   const edit: HeaderEdit = { set: [], remove: [] };
   const allowedName = (at: string, name: string): boolean => {
@@ -563,10 +601,9 @@ function parsePrefix(check: Checker, path: string, value: unknown): string | und
   return prefix;
 }
 
-const ROUTE_KEYS = ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body', 'timeouts', 'strip_prefix', 'add_prefix', 'request_headers', 'response_headers', 'rate_limit'];
 
 function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>, defaults: Config['timeouts']): RouteConfig | undefined {
-  const obj = check.object(path, raw, ROUTE_KEYS);
+  const obj = check.object(path, raw, CONFIG_KEYS['routes[]']);
   if (!obj) return undefined;
   const pool = check.string(join(path, 'pool'), obj.pool);
   const ranges = (key: 'allow' | 'deny'): string[] | undefined => {
@@ -584,7 +621,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   const maxBody = obj.max_body === undefined ? 0 : (check.size(join(path, 'max_body'), obj.max_body) ?? 0);
   const timeouts = { response: defaults.response, idle: defaults.idle };
   if (obj.timeouts !== undefined) {
-    const t = check.object(join(path, 'timeouts'), obj.timeouts, ['response', 'idle']);
+    const t = check.object(join(path, 'timeouts'), obj.timeouts, CONFIG_KEYS['routes[].timeouts']);
     for (const key of ['response', 'idle'] as const) {
       if (t?.[key] !== undefined) timeouts[key] = check.duration(join(path, `timeouts.${key}`), t[key]) ?? timeouts[key];
     }
@@ -599,7 +636,7 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   }
   const match: RouteMatch = {};
   if (obj.match !== undefined) {
-    const m = check.object(join(path, 'match'), obj.match, ['path', 'host', 'headers', 'method', 'query']);
+    const m = check.object(join(path, 'match'), obj.match, CONFIG_KEYS['routes[].match']);
     if (m?.method !== undefined) {
       const list = Array.isArray(m.method) ? m.method : [m.method];
       if (list.length === 0 || list.some((x) => typeof x !== 'string' || !/^[A-Za-z]+$/.test(x))) check.fail(join(path, 'match.method'), 'a method or a list of methods such as GET', m.method);
@@ -635,10 +672,9 @@ function parseRoute(check: Checker, path: string, raw: unknown, pools: Record<st
   return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders, rateLimit };
 }
 
-const TOP_KEYS = ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'];
 
 function parseTcpListener(check: Checker, path: string, raw: unknown, pools: Record<string, unknown>): TcpListenerConfig | undefined {
-  const obj = check.object(path, raw, ['listen', 'pool', 'idle_timeout', 'send_proxy', 'accept_proxy']);
+  const obj = check.object(path, raw, CONFIG_KEYS['tcp[]']);
   if (!obj) return undefined;
   const listen = check.hostPort(join(path, 'listen'), obj.listen);
   const pool = check.string(join(path, 'pool'), obj.pool);
@@ -667,7 +703,7 @@ function readableFile(check: Checker, path: string, value: unknown): string | un
 }
 
 function parseTls(check: Checker, raw: unknown): TlsConfig | undefined {
-  const obj = check.object('tls', raw, ['cert', 'key', 'certs', 'redirect']);
+  const obj = check.object('tls', raw, CONFIG_KEYS.tls);
   if (!obj) return undefined;
   const cert = readableFile(check, 'tls.cert', obj.cert);
   const key = readableFile(check, 'tls.key', obj.key);
@@ -677,7 +713,7 @@ function parseTls(check: Checker, raw: unknown): TlsConfig | undefined {
     else {
       obj.certs.forEach((item, i) => {
         const path = `tls.certs[${i}]`;
-        const entry = check.object(path, item, ['names', 'cert', 'key']);
+        const entry = check.object(path, item, CONFIG_KEYS['tls.certs[]']);
         if (!entry) return;
         const names = Array.isArray(entry.names) ? entry.names.filter((n): n is string => typeof n === 'string' && /^[A-Za-z0-9*.-]+$/.test(n)) : [];
         if (!Array.isArray(entry.names) || names.length === 0 || names.length !== entry.names.length) {
@@ -711,7 +747,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 /** Validates raw config input; throws ConfigError listing every problem found. */
 export function validateConfig(raw: unknown): Config {
   const check = new Checker();
-  const top = check.object('', raw, TOP_KEYS);
+  const top = check.object('', raw, CONFIG_KEYS['']);
   if (!top) throw new ConfigError(check.problems.map((p) => p.replace(/^: /, 'top level: ')));
 
   const listen = check.hostPort('listen', top.listen ?? '127.0.0.1:8080');
@@ -724,14 +760,14 @@ export function validateConfig(raw: unknown): Config {
 
   const log = { level: 'info' as Config['log']['level'], access: true };
   if (top.log !== undefined) {
-    const obj = check.object('log', top.log, ['level', 'access']);
+    const obj = check.object('log', top.log, CONFIG_KEYS.log);
     if (obj?.level !== undefined) log.level = check.oneOf('log.level', obj.level, LOG_LEVELS) ?? 'info';
     if (obj?.access !== undefined) log.access = check.boolean('log.access', obj.access) ?? true;
   }
 
   const timeouts = { connect: 5000, response: 60_000, idle: 60_000 };
   if (top.timeouts !== undefined) {
-    const obj = check.object('timeouts', top.timeouts, ['connect', 'response', 'idle']);
+    const obj = check.object('timeouts', top.timeouts, CONFIG_KEYS.timeouts);
     for (const key of ['connect', 'response', 'idle'] as const) {
       if (obj?.[key] !== undefined) timeouts[key] = check.duration(`timeouts.${key}`, obj[key]) ?? timeouts[key];
     }
@@ -739,7 +775,7 @@ export function validateConfig(raw: unknown): Config {
 
   const websocket = { maxMessage: 16 * 1024 ** 2, pingInterval: 30_000, maxBuffered: 16 * 1024 ** 2 };
   if (top.websocket !== undefined) {
-    const obj = check.object('websocket', top.websocket, ['max_message', 'ping_interval', 'max_buffered']);
+    const obj = check.object('websocket', top.websocket, CONFIG_KEYS.websocket);
     if (obj?.max_message !== undefined) websocket.maxMessage = check.size('websocket.max_message', obj.max_message) ?? 0;
     if (obj?.max_buffered !== undefined) websocket.maxBuffered = check.size('websocket.max_buffered', obj.max_buffered) ?? 0;
     if (obj?.ping_interval !== undefined) {
@@ -752,13 +788,13 @@ export function validateConfig(raw: unknown): Config {
 
   const shutdown = { grace: 10_000 };
   if (top.shutdown !== undefined) {
-    const obj = check.object('shutdown', top.shutdown, ['grace']);
+    const obj = check.object('shutdown', top.shutdown, CONFIG_KEYS.shutdown);
     if (obj?.grace !== undefined) shutdown.grace = check.duration('shutdown.grace', obj.grace) ?? shutdown.grace;
   }
 
   let admin: AdminConfig | undefined;
   if (top.admin !== undefined) {
-    const obj = check.object('admin', top.admin, ['listen', 'token']);
+    const obj = check.object('admin', top.admin, CONFIG_KEYS.admin);
     const adminListen = obj ? check.hostPort('admin.listen', obj.listen ?? '127.0.0.1:9900') : undefined;
     const token = obj?.token === undefined ? undefined : check.string('admin.token', obj.token);
     if (adminListen && !LOOPBACK.test(adminListen.host) && token === undefined) {

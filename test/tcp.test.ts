@@ -6,7 +6,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { encodeProxyHeader, parseProxyHeader } from '../dist/core/proxyProtocol.js';
 import { BACKEND_DOWN, ConfigError, validateConfig } from '../dist/index.js';
-import { freePort, startProxy, waitFor } from './helpers.js';
+import { freePort, startBackend, startProxy, waitFor } from './helpers.js';
 
 interface TcpBackend {
   name: string;
@@ -243,4 +243,26 @@ test('PROXY headers round-trip for IPv4 and IPv6 in both versions; truncated and
   t.is(parseProxyHeader(Buffer.from('GET / HTTP/1.1\r\n')).kind, 'invalid');
   t.is(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n')).kind, 'invalid');
   t.is(parseProxyHeader(Buffer.from(`PROXY ${'x'.repeat(120)}`)).kind, 'invalid');
+});
+
+test('PROXY v1 in front of the HTTP listener: a tcp listener turns it into v2 for the uWS listener', async (t) => {
+  const web = await startBackend(t, 'web');
+  const httpPort = await freePort();
+  const proxy = await startProxy(t, {
+    listen: `127.0.0.1:${httpPort}`,
+    proxy_protocol: true,
+    pools: { web: { backends: [web.address] }, self: { backends: [`127.0.0.1:${httpPort}`] } },
+    routes: [{ match: { path: '/' }, pool: 'web', allow: ['192.0.2.0/24'] }],
+    tcp: [{ listen: '127.0.0.1:0', pool: 'self', accept_proxy: true, send_proxy: 'v2' }],
+  });
+  const fetchVia = async (source: string) => {
+    const socket = await dial(proxy.tcpPorts[0]);
+    socket.write(`PROXY TCP4 ${source} 127.0.0.1 40000 443\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n`);
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    socket.destroy();
+    return chunk.toString().split('\r\n')[0];
+  };
+  t.is(await fetchVia('192.0.2.10'), 'HTTP/1.1 200 OK');
+  t.is(web.lastHeaders['x-forwarded-for'], '192.0.2.10');
+  t.regex(await fetchVia('198.51.100.1'), /^HTTP\/1.1 403/);
 });

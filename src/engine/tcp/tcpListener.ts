@@ -3,7 +3,7 @@
 
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TcpListenerConfig } from '../../config/schema.js';
-import type { ProxyFault } from '../../core/errors.js';
+import { isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import { encodeProxyHeader, parseProxyHeader } from '../../core/proxyProtocol.js';
 import type { Admittable, PoolRuntime } from '../uws/admission.js';
 import type { OpenSession, WorkerContext } from '../uws/workerContext.js';
@@ -197,15 +197,12 @@ class TcpSession implements Admittable, OpenSession {
   /** A backend that could not be reached is swapped for another before any byte went to it. */
   private retry(err: NodeJS.ErrnoException): boolean {
     const { pool, context } = this;
-    const unreachable = err.code === 'ECONNREFUSED' || err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
+    const unreachable = isConnectFailure(err) || err.code === 'ETIMEDOUT';
     if (!unreachable || this.tried.length > pool.config.retries.count || this.client.destroyed) return false;
-    const next = pool.pickAnother(this.tried);
+    const next = pool.switchBackend(this.slot, this.tried);
     if (next < 0) return false;
-    context.table.countRetry(this.slot);
-    context.table.release(this.slot, context.worker);
+    context.logger.debug({ from: context.backends[this.slot].origin, to: context.backends[next].origin }, 'TCP connection retried on another backend');
     this.slot = next;
-    this.tried.push(next);
-    context.table.countRequest(next);
     this.connect();
     return true;
   }

@@ -164,6 +164,21 @@ export class PoolRuntime {
   }
 
   /**
+   * Moves a session that failed on `from` to another untried backend that is up: it is released
+   * on `from`, counted as a retry there, and taken on the new backend, which joins `tried`.
+   * Returns the new slot, or -1 when there is none (then nothing changes).
+   */
+  switchBackend(from: number, tried: number[]): number {
+    const next = this.pickAnother(tried);
+    if (next < 0) return -1;
+    this.table.countRetry(from);
+    this.table.release(from, this.worker);
+    this.table.countRequest(next);
+    tried.push(next);
+    return next;
+  }
+
+  /**
    * For a retry: the least loaded backend of the pool, by active/weight, that is up and was not
    * tried yet, taken with one session; -1 if there is none. Whatever the pool's algorithm: a
    * retry wants a backend that works, and the first choice already failed.

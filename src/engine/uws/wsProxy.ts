@@ -314,15 +314,12 @@ export class WebSocketSession implements OpenSession, Admittable {
   private retryUpgrade(err: Error | null): boolean {
     const { pool, context } = this;
     if ((err && !isConnectFailure(err)) || this.tried.length > pool.config.retries.count) return false;
-    const next = pool.pickAnother(this.tried);
+    const from = this.slot;
+    const next = pool.switchBackend(from, this.tried);
     if (next < 0) return false;
-    context.table.countFailure(this.slot);
-    context.table.countRetry(this.slot);
-    context.table.release(this.slot, context.worker);
-    context.logger.debug({ from: context.backends[this.slot].origin, to: context.backends[next].origin }, 'retrying the upgrade on another backend');
+    context.table.countFailure(from);
+    context.logger.debug({ from: context.backends[from].origin, to: context.backends[next].origin }, 'retrying the upgrade on another backend');
     this.slot = next;
-    this.tried.push(next);
-    context.table.countRequest(next);
     this.connect();
     return true;
   }

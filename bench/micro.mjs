@@ -6,8 +6,8 @@
 import { Worker } from 'node:worker_threads';
 import { cpus } from 'node:os';
 import { Bench } from 'tinybench';
-import { PICKERS, StateTable } from '../dist/index.js';
-import { hash32 } from '../dist/core/balancers/consistentHash.js';
+import { PICKERS, StateTable } from '../dist/src/index.js';
+import { hash32 } from '../dist/src/core/balancers/consistentHash.js';
 
 // Backends all weigh 1, except in the "weighted" variants (weights 1, 2, 3, 1, 2, 3, …).
 const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'least-conn weighted', 'random', 'p2c', 'least-time', 'hash'];
@@ -148,7 +148,7 @@ async function contended(algorithm, backends, threads) {
     (_, worker) =>
       new Worker(WORKER_CODE, {
         eval: true,
-        workerData: { self: import.meta.url, dist: new URL('../dist/index.js', import.meta.url).href, buffer: table.buffer, algorithm, backends, worker, gate, batches },
+        workerData: { self: import.meta.url, dist: new URL('../dist/src/index.js', import.meta.url).href, buffer: table.buffer, algorithm, backends, worker, gate, batches },
       }),
   );
   await new Promise((resolve) => setTimeout(resolve, 500));

@@ -147,7 +147,7 @@ function fairwayTarget(workers, port) {
           ],
         }),
       );
-      const child = start(process.execPath, [join(root, 'dist/cli.js'), '--config', file]);
+      const child = start(process.execPath, [join(root, 'dist/src/cli.js'), '--config', file]);
       child.stdout.resume();
       await sleep(1500);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };

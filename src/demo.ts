@@ -6,7 +6,7 @@ import { validateConfig } from './config/schema.js';
 import { createLogger } from './log.js';
 import { startFairway } from './primary/fairway.js';
 
-const CHAT_BACKEND = fileURLToPath(new URL('../scripts/chatBackend.mjs', import.meta.url));
+const CHAT_BACKEND = fileURLToPath(new URL('../../scripts/chatBackend.mjs', import.meta.url));
 const BACKEND_PORTS = [9101, 9102, 9103];
 
 function waitForLine(child: ChildProcess, text: string): Promise<void> {

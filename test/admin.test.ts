@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { validateConfig, ConfigError } from '../dist/index.js';
+import { validateConfig, ConfigError } from '../dist/src/index.js';
 import { closed, freePort, nextMessage, openSocket, runCli, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function api(port: number, method: string, path: string, body?: unknown, token?: string) {

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { BACKEND_DOWN } from '../dist/index.js';
+import { BACKEND_DOWN } from '../dist/src/index.js';
 import { activeTotal, closed, nextMessage, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
 
 async function get(port: number, path: string, headers: Record<string, string> = {}) {

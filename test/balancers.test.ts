@@ -3,11 +3,11 @@
 
 import { Worker } from 'node:worker_threads';
 import test from 'ava';
-import { ALL_FULL, BACKEND_DOWN, NO_BACKEND, PICKERS, StateTable, type Picker } from '../dist/index.js';
-import { hash32 } from '../dist/core/balancers/consistentHash.js';
-import { recordLatency } from '../dist/core/balancers/latency.js';
-import { smoothSequence } from '../dist/core/balancers/weightedRoundRobin.js';
-import type { Algorithm, PoolConfig } from '../dist/config/schema.js';
+import { ALL_FULL, BACKEND_DOWN, NO_BACKEND, PICKERS, StateTable, type Picker } from '../dist/src/index.js';
+import { hash32 } from '../dist/src/core/balancers/consistentHash.js';
+import { recordLatency } from '../dist/src/core/balancers/latency.js';
+import { smoothSequence } from '../dist/src/core/balancers/weightedRoundRobin.js';
+import type { Algorithm, PoolConfig } from '../dist/src/config/schema.js';
 
 interface TestPool {
   table: StateTable;
@@ -300,7 +300,7 @@ test('the layout refuses a buffer of another version', (t) => {
 
 /** Runs `perThread` picks on each of `threads` threads at once against one shared table. */
 async function contend(table: StateTable, algorithm: Algorithm, backends: number, threads: number, perThread: number, pool: Partial<PoolConfig>): Promise<number[]> {
-  const dist = new URL('../dist/index.js', import.meta.url).href;
+  const dist = new URL('../dist/src/index.js', import.meta.url).href;
   const code = `
     const { workerData, parentPort } = require('node:worker_threads');
     import(${JSON.stringify(dist)}).then(({ StateTable, PICKERS }) => {

@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { CONFIG_KEYS, ConfigError, parseDuration, parseSize, validateConfig } from '../dist/index.js';
+import { CONFIG_KEYS, ConfigError, parseDuration, parseSize, validateConfig } from '../dist/src/index.js';
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fairway-config-'));
 
 function check(name: string, text: string) {

@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { closed, freePort, openSocket, startProxy, waitFor } from './helpers.js';
-import type { Fairway } from '../dist/index.js';
+import type { Fairway } from '../dist/src/index.js';
 
 const BACKEND = new URL('../scripts/backend.mjs', import.meta.url).pathname;
 
@@ -269,7 +269,7 @@ test.serial('rebalancing brings a skewed pool within max_skew at the rate bound,
 });
 
 test.serial('check types: http (status range), tcp and websocket, each against a live and a dead backend', async (t) => {
-  const { runCheck } = await import('../dist/primary/lifecycle.js');
+  const { runCheck } = await import('../dist/src/primary/lifecycle.js');
   const live = await processBackend(t, 'live');
   const [host, port] = live.address.split(':');
   const deadPort = await freePort();

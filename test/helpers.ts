@@ -8,8 +8,8 @@ import { createServer as createTcpServer } from 'node:net';
 import type { Socket } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { WebSocket, WebSocketServer } from 'ws';
-import { startFairway, validateConfig, type Fairway } from '../dist/index.js';
-import { createLogger } from '../dist/log.js';
+import { startFairway, validateConfig, type Fairway } from '../dist/src/index.js';
+import { createLogger } from '../dist/src/log.js';
 
 export interface TestBackend {
   name: string;
@@ -212,7 +212,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 
 /** The real CLI in a child process, killed at teardown if still running; `output()` is what it printed. */
 export function runCli(t: ExecutionContext, args: string[]): { child: ChildProcess; output(): string } {

@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
-import { BACKEND_DOWN, BACKEND_UP } from '../dist/index.js';
+import { BACKEND_DOWN, BACKEND_UP } from '../dist/src/index.js';
 import { activeTotal, onePool, patternChunk, patternHash, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function get(port: number, path: string, headers: Record<string, string> = {}) {

@@ -4,8 +4,8 @@
 import { request as httpRequest } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import test from 'ava';
-import { bucket, ClientLimits } from '../dist/core/limits/clientLimits.js';
-import { ConfigError, validateConfig } from '../dist/index.js';
+import { bucket, ClientLimits } from '../dist/src/core/limits/clientLimits.js';
+import { ConfigError, validateConfig } from '../dist/src/index.js';
 import { closed, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
 
 test('a bucket lets the burst through at once, then one request per interval', (t) => {
@@ -65,7 +65,7 @@ test('a full shard evicts the quietest key, and refuses when every key is busy',
 
 /** `perThread` admits on one key from each of `threads` threads at once; returns how many passed. */
 async function contend(limits: ClientLimits, threads: number, perThread: number, limit: object): Promise<number[]> {
-  const module = new URL('../dist/core/limits/clientLimits.js', import.meta.url).href;
+  const module = new URL('../dist/src/core/limits/clientLimits.js', import.meta.url).href;
   const code = `
     const { workerData, parentPort } = require('node:worker_threads');
     import(${JSON.stringify(module)}).then(({ ClientLimits }) => {

@@ -5,8 +5,8 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
-import { AccessList } from '../dist/core/accessList.js';
-import { ConfigError, validateConfig } from '../dist/index.js';
+import { AccessList } from '../dist/src/core/accessList.js';
+import { ConfigError, validateConfig } from '../dist/src/index.js';
 import { openSocket, startBackend, startProxy } from './helpers.js';
 
 async function call(port: number, path: string, method = 'GET') {

@@ -4,8 +4,8 @@
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { encodeProxyHeader, parseProxyHeader } from '../dist/core/proxyProtocol.js';
-import { BACKEND_DOWN, ConfigError, validateConfig } from '../dist/index.js';
+import { encodeProxyHeader, parseProxyHeader } from '../dist/src/core/proxyProtocol.js';
+import { BACKEND_DOWN, ConfigError, validateConfig } from '../dist/src/index.js';
 import { freePort, startBackend, startProxy, waitFor } from './helpers.js';
 
 interface TcpBackend {

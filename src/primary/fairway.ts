@@ -11,7 +11,7 @@ import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
 import { Lifecycle } from './lifecycle.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, type RunningEngine } from './supervisor.js';
 
 /** Backend slots in the shared table; later reloads and the admin API add within this. */
 const BACKEND_CAPACITY = 1024;
@@ -75,6 +75,14 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
 async function startOnce(config: Config, options: StartOptions): Promise<Fairway> {
   const logger = options.logger ?? createLogger(config.log.level, { role: 'primary' });
   const engine = chooseEngine(config, logger);
+  // Without reusePort, node:http listeners cannot share a port between threads: one worker.
+  const workers = engine === 'native-free' && !netReusePort() ? 1 : config.workers;
+  if (workers !== config.workers) {
+    logger.warn(
+      { engine, workers, configured: config.workers },
+      `engine native-free runs one worker thread on Node ${process.versions.node}: its listeners cannot share a port between threads (reusePort needs Node 22.12 or 23.1)`,
+    );
+  }
   const port = await preflightPort(config.listen.host, config.listen.port);
   const redirect = config.tls?.redirect;
   const redirectPort = redirect ? await preflightPort(redirect.host, redirect.port) : undefined;
@@ -82,20 +90,22 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   for (const listener of config.tcp) tcp.push({ ...listener, listen: { host: listener.listen.host, port: await preflightPort(listener.listen.host, listener.listen.port) } });
   const listenConfig: Config = {
     ...config,
+    workers,
     tcp,
     listen: { host: config.listen.host, port },
     tls: config.tls && { ...config.tls, redirect: redirect && { host: redirect.host, port: redirectPort! } },
   };
 
-  const table = StateTable.create({ backends: BACKEND_CAPACITY, workers: config.workers, pools: POOL_CAPACITY });
-  const limits = ClientLimits.create(config.workers);
+  const table = StateTable.create({ backends: BACKEND_CAPACITY, workers, pools: POOL_CAPACITY });
+  const limits = ClientLimits.create(workers);
   const registry = new SlotRegistry(table);
   const plan = registry.assign(listenConfig);
   const testHooks = options.testHooks ?? process.env.FAIRWAY_TEST_HOOKS === '1';
   let control: ControlPlane | undefined;
   // A worker started later (a replacement) gets the config as it is then, not as it was.
   const supervisor = new Supervisor(
-    config.workers,
+    engine,
+    workers,
     (worker, controlPort) => ({ worker, buffer: table.buffer, limitsBuffer: limits.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks, prettyLogs: PRETTY_LOGS }),
     table,
     limits,
@@ -119,10 +129,10 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
       throw new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen for the admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
     }
   }
-  logger.info({ listen: `${config.listen.host}:${port}`, workers: config.workers, engine, pools: Object.keys(config.pools) }, 'fairway is listening');
+  logger.info({ listen: `${config.listen.host}:${port}`, workers, engine, pools: Object.keys(config.pools) }, 'fairway is listening');
   for (const listener of tcp) {
     const where = { tcp: `${listener.listen.host}:${listener.listen.port}`, pool: listener.pool };
-    if (netReusePort()) logger.info({ ...where, threads: config.workers }, 'TCP listener accepting on every worker thread');
+    if (netReusePort()) logger.info({ ...where, threads: workers }, 'TCP listener accepting on every worker thread');
     else logger.info({ ...where, threads: 1 }, `TCP listener accepting on one worker thread: net listeners cannot share a port on Node ${process.versions.node} (reusePort needs 22.12 or 23.1)`);
   }
 
@@ -155,19 +165,25 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   };
 }
 
-function chooseEngine(config: Config, logger: Logger): string {
+/**
+ * uWS when a build of it loads (or when asked for), native-free when asked for or when none
+ * loads under `auto`; the log says which runs and why.
+ */
+function chooseEngine(config: Config, logger: Logger): RunningEngine {
   if (config.engine === 'native-free') {
-    throw new StartupError('FAIRWAY_ERR_ENGINE', 'engine native-free is not available in this version; use engine: uws or auto');
+    logger.info({ engine: 'native-free' }, 'engine native-free: node:http, node:https and ws, as configured');
+    return 'native-free';
   }
   const binding = loadUws();
-  if (!binding.uws) {
-    throw new StartupError(
-      'FAIRWAY_ERR_ENGINE',
-      `no uWebSockets.js build loads on this host (${binding.reasons.join('; ')}), and the native-free engine is not available in this version`,
-    );
+  if (binding.uws) {
+    logger.info({ engine: 'uws', binding: binding.name }, `engine uws: loaded ${binding.name}`);
+    return 'uws';
   }
-  logger.info({ engine: 'uws', binding: binding.name }, `engine uws: loaded ${binding.name}`);
-  return 'uws';
+  if (config.engine === 'uws') {
+    throw new StartupError('FAIRWAY_ERR_ENGINE', `engine uws was asked for, but no uWebSockets.js build loads on this host (${binding.reasons.join('; ')})`);
+  }
+  logger.warn({ engine: 'native-free', reasons: binding.reasons }, `engine native-free: no uWebSockets.js build loads on this host (${binding.reasons.join('; ')})`);
+  return 'native-free';
 }
 
 /**

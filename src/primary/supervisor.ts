@@ -3,12 +3,18 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/uws/serveTask.js';
+import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/messages.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 
-const SERVE_TASK = fileURLToPath(new URL('../engine/uws/serveTask.js', import.meta.url));
+/** The serve task of each engine: one long-lived task per worker thread. */
+const SERVE_TASKS = {
+  uws: fileURLToPath(new URL('../engine/uws/serveTask.js', import.meta.url)),
+  'native-free': fileURLToPath(new URL('../../native-free/serveTask.js', import.meta.url)),
+} as const;
+
+export type RunningEngine = keyof typeof SERVE_TASKS;
 const RESTART_DELAY_MIN = 100;
 const RESTART_DELAY_MAX = 5_000;
 
@@ -23,6 +29,7 @@ export class Supervisor {
   restarts = 0;
 
   constructor(
+    engine: RunningEngine,
     private readonly count: number,
     private readonly taskFor: TaskFor,
     private readonly table: StateTable,
@@ -30,7 +37,7 @@ export class Supervisor {
     private readonly logger: Logger,
   ) {
     this.pool = new Piscina({
-      filename: SERVE_TASK,
+      filename: SERVE_TASKS[engine],
       minThreads: count,
       maxThreads: count,
       // Serve tasks never finish until shutdown: no idle reaping, no Atomics.wait between tasks.

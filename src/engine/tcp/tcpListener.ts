@@ -5,8 +5,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TcpListenerConfig } from '../../config/schema.js';
 import { isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import { encodeProxyHeader, parseProxyHeader } from '../../core/proxyProtocol.js';
-import type { Admittable, PoolRuntime } from '../uws/admission.js';
-import type { OpenSession, WorkerContext } from '../uws/workerContext.js';
+import type { Admittable, PoolRuntime } from '../worker/admission.js';
+import type { OpenSession, WorkerContext } from '../worker/workerContext.js';
 
 /** How long a client of an accept_proxy listener has to send its PROXY header. */
 const PROXY_HEADER_TIMEOUT = 5_000;

@@ -5,10 +5,10 @@ import type { Dispatcher } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import { recordLatency } from '../../core/balancers/latency.js';
-import { editHeaders, rewritePath, type MatchedRoute, type RouteLimit } from '../../core/routing.js';
-import type { Admittable, PoolRuntime } from './admission.js';
+import { editHeaders, rewritePath, type MatchedRoute, type RequestFacts, type RouteLimit } from '../../core/routing.js';
+import type { Admittable, PoolRuntime } from '../worker/admission.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
-import type { WorkerContext } from './workerContext.js';
+import type { WorkerContext } from '../worker/workerContext.js';
 
 type DispatchController = Dispatcher.DispatchController;
 
@@ -56,8 +56,8 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   // A declared length over the limit is refused before anything is read or sent upstream.
   if (route.maxBody > 0 && head.contentLength > route.maxBody) return writeFault(res, FAULTS.bodyTooLarge, true);
   const pool = context.pools.get(route.pool)!;
-  const key = pool.hashKey(req, head);
-  const stickySlot = pool.stickySlot(req);
+  const key = pool.config.hash ? pool.hashKey(requestFacts(req, head), head.client) : undefined;
+  const stickySlot = pool.config.sticky ? pool.stickySlot(req.getHeader('cookie')) : -1;
   if (route.upstreamEdit) editUpstream(head, route);
   const exchange = new HttpExchange(context, res, head, pool, stickySlot >= 0, route);
   exchange.cancelWait = pool.admit(exchange, key, stickySlot);
@@ -69,19 +69,22 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
  */
 export function routeFor(context: WorkerContext, res: HttpResponse, req: HttpRequest, head: RequestHead): MatchedRoute | undefined {
   const { router } = context;
-  const route =
-    router.single ??
-    router.route({
-      path: head.path,
-      host: head.hostName,
-      method: head.method,
-      header: (name) => req.getHeader(name),
-      query: (name) => req.getQuery(name),
-    });
+  const route = router.single ?? router.route(requestFacts(req, head));
   if (route === undefined) writeFault(res, FAULTS.noRoute);
   else if (route.access && !route.access.permits(head.client)) writeFault(res, FAULTS.forbidden);
   else return route;
   return undefined;
+}
+
+/** What routing and hashing may read of a uWS request; inside the handler only, like `req`. */
+export function requestFacts(req: HttpRequest, head: RequestHead): RequestFacts {
+  return {
+    path: head.path,
+    host: head.hostName,
+    method: head.method,
+    header: (name) => req.getHeader(name),
+    query: (name) => req.getQuery(name),
+  };
 }
 
 /** checkLimit's answer when it refused the request (and answered 429). */

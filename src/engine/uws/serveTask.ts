@@ -2,7 +2,6 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { MessagePort } from 'node:worker_threads';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Config } from '../../config/schema.js';
 import { FAULTS } from '../../core/errors.js';
@@ -10,40 +9,12 @@ import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import { StateTable } from '../../core/state/stateTable.js';
 import { ClientLimits } from '../../core/limits/clientLimits.js';
 import { createLogger } from '../../log.js';
+import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../messages.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
-import { WorkerContext } from './workerContext.js';
+import { WorkerContext } from '../worker/workerContext.js';
 import { netReusePort, TcpListener } from '../tcp/tcpListener.js';
 import { webSocketBehavior } from './wsProxy.js';
-
-export interface ServeTask {
-  worker: number;
-  buffer: SharedArrayBuffer;
-  /** ClientLimits' memory. */
-  limitsBuffer: SharedArrayBuffer;
-  config: Config;
-  plan: SlotPlan;
-  /** Control channel to the primary; see WorkerMessage and PrimaryMessage. */
-  port: MessagePort;
-  testHooks: boolean;
-  /** Human-readable logs (the primary's stdout is a terminal). */
-  prettyLogs: boolean;
-}
-
-/** Worker → primary. */
-export type WorkerMessage = { type: 'listening' } | { type: 'failed'; code: string; message: string };
-/** Primary → worker. */
-export type PrimaryMessage =
-  | { type: 'shutdown'; grace: number }
-  | { type: 'config'; config: Config; plan: SlotPlan }
-  /** Close this worker's WebSockets on `slot`, spread over `window` ms, at most `rate` per second. */
-  | { type: 'close-sessions'; slot: number; window: number; rate: number; code: number; reason: string }
-  /** Close `count` of this worker's WebSockets on `slot` (rebalancing), newest or oldest first. */
-  | { type: 'shed'; slot: number; count: number; order: 'newest' | 'oldest' };
-
-export interface ServeResult {
-  worker: number;
-}
 
 const CLOSE_GOING_AWAY = 1001;
 const CLOSE_INTERNAL_ERROR = 1011;

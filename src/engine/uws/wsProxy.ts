@@ -6,10 +6,10 @@ import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { tlsConnectOptions } from '../../core/upstreamTls.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
-import type { Admittable, PoolRuntime } from './admission.js';
-import { checkLimit, editUpstream, LIMITED, NOT_COUNTED, routeFor, runTestFault, writeFault } from './httpProxy.js';
+import type { Admittable, PoolRuntime } from '../worker/admission.js';
+import { checkLimit, editUpstream, LIMITED, NOT_COUNTED, requestFacts, routeFor, runTestFault, writeFault } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
-import type { OpenSession, WorkerContext } from './workerContext.js';
+import type { OpenSession, WorkerContext } from '../worker/workerContext.js';
 
 /** uWS copies user data shallowly, so the session lives one level down. */
 interface SessionData {
@@ -103,8 +103,8 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const limitSlot = route.limit ? checkLimit(context, res, req, head, route.limit, true) : NOT_COUNTED;
   if (limitSlot === LIMITED) return;
   const pool = context.pools.get(route.pool)!;
-  const hashKey = pool.hashKey(req, head);
-  const stickySlot = pool.stickySlot(req);
+  const hashKey = pool.config.hash ? pool.hashKey(requestFacts(req, head), head.client) : undefined;
+  const stickySlot = pool.config.sticky ? pool.stickySlot(req.getHeader('cookie')) : -1;
   if (route.upstreamEdit) editUpstream(head, route);
   const handshakeTimeout = context.config.timeouts.connect + (route.timeouts?.response ?? context.config.timeouts.response);
   const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, handshakeTimeout }, limitSlot);

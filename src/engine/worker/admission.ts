@@ -1,13 +1,12 @@
 // Choosing a backend for a request: sticky cookie, then the pool's picker, then the bounded wait
 // queue when every backend is at max_conns.
 
-import type { HttpRequest } from 'uWebSockets.js';
 import type { PoolConfig } from '../../config/schema.js';
 import { NO_BACKEND, type Picker } from '../../core/balancers/picker.js';
 import { cookieValue } from '../../core/cookies.js';
 import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import { BACKEND_UP, type StateTable } from '../../core/state/stateTable.js';
-import type { RequestHead } from './requestHead.js';
+import type { RequestFacts } from '../../core/routing.js';
 
 /** A request or upgrade waiting to be given a backend. */
 export interface Admittable {
@@ -54,31 +53,31 @@ export class PoolRuntime {
     }
   }
 
-  /** The hash key of a request for this pool (read inside the uWS handler), or undefined. */
-  hashKey(req: HttpRequest, head: RequestHead): string | undefined {
+  /** The hash key of a request for this pool, or undefined (no hashing, or the key is absent). */
+  hashKey(request: RequestFacts, client: string): string | undefined {
     const source = this.config.hash?.key;
     if (!source) return undefined;
     switch (source.from) {
       case 'ip':
-        return head.client;
+        return client;
       case 'path': {
-        const query = head.path.indexOf('?');
-        return query < 0 ? head.path : head.path.slice(0, query);
+        const query = request.path.indexOf('?');
+        return query < 0 ? request.path : request.path.slice(0, query);
       }
       case 'header':
-        return req.getHeader(source.name) || undefined;
+        return request.header(source.name) || undefined;
       case 'query':
-        return req.getQuery(source.name) || undefined;
+        return request.query(source.name) || undefined;
       case 'cookie':
-        return cookieValue(req.getHeader('cookie'), source.name);
+        return cookieValue(request.header('cookie'), source.name);
     }
   }
 
   /** The backend named by the request's sticky cookie, if it is up and has room; else -1. */
-  stickySlot(req: HttpRequest): number {
+  stickySlot(cookieHeader: string): number {
     const sticky = this.config.sticky;
     if (!sticky) return -1;
-    const name = cookieValue(req.getHeader('cookie'), sticky.cookie);
+    const name = cookieValue(cookieHeader, sticky.cookie);
     const slot = name === undefined ? undefined : this.stickySlots.get(name);
     if (slot === undefined || this.table.state(slot) !== BACKEND_UP) return -1;
     return this.table.acquireIfRoom(slot, this.worker) ? slot : -1;

@@ -1,0 +1,35 @@
+// What the primary gives each worker's serve task, and the messages between them: the same for
+// every engine.
+
+import type { MessagePort } from 'node:worker_threads';
+import type { Config } from '../config/schema.js';
+import type { SlotPlan } from '../core/state/slotRegistry.js';
+
+export interface ServeTask {
+  worker: number;
+  buffer: SharedArrayBuffer;
+  /** ClientLimits' memory. */
+  limitsBuffer: SharedArrayBuffer;
+  config: Config;
+  plan: SlotPlan;
+  /** Control channel to the primary; see WorkerMessage and PrimaryMessage. */
+  port: MessagePort;
+  testHooks: boolean;
+  /** Human-readable logs (the primary's stdout is a terminal). */
+  prettyLogs: boolean;
+}
+
+/** Worker → primary. */
+export type WorkerMessage = { type: 'listening' } | { type: 'failed'; code: string; message: string };
+/** Primary → worker. */
+export type PrimaryMessage =
+  | { type: 'shutdown'; grace: number }
+  | { type: 'config'; config: Config; plan: SlotPlan }
+  /** Close this worker's WebSockets on `slot`, spread over `window` ms, at most `rate` per second. */
+  | { type: 'close-sessions'; slot: number; window: number; rate: number; code: number; reason: string }
+  /** Close `count` of this worker's WebSockets on `slot` (rebalancing), newest or oldest first. */
+  | { type: 'shed'; slot: number; count: number; order: 'newest' | 'oldest' };
+
+export interface ServeResult {
+  worker: number;
+}

@@ -7,7 +7,8 @@ import { recordLatency } from '../../core/balancers/latency.js';
 import { tlsConnectOptions } from '../../core/upstreamTls.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { Admittable, PoolRuntime } from '../worker/admission.js';
-import { checkLimit, editUpstream, LIMITED, NOT_COUNTED, requestFacts, routeFor, runTestFault, writeFault } from './httpProxy.js';
+import { requestFacts, writeFault } from './httpProxy.js';
+import { gateRequest, runTestFault } from '../worker/requestGate.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 import type { OpenSession, WorkerContext } from '../worker/workerContext.js';
 
@@ -96,20 +97,12 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const protocols = req.getHeader('sec-websocket-protocol');
   const extensions = req.getHeader('sec-websocket-extensions');
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const route = routeFor(context, res, req, head);
-  if (route === undefined) return;
-  if (!route.websocket) return writeFault(res, FAULTS.websocketNotAllowed);
-  if (context.shuttingDown) return writeFault(res, FAULTS.noBackend, true);
-  const limitSlot = route.limit ? checkLimit(context, res, req, head, route.limit, true) : NOT_COUNTED;
-  if (limitSlot === LIMITED) return;
-  const pool = context.pools.get(route.pool)!;
-  const hashKey = pool.config.hash ? pool.hashKey(requestFacts(req, head), head.client) : undefined;
-  const stickySlot = pool.config.sticky ? pool.stickySlot(req.getHeader('cookie')) : -1;
-  if (route.upstreamEdit) editUpstream(head, route);
-  const handshakeTimeout = context.config.timeouts.connect + (route.timeouts?.response ?? context.config.timeouts.response);
-  const session = new WebSocketSession(context, head, pool, stickySlot >= 0, { res, key, protocols, extensions, socketContext, handshakeTimeout }, limitSlot);
+  const gate = gateRequest(context, head, () => requestFacts(req, head), true);
+  if ('fault' in gate) return writeFault(res, gate.fault, gate.closeConnection, gate.retryAfter);
+  const handshakeTimeout = context.config.timeouts.connect + (gate.route.timeouts?.response ?? context.config.timeouts.response);
+  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, { res, key, protocols, extensions, socketContext, handshakeTimeout }, gate.limitSlot);
   res.onAborted(() => session.onHandshakeAborted());
-  session.cancelWait = pool.admit(session, hashKey, stickySlot);
+  session.cancelWait = gate.pool.admit(session, gate.key, gate.stickySlot);
 }
 
 /** What answering the client's upgrade needs, kept until the backend's handshake is done. */

@@ -1,0 +1,263 @@
+// One proxied HTTP request, the same for every engine: admission, the undici dispatch, retries,
+// counting and the access log. The engine gives it a ClientReply to write the response with.
+
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { recordLatency } from '../../core/balancers/latency.js';
+import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
+import type { RequestHead } from '../../core/forwarding.js';
+import type { MatchedRoute } from '../../core/routing.js';
+import type { Admittable, PoolRuntime } from './admission.js';
+import type { WorkerContext } from './workerContext.js';
+
+type DispatchController = Dispatcher.DispatchController;
+
+/** Response headers that describe one hop: never relayed. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+/** How an engine answers the client. Calls come in order: start, write*, end or fail; or fault. */
+export interface ClientReply {
+  /** A short error response of fairway's own, optionally closing the connection. */
+  fault(fault: ProxyFault, closeConnection: boolean): void;
+  /**
+   * The response head: `headers` are [name, value] pairs with hop-by-hop headers already taken
+   * out; `total` is the announced length or -1 (streamed); `noBody` for HEAD, 204 and 304.
+   */
+  start(statusCode: number, statusMessage: string | undefined, headers: [string, string][], total: number, noBody: boolean): void;
+  /** Body bytes. False: the client is not taking more now, and `resume` is called once it does. */
+  write(chunk: Buffer, resume: () => void): boolean;
+  /** The response is complete. */
+  end(): void;
+  /**
+   * The upstream exchange failed: the fault's response when nothing has reached the client yet,
+   * else the connection is cut (the only honest signal once a status line is out).
+   */
+  fail(fault: ProxyFault): void;
+}
+
+/** One proxied request: owns the slot it is given until the upstream exchange ends. */
+export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
+  /** Set while the request waits in its pool's queue: takes it out when the client leaves. */
+  cancelWait: (() => void) | undefined;
+  /** The request body streamed upstream, or null when there is none. */
+  body: Readable | null = null;
+  /** -1 until a backend is admitted. */
+  private slot = -1;
+  /** Backends this request was sent to, the current one last. */
+  private readonly tried: number[] = [];
+  private setCookie: string | undefined;
+  private controller: DispatchController | null = null;
+  private clientGone = false;
+  /** Set once the response is complete or failed: the reply must not be touched again. */
+  private responseDone = false;
+  private released = false;
+  /** Set once the backend's status line arrived: from then on, errors can only cut. */
+  private answered = false;
+  private status = 0;
+  private bytesOut = 0;
+  private readonly startedAt = performance.now();
+  private sentAt = 0;
+  private readonly resume = () => this.controller?.resume();
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly reply: ClientReply,
+    private readonly head: RequestHead,
+    private readonly pool: PoolRuntime,
+    private readonly stickyMatched: boolean,
+    private readonly route: MatchedRoute,
+  ) {
+    context.inFlightHttp++;
+  }
+
+  refuse(fault: ProxyFault): void {
+    this.cancelWait = undefined;
+    if (this.clientGone) return;
+    this.responseDone = true;
+    this.status = fault.status;
+    this.reply.fault(fault, false);
+    this.finish();
+  }
+
+  admit(slot: number): void {
+    this.cancelWait = undefined;
+    const { context } = this;
+    if (this.clientGone) {
+      context.table.release(slot, context.worker);
+      return;
+    }
+    this.slot = slot;
+    this.tried.push(slot);
+    if (!this.stickyMatched) this.setCookie = this.pool.stickyCookie(slot);
+    context.table.countRequest(slot);
+    if (this.tried.length === 1) this.pool.earnRetry();
+    this.send();
+  }
+
+  private send(): void {
+    const { context, head } = this;
+    this.sentAt = performance.now();
+    try {
+      const timeouts = this.route.timeouts;
+      context.dispatchers[this.slot].dispatch(
+        timeouts
+          ? { path: head.path, method: head.method, headers: head.headers, body: this.body, headersTimeout: timeouts.response, bodyTimeout: timeouts.idle }
+          : { path: head.path, method: head.method, headers: head.headers, body: this.body },
+        this,
+      );
+    } catch (err) {
+      // undici refuses some requests synchronously (a header it will not send, for one).
+      this.onResponseError(null, err as Error);
+    }
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (statusCode < 200 || this.clientGone) return;
+    if (this.pool.config.algorithm === 'least-time') {
+      recordLatency(this.context.table, this.slot, (performance.now() - this.sentAt) * 1000, this.context.table.now(), this.pool.config.decay);
+    }
+    this.answered = true;
+    this.status = statusCode;
+    const noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    const length = headers['content-length'];
+    const total = typeof length === 'string' && headers['transfer-encoding'] === undefined ? Number(length) : -1;
+    const edit = this.route.responseHeaders;
+    const relayed: [string, string][] = [];
+    for (const name in headers) {
+      if (HOP_BY_HOP.has(name)) continue;
+      if (edit && (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name))) continue;
+      const value = headers[name]!;
+      if (typeof value === 'string') relayed.push([name, value]);
+      else for (const item of value) relayed.push([name, item]);
+    }
+    if (edit) relayed.push(...edit.set);
+    if (this.setCookie) relayed.push(['set-cookie', this.setCookie]);
+    this.reply.start(statusCode, statusMessage, relayed, total, noBody);
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    if (this.clientGone || this.responseDone) return;
+    this.bytesOut += chunk.length;
+    if (!this.reply.write(chunk, this.resume)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.context.table.recordOutcome(this.slot, false, this.status);
+    if (!this.clientGone && !this.responseDone) {
+      this.responseDone = true;
+      this.reply.end();
+    }
+    this.finish();
+  }
+
+  onResponseError(controller: DispatchController | null, err: Error): void {
+    // Our own abort of a body over the limit is no failure of the backend's.
+    if (!this.clientGone && this.status !== 413) {
+      this.context.table.countFailure(this.slot);
+      this.context.table.recordOutcome(this.slot, true, 0);
+      if (this.retry(err)) return;
+    }
+    if (!this.clientGone && !this.responseDone) {
+      this.responseDone = true;
+      const fault = faultFor(err);
+      this.status = fault.status;
+      this.reply.fail(fault);
+      this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.backendUrl() }, 'upstream request failed');
+    }
+    this.finish();
+  }
+
+  /**
+   * Sends the request to another backend when that is safe: the backend was never reached, or (for
+   * an idempotent method) the connection broke before any response byte. Only requests without a
+   * body: a body already streamed upstream cannot be sent again. At most retries.count times;
+   * retries after a reset also spend the pool's retry budget.
+   */
+  private retry(err: Error): boolean {
+    const { pool, context } = this;
+    if (this.answered || this.responseDone || this.body !== null) return false;
+    if (this.tried.length > pool.config.retries.count) return false;
+    const refused = isConnectFailure(err);
+    if (!refused && !(isReset(err) && isIdempotent(this.head.method))) return false;
+    // A backend that was never reached did no work: only retries that resend work spend budget.
+    if (!refused && !pool.spendRetry()) return false;
+    const from = this.slot;
+    const next = pool.switchBackend(from, this.tried);
+    if (next < 0) return false;
+    context.logger.debug({ from: context.backends[from].origin, to: context.backends[next].origin, err: (err as { code?: string }).code }, 'retrying on another backend');
+    this.slot = next;
+    this.controller = null;
+    if (!this.stickyMatched) this.setCookie = pool.stickyCookie(next);
+    this.send();
+    return true;
+  }
+
+  /** The request body ran past the route's limit: 413 if nothing was answered yet, else cut. */
+  onBodyTooLarge(): void {
+    if (this.clientGone) return;
+    this.body?.destroy();
+    if (this.cancelWait) {
+      this.refuse(FAULTS.bodyTooLarge);
+      return;
+    }
+    // Answer first: the abort below reaches onResponseError at once, which must find it answered.
+    this.status = 413;
+    if (!this.responseDone) {
+      this.responseDone = true;
+      this.reply.fault(FAULTS.bodyTooLarge, true);
+    }
+    // onResponseError then releases the slot, without retrying or blaming the backend.
+    this.controller?.abort(new Error('request body over the route limit'));
+  }
+
+  /** The client went away (connection closed or aborted) before the response was complete. */
+  onClientGone(): void {
+    if (this.clientGone) return;
+    this.clientGone = true;
+    this.status ||= 499;
+    this.body?.destroy();
+    if (this.cancelWait) {
+      // Still waiting for a backend: leave the queue; there is no upstream request to cancel.
+      this.cancelWait();
+      this.cancelWait = undefined;
+      this.finish();
+    } else if (this.controller && !this.released) {
+      // undici reports the abort through onResponseError, which releases the slot.
+      this.controller.abort(new Error('client went away'));
+    }
+  }
+
+  private finish(): void {
+    if (this.released) return;
+    this.released = true;
+    const { context } = this;
+    if (this.slot >= 0) {
+      const { table } = context;
+      table.release(this.slot, context.worker);
+      if (this.status >= 100 && this.status !== 499) table.countStatus(this.slot, this.status);
+      if (this.status >= 100 && this.status < 500) table.observeLatency(this.slot, (performance.now() - this.sentAt) / 1000);
+    }
+    context.inFlightHttp--;
+    if (context.accessLog) {
+      context.logger.info({
+        type: 'http',
+        method: this.head.method,
+        path: this.head.path,
+        status: this.status,
+        backend: this.backendUrl(),
+        ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
+        bytes: this.bytesOut,
+        client: this.head.client,
+      });
+    }
+  }
+
+  private backendUrl(): string {
+    return this.slot >= 0 ? this.context.backends[this.slot].origin : '';
+  }
+}

@@ -1,0 +1,99 @@
+// What every request and upgrade passes before a backend is chosen, the same for every engine:
+// its route, the route's access list and per-client limits, the body limit, then the pool's
+// hash key and sticky backend.
+
+import { FAULTS, type ProxyFault } from '../../core/errors.js';
+import type { RequestHead } from '../../core/forwarding.js';
+import { editHeaders, rewritePath, type MatchedRoute, type RequestFacts, type RouteLimit } from '../../core/routing.js';
+import type { PoolRuntime } from './admission.js';
+import type { WorkerContext } from './workerContext.js';
+
+export interface Admission {
+  route: MatchedRoute;
+  pool: PoolRuntime;
+  /** Hash key for the pool's picker, if it hashes and the request has the key. */
+  key: string | undefined;
+  /** The backend the sticky cookie names (already taken), or -1. */
+  stickySlot: number;
+  /** The client's slot in the shared limits when an upgrade's session is counted there, else -1. */
+  limitSlot: number;
+}
+
+export interface Refusal {
+  fault: ProxyFault;
+  /** Seconds for Retry-After (429), else 0. */
+  retryAfter: number;
+  /** Close the connection after answering (the request body was not read). */
+  closeConnection: boolean;
+}
+
+/**
+ * Runs the checks in order and returns either what admission needs or why the request is
+ * refused. `facts` is called only when something must read the request (routes, limits keyed
+ * by header, hashing, stickiness); `head` gets the route's path rewrite and header edits.
+ */
+export function gateRequest(context: WorkerContext, head: RequestHead, facts: () => RequestFacts, upgrade: boolean): Admission | Refusal {
+  const { router } = context;
+  let read: RequestFacts | undefined;
+  const request = () => (read ??= facts());
+  const route = router.single ?? router.route(request());
+  if (route === undefined) return refusal(FAULTS.noRoute);
+  if (route.access && !route.access.permits(head.client)) return refusal(FAULTS.forbidden);
+  if (upgrade && !route.websocket) return refusal(FAULTS.websocketNotAllowed);
+  if (upgrade && context.shuttingDown) return refusal(FAULTS.noBackend, 0, true);
+  let limitSlot = -1;
+  if (route.limit) {
+    const limited = checkLimit(context, head, route.limit, request, upgrade);
+    if ('fault' in limited) return limited;
+    limitSlot = limited.slot;
+  }
+  // A declared length over the limit is refused before anything is read or sent upstream.
+  if (!upgrade && route.maxBody > 0 && head.contentLength > route.maxBody) return refusal(FAULTS.bodyTooLarge, 0, true);
+  const pool = context.pools.get(route.pool)!;
+  // The hash key is read before the path is rewritten: clients name rooms by what they send.
+  const key = pool.config.hash ? pool.hashKey(request(), head.client) : undefined;
+  const stickySlot = pool.config.sticky ? pool.stickySlot(request().header('cookie')) : -1;
+  if (route.upstreamEdit) {
+    const edit = route.upstreamEdit;
+    if (edit.stripPrefix || edit.addPrefix) head.path = rewritePath(head.path, edit.stripPrefix, edit.addPrefix);
+    if (edit.headers) editHeaders(head.headers, edit.headers);
+  }
+  return { route, pool, key, stickySlot, limitSlot };
+}
+
+function refusal(fault: ProxyFault, retryAfter = 0, closeConnection = false): Refusal {
+  return { fault, retryAfter, closeConnection };
+}
+
+/**
+ * A route's per-client limits, shared by all workers: a request token for every request and
+ * upgrade; for an upgrade, a new-session token and room under the concurrent-session limit,
+ * counted until the session ends (release with context.limits.release).
+ */
+function checkLimit(context: WorkerContext, head: RequestHead, limit: RouteLimit, request: () => RequestFacts, upgrade: boolean): { slot: number } | Refusal {
+  const who = (limit.header && request().header(limit.header)) || head.client;
+  const countSession = upgrade && limit.maxSessions > 0;
+  const verdict = context.limits.admit(limit.prefix + who, Date.now(), context.worker, {
+    requests: limit.requests,
+    sessions: upgrade ? limit.sessions : undefined,
+    maxSessions: upgrade ? limit.maxSessions : 0,
+    countSession,
+  });
+  if (verdict.allowed) return { slot: countSession ? verdict.slot : -1 };
+  if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, reason: verdict.reason, client: head.client });
+  const fault = verdict.reason === 'concurrent-sessions' ? FAULTS.tooManySessions : FAULTS.rateLimited;
+  return refusal(fault, Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
+}
+
+/**
+ * Test-only faults (enabled by FAIRWAY_TEST_HOOKS=1) that exercise the real error paths: an
+ * exception inside a handler, and an uncaught exception that takes the worker thread down.
+ */
+export function runTestFault(fault: string): void {
+  if (fault === 'throw') throw new Error('test fault: thrown inside a handler');
+  if (fault === 'crash') {
+    setImmediate(() => {
+      throw new Error('test fault: uncaught exception in a worker');
+    });
+  }
+}

@@ -1,0 +1,368 @@
+// One proxied WebSocket session, the same for every engine: the upstream `ws` client, the
+// deferred answer to the client's upgrade, retries, message relay with backpressure, keepalive,
+// counting and the access log. The engine gives it the client's handshake and, once open, socket.
+
+import type { IncomingMessage } from 'node:http';
+import { WebSocket as UpstreamSocket } from 'ws';
+import { recordLatency } from '../../core/balancers/latency.js';
+import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
+import type { RequestHead } from '../../core/forwarding.js';
+import { tlsConnectOptions } from '../../core/upstreamTls.js';
+import type { Admittable, PoolRuntime } from './admission.js';
+import type { OpenSession, WorkerContext } from './workerContext.js';
+
+/** Backend → client: pause reading the backend above this much unsent to the client. */
+const CLIENT_HIGH_WATER = 1024 * 1024;
+const CLIENT_LOW_WATER = 256 * 1024;
+/** Longest handshake response body relayed to the client when the backend refuses an upgrade. */
+const REFUSAL_BODY_LIMIT = 64 * 1024;
+
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_TRY_AGAIN_LATER = 1013;
+const CLOSE_BAD_GATEWAY = 1014;
+
+/** Codes that may be sent in a close frame (RFC 6455 7.4), as opposed to reported locally. */
+function sendableCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+/** The client's upgrade request, answered once the backend's handshake is done. */
+export interface ClientHandshake {
+  /** Subprotocols the client offered, as sent. */
+  readonly protocols: string;
+  /** An error response of fairway's own. */
+  refuse(fault: ProxyFault, closeConnection: boolean): void;
+  /** The backend's own refusal (status, content type, body), passed on. */
+  relay(status: number, statusMessage: string, contentType: string | undefined, body: Buffer): void;
+  /** Completes the upgrade; the engine calls the session's onClientOpen with the socket. */
+  accept(protocol: string, setCookie: string | undefined): void;
+}
+
+/** The client's open WebSocket, in the shape of a uWS socket (which is passed as it is). */
+export interface ClientSocket {
+  /** SEND_DROPPED when the client is past its buffer limit and the message was not queued. */
+  send(data: Buffer, isBinary: boolean): number;
+  getBufferedAmount(): number;
+  end(code: number, reason?: string | Buffer): void;
+}
+
+/** What `send` returns for a message that was not queued (uWS's value). */
+export const SEND_DROPPED = 2;
+
+/** One proxied WebSocket session; counts as one active session on its backend until it ends. */
+export class WebSocketSession implements OpenSession, Admittable {
+  /** Set while the upgrade waits in its pool's queue: takes it out when the client leaves. */
+  cancelWait: (() => void) | undefined;
+  /** -1 until a backend is admitted. */
+  private slot = -1;
+  /** Messages and a close from the backend that arrive after its handshake, before the client's open. */
+  private early: [Buffer, boolean][] | null = null;
+  private earlyClose: [number, Buffer] | null = null;
+  /** Backends the upgrade was tried on, the current one last. */
+  private readonly tried: number[] = [];
+  private upstream: UpstreamSocket | null = null;
+  private client: ClientSocket | null = null;
+  /** The client's upgrade until it is answered. */
+  private pending: ClientHandshake | null;
+  private released = false;
+  private upstreamPaused = false;
+  /** Cleared when a ping goes out, set by any sign of life; still clear at the next ping = dead. */
+  upstreamAlive = true;
+  private closeCode = 0;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  readonly startedAt = performance.now();
+
+  get backendSlot(): number {
+    return this.slot;
+  }
+
+  get isOpen(): boolean {
+    return this.client !== null;
+  }
+
+  get clientAddress(): string {
+    return this.head.client;
+  }
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly head: RequestHead,
+    private readonly pool: PoolRuntime,
+    private readonly stickyMatched: boolean,
+    handshake: ClientHandshake,
+    /** Connect plus the route's response timeout, ms. */
+    private readonly handshakeTimeout: number,
+    /** The client's slot in the shared limits when its session is counted there, else -1. */
+    private readonly limitSlot: number,
+  ) {
+    this.pending = handshake;
+    context.webSockets.add(this);
+  }
+
+  refuse(fault: ProxyFault): void {
+    this.cancelWait = undefined;
+    const handshake = this.pending;
+    if (!handshake) return;
+    this.pending = null;
+    this.closeCode = fault.status;
+    handshake.refuse(fault, false);
+    this.finish();
+  }
+
+  admit(slot: number): void {
+    this.cancelWait = undefined;
+    if (!this.pending) {
+      this.context.table.release(slot, this.context.worker);
+      return;
+    }
+    this.slot = slot;
+    this.tried.push(slot);
+    this.context.table.countRequest(slot);
+    this.pool.earnRetry();
+    this.connect();
+  }
+
+  private connect(): void {
+    const { context, head } = this;
+    const sentAt = performance.now();
+    const backend = context.backends[this.slot];
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < head.headers.length; i += 2) {
+      const name = head.headers[i];
+      const previous = headers[name];
+      headers[name] = previous === undefined ? head.headers[i + 1] : `${previous}${name === 'cookie' ? '; ' : ', '}${head.headers[i + 1]}`;
+    }
+    const protocols = this.pending!.protocols;
+    const offered = protocols ? protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
+    const scheme = backend.tls ? 'wss' : 'ws';
+    const upstream = new UpstreamSocket(`${scheme}://${backend.host.includes(':') ? `[${backend.host}]` : backend.host}:${backend.port}${head.path}`, offered, {
+      ...tlsConnectOptions(this.pool.config, backend),
+      headers,
+      perMessageDeflate: false,
+      followRedirects: false,
+      maxPayload: context.config.websocket.maxMessage,
+      handshakeTimeout: this.handshakeTimeout,
+    });
+    this.upstream = upstream;
+    upstream.on('open', () => {
+      const handshake = this.pending;
+      this.pending = null;
+      if (!handshake) return;
+      const { pool } = this;
+      context.table.recordOutcome(this.slot, false, 101);
+      const handshakeMs = performance.now() - sentAt;
+      if (pool.config.algorithm === 'least-time') recordLatency(context.table, this.slot, handshakeMs * 1000, context.table.now(), pool.config.decay);
+      context.table.observeLatency(this.slot, handshakeMs / 1000);
+      context.table.countWebSocket(this.slot);
+      this.early = [];
+      handshake.accept(upstream.protocol, this.stickyMatched ? undefined : pool.stickyCookie(this.slot));
+    });
+    upstream.on('unexpected-response', (_req, response) => {
+      // A backend failing (5xx) the handshake is passed over like an unreachable one; its other
+      // answers (401, 403, 404…) are the backend's to give and go to the client as they are.
+      if ((response.statusCode ?? 0) >= 500 && this.pending) {
+        this.context.table.recordOutcome(this.slot, false, response.statusCode!);
+        if (this.retryUpgrade(null)) {
+          response.resume();
+          upstream.terminate();
+          return;
+        }
+      }
+      this.relayRefusal(response);
+    });
+    // After a retry, the abandoned attempt may still report: only the current upstream counts.
+    upstream.on('error', (err) => {
+      if (upstream === this.upstream) this.onUpstreamError(err);
+    });
+    upstream.on('message', (data, isBinary) => this.onUpstreamMessage(data as Buffer, isBinary));
+    upstream.on('pong', () => {
+      this.upstreamAlive = true;
+    });
+    upstream.on('close', (code, reason) => {
+      if (upstream === this.upstream) this.onUpstreamClose(code, reason);
+    });
+  }
+
+  /** The backend answered the upgrade with something other than 101: pass its answer on. */
+  private relayRefusal(response: IncomingMessage): void {
+    const status = response.statusCode ?? 502;
+    if (status >= 500) this.context.table.countFailure(this.slot);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      if (size < REFUSAL_BODY_LIMIT) chunks.push(chunk);
+      size += chunk.length;
+    });
+    const reply = () => {
+      const handshake = this.pending;
+      this.pending = null;
+      this.closeCode = status;
+      handshake?.relay(status, response.statusMessage ?? '', response.headers['content-type'], Buffer.concat(chunks).subarray(0, REFUSAL_BODY_LIMIT));
+      this.upstream?.terminate();
+      this.finish();
+    };
+    response.on('end', reply);
+    response.on('error', reply);
+  }
+
+  private onUpstreamError(err: Error): void {
+    const handshake = this.pending;
+    if (handshake && this.upstream?.readyState !== UpstreamSocket.OPEN) this.context.table.recordOutcome(this.slot, true, 0);
+    if (handshake && this.retryUpgrade(err)) return;
+    if (handshake) {
+      this.pending = null;
+      this.context.table.countFailure(this.slot);
+      const fault = faultFor(err);
+      this.closeCode = fault.status;
+      handshake.refuse(fault, false);
+      this.finish();
+    } else if (this.client) {
+      this.context.table.countFailure(this.slot);
+    }
+    this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.context.backends[this.slot].origin }, 'upstream WebSocket error');
+  }
+
+  /**
+   * An upgrade whose backend could not be reached (or answered with a 5xx: `err` is null) is tried
+   * on another backend before the client hears of it.
+   */
+  private retryUpgrade(err: Error | null): boolean {
+    const { pool, context } = this;
+    if ((err && !isConnectFailure(err)) || this.tried.length > pool.config.retries.count) return false;
+    const from = this.slot;
+    const next = pool.switchBackend(from, this.tried);
+    if (next < 0) return false;
+    context.table.countFailure(from);
+    context.logger.debug({ from: context.backends[from].origin, to: context.backends[next].origin }, 'retrying the upgrade on another backend');
+    this.slot = next;
+    this.connect();
+    return true;
+  }
+
+  /** The client left before its upgrade was answered. */
+  onHandshakeAborted(): void {
+    this.pending = null;
+    this.closeCode = 499;
+    this.cancelWait?.();
+    this.cancelWait = undefined;
+    this.upstream?.terminate();
+    this.finish();
+  }
+
+  onClientOpen(socket: ClientSocket): void {
+    this.client = socket;
+    // What the backend sent or did between its handshake and the client's: replay it in order.
+    const early = this.early;
+    this.early = null;
+    if (early) for (const [data, isBinary] of early) this.onUpstreamMessage(data, isBinary);
+    if (this.earlyClose && this.client) this.onUpstreamClose(this.earlyClose[0], this.earlyClose[1]);
+  }
+
+  /** A message from the client; `data` must stay valid (engines copy what they reuse). */
+  onClientMessage(data: Buffer, isBinary: boolean): void {
+    const upstream = this.upstream!;
+    this.bytesIn += data.length;
+    upstream.send(data, { binary: isBinary });
+    if (upstream.bufferedAmount > this.context.config.websocket.maxBuffered) {
+      // Neither engine can stop reading one client here, so a client that outruns its backend is cut off.
+      this.client!.end(CLOSE_TRY_AGAIN_LATER, 'backend is not keeping up');
+    }
+  }
+
+  private onUpstreamMessage(data: Buffer, isBinary: boolean): void {
+    this.upstreamAlive = true;
+    const client = this.client;
+    if (!client) {
+      // The client's upgrade is under way: the engine opens it later, keep the message until then.
+      this.early?.push([data, isBinary]);
+      return;
+    }
+    this.bytesOut += data.length;
+    if (client.send(data, isBinary) === SEND_DROPPED) {
+      client.end(CLOSE_TRY_AGAIN_LATER, 'client is not keeping up');
+    } else if (!this.upstreamPaused && client.getBufferedAmount() > CLIENT_HIGH_WATER) {
+      this.upstreamPaused = true;
+      this.upstream!.pause();
+    }
+  }
+
+  /** The client's socket drained some of what was queued to it. */
+  onClientDrain(): void {
+    if (this.upstreamPaused && this.client && this.client.getBufferedAmount() < CLIENT_LOW_WATER) {
+      this.upstreamPaused = false;
+      this.upstream!.resume();
+    }
+  }
+
+  private onUpstreamClose(code: number, reason: Buffer): void {
+    const client = this.client;
+    if (!client) {
+      if (this.early) this.earlyClose = [code, reason];
+      return;
+    }
+    this.client = null;
+    if (sendableCode(code)) client.end(code, reason);
+    else if (code === 1005) client.end(1000);
+    else client.end(CLOSE_BAD_GATEWAY, 'backend connection lost');
+  }
+
+  onClientClose(code: number, reason: Buffer): void {
+    this.client = null;
+    this.early = null;
+    this.closeCode = code;
+    const upstream = this.upstream;
+    if (upstream && upstream.readyState === UpstreamSocket.OPEN) {
+      if (sendableCode(code)) upstream.close(code, reason.toString());
+      else if (code === 1005) upstream.close(1000);
+      else upstream.close(CLOSE_GOING_AWAY, 'client connection lost');
+      // A backend that never answers the close frame must not hold the socket forever.
+      setTimeout(() => upstream.terminate(), 5000).unref();
+    }
+    this.finish();
+  }
+
+  /** Pinged by the worker's keepalive round; a backend silent since the last round is dead. */
+  keepalive(): void {
+    const upstream = this.upstream;
+    if (!upstream || upstream.readyState !== UpstreamSocket.OPEN) return;
+    if (!this.upstreamAlive) {
+      upstream.terminate();
+      return;
+    }
+    this.upstreamAlive = false;
+    upstream.ping();
+  }
+
+  shutdown(code: number, reason: string): void {
+    if (this.client) this.client.end(code, reason);
+    else if (this.pending) {
+      const handshake = this.pending;
+      this.pending = null;
+      handshake.refuse(FAULTS.noBackend, true);
+      this.upstream?.terminate();
+      this.finish();
+    }
+  }
+
+  private finish(): void {
+    if (this.released) return;
+    this.released = true;
+    const { context } = this;
+    context.webSockets.delete(this);
+    if (this.slot >= 0) context.table.release(this.slot, context.worker);
+    if (this.limitSlot >= 0) context.limits.release(this.limitSlot, context.worker);
+    if (context.accessLog) {
+      context.logger.info({
+        type: 'websocket',
+        path: this.head.path,
+        code: this.closeCode,
+        backend: this.slot >= 0 ? context.backends[this.slot].origin : '',
+        ms: Math.round(performance.now() - this.startedAt),
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        client: this.head.client,
+      });
+    }
+  }
+}

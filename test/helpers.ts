@@ -154,9 +154,15 @@ export function patternHash(total: number): string {
   return hash.digest('hex');
 }
 
+/**
+ * The engine the behaviour tests run on: `npm test` runs the suite once on each
+ * (FAIRWAY_TEST_ENGINE=native-free for the second run).
+ */
+export const ENGINE: 'uws' | 'native-free' = process.env.FAIRWAY_TEST_ENGINE === 'native-free' ? 'native-free' : 'uws';
+
 /** Starts fairway in this process (workers are threads of it) with a quiet logger. */
 export async function startProxy(t: ExecutionContext, raw: Record<string, unknown>): Promise<Fairway> {
-  const config = validateConfig({ listen: '127.0.0.1:0', workers: 2, log: { level: 'warn', access: false }, ...raw });
+  const config = validateConfig({ listen: '127.0.0.1:0', workers: 2, engine: ENGINE, log: { level: 'warn', access: false }, ...raw });
   const fairway = await startFairway(config, { logger: createLogger('warn', { role: 'primary' }), testHooks: true });
   t.teardown(() => fairway.stop(1000));
   return fairway;
@@ -216,7 +222,8 @@ const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 
 /** The real CLI in a child process, killed at teardown if still running; `output()` is what it printed. */
 export function runCli(t: ExecutionContext, args: string[]): { child: ChildProcess; output(): string } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const starts = (args.includes('--config') || args.includes('--to')) && !args.includes('--engine') && !args.includes('--check');
+  const child = spawn(process.execPath, [CLI, ...args, ...(starts ? ['--engine', ENGINE] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });

@@ -155,8 +155,7 @@ test('an unreachable backend is passed over; with none reachable the connection 
   const started = Date.now();
   await Promise.all(sockets.map((socket) => closedTcp(socket)));
   t.true(Date.now() - started >= 300);
-  await waitFor('the live backend to see them closed', () => live.open() === 0);
-  t.is(activeOfTcp(proxy, live), 0);
+  await waitFor('the live backend to see them closed, and fairway to count them gone', () => live.open() === 0 && activeOfTcp(proxy, live) === 0);
 
   const nowhere = await dial(proxy.tcpPorts[1]);
   nowhere.write('anyone?');

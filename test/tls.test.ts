@@ -13,7 +13,7 @@ import { Agent, request } from 'undici';
 import { createServer as createHttpsServer } from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import { BACKEND_UP, ConfigError, createLogger, loadConfigFile, startFairway, validateConfig } from '../dist/src/index.js';
-import { onePool, openSocket, nextMessage, startBackend, startProxy, waitFor } from './helpers.js';
+import { ENGINE, onePool, openSocket, nextMessage, startBackend, startProxy, waitFor } from './helpers.js';
 
 const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 
@@ -192,6 +192,7 @@ test('a reload re-reads certificate files: new connections get the new certifica
     JSON.stringify({
       listen: '127.0.0.1:0',
       workers: 2,
+      engine: ENGINE,
       log: { level: 'warn', access: false },
       tls: { cert: join(dir, 'site.crt'), key: join(dir, 'site.key') },
       pools: { main: { backends: [backend.address] } },

@@ -78,7 +78,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   // Without reusePort, node:http listeners cannot share a port between threads: one worker.
   const workers = engine === 'native-free' && !netReusePort() ? 1 : config.workers;
   if (workers !== config.workers) {
-    logger.warn(
+    logger.info(
       { engine, workers, configured: config.workers },
       `engine native-free runs one worker thread on Node ${process.versions.node}: its listeners cannot share a port between threads (reusePort needs Node 22.12 or 23.1)`,
     );

@@ -1,0 +1,141 @@
+// HTTP proxying between a node:http (or HTTP/2) response and an undici dispatch, through the
+// engine-neutral HttpExchange.
+
+import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
+import { Transform, type Readable } from 'node:stream';
+import type { ProxyFault } from '../src/core/errors.js';
+import { HttpExchange, type ClientReply } from '../src/engine/worker/httpExchange.js';
+import { gateRequest, runTestFault } from '../src/engine/worker/requestGate.js';
+import type { WorkerContext } from '../src/engine/worker/workerContext.js';
+import { readRequestHead, requestFacts, type ClientRequest } from './requestHead.js';
+
+export type ClientResponse = ServerResponse | Http2ServerResponse;
+
+/** A short error response of fairway's own. */
+export function writeFault(res: ClientResponse, fault: ProxyFault, closeConnection: boolean, retryAfterSeconds = 0): void {
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', 'x-fairway-error': fault.code };
+  if (retryAfterSeconds > 0) headers['retry-after'] = String(retryAfterSeconds);
+  // HTTP/2 has no Connection header: a stream ends on its own.
+  if (closeConnection && !isHttp2(res)) headers.connection = 'close';
+  res.writeHead(fault.status, headers);
+  res.end(`${fault.message}\n`);
+}
+
+function isHttp2(res: ClientResponse): res is Http2ServerResponse {
+  return 'stream' in res;
+}
+
+/** Entry point for every request that is not a WebSocket upgrade. */
+export function handleHttp(context: WorkerContext, req: ClientRequest, res: ClientResponse): void {
+  const head = readRequestHead(context, req, false);
+  if (context.testHooks) runTestFault(String(req.headers['x-fairway-test-fault'] ?? ''));
+  const gate = gateRequest(context, head, () => requestFacts(req, head), false);
+  if ('fault' in gate) {
+    writeFault(res, gate.fault, gate.closeConnection, gate.retryAfter);
+    // A request body nobody will read must not hold the connection.
+    req.resume();
+    return;
+  }
+  const reply = new NodeReply(res);
+  const exchange = new HttpExchange(context, reply, head, gate.pool, gate.stickySlot >= 0, gate.route);
+  res.once('close', () => {
+    if (reply.completed) return;
+    reply.finished = true;
+    exchange.onClientGone();
+  });
+  if (head.contentLength > 0 || head.chunked) {
+    exchange.body = gate.route.maxBody > 0 ? limitedBody(req, gate.route.maxBody, () => exchange.onBodyTooLarge()) : (req as Readable);
+  }
+  exchange.cancelWait = gate.pool.admit(exchange, gate.key, gate.stickySlot);
+}
+
+/** The request body, cut off (and `onTooLarge` called) once it passes `limit` bytes. */
+function limitedBody(req: ClientRequest, limit: number, onTooLarge: () => void): Readable {
+  let received = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > limit) {
+        callback();
+        onTooLarge();
+        return;
+      }
+      callback(null, chunk);
+    },
+  });
+  return (req as Readable).pipe(counter);
+}
+
+/**
+ * A node:http or HTTP/2 response as a ClientReply. The head waits for the first body bytes, so
+ * that a backend failing before any byte still gets its client an error response.
+ */
+class NodeReply implements ClientReply {
+  /** The response must not be touched again (complete, failed, or the client left). */
+  finished = false;
+  /** The whole response went out. */
+  completed = false;
+  private head: [number, string | undefined, [string, string][]] | null = null;
+  private noBody = false;
+
+  constructor(private readonly res: ClientResponse) {
+    res.once('finish', () => {
+      this.completed = true;
+    });
+  }
+
+  fault(fault: ProxyFault, closeConnection: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    writeFault(this.res, fault, closeConnection);
+  }
+
+  start(statusCode: number, statusMessage: string | undefined, headers: [string, string][], _total: number, noBody: boolean): void {
+    this.head = [statusCode, statusMessage, headers];
+    this.noBody = noBody;
+  }
+
+  private writeHead(): void {
+    const [status, message, pairs] = this.head!;
+    this.head = null;
+    const { res } = this;
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of pairs) {
+      const previous = headers[name];
+      headers[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+    }
+    // The backend's Date is passed on, not replaced.
+    if (headers.date !== undefined && !isHttp2(res)) res.sendDate = false;
+    if (isHttp2(res) || !message) res.writeHead(status, headers);
+    else res.writeHead(status, message, headers);
+  }
+
+  write(chunk: Buffer, resume: () => void): boolean {
+    if (this.finished || this.noBody) return true;
+    if (this.head) this.writeHead();
+    const accepted = (this.res as ServerResponse).write(chunk);
+    if (!accepted) this.res.once('drain', resume);
+    return accepted;
+  }
+
+  end(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.head) this.writeHead();
+    this.res.end();
+  }
+
+  fail(fault: ProxyFault): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.head !== null || !this.res.headersSent) {
+      this.head = null;
+      writeFault(this.res, fault, true);
+    } else {
+      // The status line is out: cutting the connection is the only honest signal left.
+      const stream = isHttp2(this.res) ? this.res.stream : this.res.socket;
+      stream?.destroy();
+    }
+  }
+}

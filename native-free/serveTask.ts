@@ -1,0 +1,242 @@
+// The long-lived piscina task of one worker thread of the native-free engine: node:http (or
+// HTTP/2 with HTTP/1.1 fallback over TLS) on the shared port until shutdown.
+
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Config } from '../src/config/schema.js';
+import { FAULTS } from '../src/core/errors.js';
+import { ClientLimits } from '../src/core/limits/clientLimits.js';
+import { parseProxyHeader } from '../src/core/proxyProtocol.js';
+import { StateTable } from '../src/core/state/stateTable.js';
+import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../src/engine/messages.js';
+import { netReusePort, TcpListener } from '../src/engine/tcp/tcpListener.js';
+import { closeSpread, shed, startProfile } from '../src/engine/worker/sessionControl.js';
+import { WorkerContext } from '../src/engine/worker/workerContext.js';
+import { createLogger, type Logger } from '../src/log.js';
+import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
+import type { ClientRequest } from './requestHead.js';
+import { proxiedAddresses } from './requestHead.js';
+import { createWebSocketServer, handleUpgrade, type ClientSockets } from './wsProxy.js';
+
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_INTERNAL_ERROR = 1011;
+/** How long a client of a proxy_protocol listener has to send its PROXY header. */
+const PROXY_HEADER_TIMEOUT = 5_000;
+
+type FrontServer = HttpServer | Http2SecureServer;
+
+export default async function serve(task: ServeTask): Promise<ServeResult> {
+  const { worker, config, port } = task;
+  const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
+  const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
+  const table = StateTable.attach(task.buffer);
+  const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
+  const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
+  const clients: ClientSockets = new Set();
+  const webSockets = createWebSocketServer(context);
+  const certificates = config.tls ? new Certificates(config.tls) : undefined;
+
+  const onRequest = (req: ClientRequest, res: ClientResponse) => {
+    try {
+      handleHttp(context, req, res);
+    } catch (err) {
+      logger.error({ err }, 'error in HTTP handler');
+      if (!res.headersSent) writeFault(res, FAULTS.internal, false);
+      else res.destroy();
+    }
+  };
+  const server: FrontServer = config.tls && certificates
+    ? createSecureServer(
+        { allowHTTP1: true, minVersion: 'TLSv1.2', cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), SNICallback: certificates.select },
+        onRequest,
+      )
+    : createHttpServer({ requestTimeout: 0 }, onRequest);
+  // Long uploads and downloads are bounded by the idle timeouts, not by a whole-request limit.
+  if ('requestTimeout' in server) server.requestTimeout = 0;
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, early: Buffer) => {
+    try {
+      handleUpgrade(context, webSockets, clients, req, socket, early);
+    } catch (err) {
+      logger.error({ err }, 'error in WebSocket upgrade handler');
+      socket.destroy();
+    }
+  });
+  // Connections the primary counts on: kept so that shutdown can end them.
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+
+  const listeners: (NetServer | FrontServer)[] = [];
+  const redirect = config.tls?.redirect ? createHttpServer((req, res) => redirectToHttps(req, res, config.listen.port)) : undefined;
+  const tcpListeners = worker === 0 || netReusePort() ? config.tcp.map((listener) => new TcpListener(context, listener)) : [];
+  try {
+    const reusePort = netReusePort();
+    if (config.proxyProtocol) listeners.push(await listen(proxyProtocolFront(server, logger), config.listen, reusePort));
+    else listeners.push(await listen(server, config.listen, reusePort));
+    if (redirect && config.tls?.redirect) listeners.push(await listen(redirect, config.tls.redirect, reusePort));
+    await Promise.all(tcpListeners.map((listener) => listener.listen(reusePort)));
+  } catch (err) {
+    const message = `worker ${worker} could not listen: ${(err as Error).message}`;
+    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
+    for (const listener of listeners) listener.close();
+    await context.closeDispatchers();
+    throw new Error(message);
+  }
+  port.postMessage({ type: 'listening' } satisfies WorkerMessage);
+
+  const keepalive =
+    config.websocket.pingInterval > 0
+      ? setInterval(() => {
+          for (const session of context.webSockets) session.keepalive();
+          for (const client of clients) client.keepalive();
+        }, config.websocket.pingInterval)
+      : undefined;
+
+  let closed = false;
+  const closeAll = (code: number, reason: string) => {
+    if (closed) return;
+    closed = true;
+    context.shuttingDown = true;
+    clearInterval(keepalive);
+    for (const listener of listeners) listener.close();
+    for (const listener of tcpListeners) listener.stopAccepting();
+    for (const session of [...context.webSockets]) session.shutdown(code, reason);
+    context.closeQueues();
+  };
+
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception in worker: closing its connections and exiting');
+    try {
+      closeAll(CLOSE_INTERNAL_ERROR, 'load balancer worker failed');
+      for (const socket of connections) socket.destroy();
+    } finally {
+      logger.flush();
+      process.exit(1);
+    }
+  });
+
+  await new Promise<void>((resolve) => {
+    port.on('message', (message: PrimaryMessage) => {
+      if (message.type === 'config') {
+        context.apply(message.config, message.plan);
+        if (certificates && message.config.tls) certificates.reload(message.config.tls, server as Http2SecureServer, logger);
+        logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
+      } else if (message.type === 'close-sessions') closeSpread(context, message);
+      else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
+      else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
+    });
+  });
+  port.close();
+  return { worker };
+
+  async function shutdown(grace: number): Promise<void> {
+    closeAll(CLOSE_GOING_AWAY, 'server shutting down');
+    const deadline = Date.now() + grace;
+    while ((context.inFlightHttp > 0 || context.tcpSessions.size > 0) && Date.now() < deadline) {
+      if ('closeIdleConnections' in server) server.closeIdleConnections();
+      await delay(25);
+    }
+    if (context.inFlightHttp > 0 || context.tcpSessions.size > 0) {
+      logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
+    }
+    for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
+    for (const socket of connections) socket.destroy();
+    redirect?.closeAllConnections();
+    await context.closeDispatchers();
+    await profile?.();
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  }
+}
+
+function listen(server: NetServer | FrontServer, at: { host: string; port: number }, reusePort: boolean): Promise<NetServer | FrontServer> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: at.host, port: at.port, reusePort }, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+/**
+ * A TCP listener that reads each connection's PROXY header (v1 or v2), remembers its source as
+ * the client address, and hands the rest of the connection to the HTTP server.
+ */
+function proxyProtocolFront(server: FrontServer, logger: Logger): NetServer {
+  return createNetServer({ pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    let received = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), PROXY_HEADER_TIMEOUT);
+    const onData = (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      const parsed = parseProxyHeader(received);
+      if (parsed.kind === 'incomplete') return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      // No header: the TCP peer is the client (as on the uWS engine).
+      const length = parsed.kind === 'complete' ? parsed.length : 0;
+      if (parsed.kind === 'complete' && parsed.addresses) proxiedAddresses.set(socket, parsed.addresses.source);
+      if (parsed.kind === 'invalid') logger.trace({ reason: parsed.reason }, 'connection without a PROXY header');
+      const rest = received.subarray(length);
+      if (rest.length > 0) socket.unshift(rest);
+      server.emit('connection', socket);
+      socket.resume();
+    };
+    socket.on('data', onData);
+    socket.resume();
+  });
+}
+
+/** Answers every request with a 308 to the same URL over HTTPS. */
+function redirectToHttps(req: IncomingMessage, res: ServerResponse, httpsPort: number): void {
+  const host = (req.headers.host ?? '127.0.0.1').replace(/:\d+$/, '');
+  res.writeHead(308, { location: `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${req.url ?? '/'}` });
+  res.end();
+}
+
+/** The listener's certificates: the default one and those chosen by SNI, reloadable in place. */
+class Certificates {
+  private byName = new Map<string, SecureContext>();
+  private fallback!: SecureContext;
+
+  constructor(tls: NonNullable<Config['tls']>) {
+    this.load(tls);
+  }
+
+  private load(tls: NonNullable<Config['tls']>): void {
+    const byName = new Map<string, SecureContext>();
+    for (const entry of tls.certs) {
+      const secure = createSecureContext({ cert: readFileSync(entry.cert), key: readFileSync(entry.key), minVersion: 'TLSv1.2' });
+      for (const name of entry.names) byName.set(name, secure);
+    }
+    this.fallback = createSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2' });
+    this.byName = byName;
+  }
+
+  /** SNI: the certificate for the name asked for; the default one for an unknown name. */
+  readonly select = (servername: string, callback: (err: Error | null, ctx?: SecureContext) => void): void => {
+    const name = servername.toLowerCase();
+    const wildcard = name.includes('.') ? `*${name.slice(name.indexOf('.'))}` : '';
+    callback(null, this.byName.get(name) ?? this.byName.get(wildcard) ?? this.fallback);
+  };
+
+  /** Re-reads the files (reload): new connections get the new certificates, open ones keep theirs. */
+  reload(tls: NonNullable<Config['tls']>, server: Http2SecureServer, logger: Logger): void {
+    try {
+      this.load(tls);
+      server.setSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2' });
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'new certificates could not be loaded: keeping the current ones');
+    }
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

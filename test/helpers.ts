@@ -221,9 +221,9 @@ export async function freePort(): Promise<number> {
 const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 
 /** The real CLI in a child process, killed at teardown if still running; `output()` is what it printed. */
-export function runCli(t: ExecutionContext, args: string[]): { child: ChildProcess; output(): string } {
+export function runCli(t: ExecutionContext, args: string[], env: Record<string, string> = {}): { child: ChildProcess; output(): string } {
   const starts = (args.includes('--config') || args.includes('--to')) && !args.includes('--engine') && !args.includes('--check');
-  const child = spawn(process.execPath, [CLI, ...args, ...(starts ? ['--engine', ENGINE] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args, ...(starts ? ['--engine', ENGINE] : [])], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });

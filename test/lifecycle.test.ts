@@ -79,3 +79,26 @@ test('a port already in use is refused before any worker starts', async (t) => {
   t.is(code, 1);
   t.regex(output(), new RegExp(`cannot listen on 127.0.0.1:${port}: the address is already in use`));
 });
+
+test('engine auto falls back to native-free when no uWS build loads, and says why; engine uws then refuses to start', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const port = await freePort();
+  const noUws = { FAIRWAY_UWS_PACKAGES: 'fairway-no-such-uws-build' };
+  const auto = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--engine', 'auto'], noUws);
+  await waitFor('fairway to listen', () => auto.output().includes('fairway is listening'), 10_000);
+  t.regex(auto.output(), /engine native-free: no uWebSockets\.js build loads on this host \(fairway-no-such-uws-build: /);
+  const res = await request(`http://127.0.0.1:${port}/`);
+  t.is(await res.body.text(), 'a');
+  const ws = await openSocket(`ws://127.0.0.1:${port}/`);
+  ws.send('through native-free');
+  const [echo] = (await once(ws, 'message')) as [Buffer];
+  t.is(echo.toString(), 'through native-free');
+  ws.close();
+  auto.child.kill('SIGTERM');
+  t.is((await once(auto.child, 'exit'))[0], 0);
+
+  const forced = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--engine', 'uws'], noUws);
+  const [code] = await once(forced.child, 'exit');
+  t.is(code, 1);
+  t.regex(forced.output(), /engine uws was asked for, but no uWebSockets\.js build loads/);
+});

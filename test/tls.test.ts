@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
+import { connect as connectHttp2 } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import { BACKEND_UP, ConfigError, createLogger, loadConfigFile, startFairway, validateConfig } from '../dist/src/index.js';
@@ -223,4 +224,38 @@ test('a reload re-reads certificate files: new connections get the new certifica
   session.close();
   const res = await request(`https://127.0.0.1:${proxy.port}/`, { dispatcher: new Agent({ connect: { ca: certs.ca, servername: 'b.test' } }) });
   t.is(await res.body.text(), 'a');
+});
+
+test('HTTP/2 for clients (ALPN h2) on the native-free engine, HTTP/1.1 on the same listener; uWS offers HTTP/1.1 only', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { tls: tlsConfig(), ...onePool([backend]) });
+  const alpn = tlsConnect({ host: '127.0.0.1', port: proxy.port, servername: 'a.test', ca: certs.ca, ALPNProtocols: ['h2', 'http/1.1'] });
+  await once(alpn, 'secureConnect');
+  const negotiated = alpn.alpnProtocol;
+  alpn.destroy();
+  if (ENGINE === 'uws') {
+    t.not(negotiated, 'h2');
+    return;
+  }
+  t.is(negotiated, 'h2');
+  const session = connectHttp2(`https://127.0.0.1:${proxy.port}`, { ca: certs.ca, servername: 'a.test' });
+  t.teardown(() => session.close());
+  const ask = (path: string) =>
+    new Promise<{ status: number; body: string; bytes: number }>((resolve, reject) => {
+      const stream = session.request({ ':path': path, ':authority': 'a.test' });
+      let status = 0;
+      const chunks: Buffer[] = [];
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString(), bytes: Buffer.concat(chunks).length }));
+      stream.on('error', reject);
+      stream.end();
+    });
+  // Several streams on one connection, at once.
+  const answers = await Promise.all(['/one', '/two', '/three'].map(ask));
+  t.deepEqual(answers, Array(3).fill({ status: 200, body: 'a', bytes: 1 }));
+  t.is(backend.lastHeaders.host, 'a.test');
+  t.is(backend.lastHeaders['x-forwarded-proto'], 'https');
+  const download = await ask(`/download?bytes=${300 * 1024}`);
+  t.is(download.bytes, 300 * 1024);
 });

@@ -5,8 +5,15 @@ import type * as UWS from 'uWebSockets.js';
 
 export type UwsModule = typeof UWS;
 
-/** Tried in order: the official package, then registry builds that ship binaries. */
-const CANDIDATES = ['uWebSockets.js', '@trufflesuite/uws-js-unofficial', '@btc-vision/uwebsockets.js'];
+/**
+ * Tried in order: the official package, then registry builds that ship binaries.
+ * FAIRWAY_UWS_PACKAGES=a,b replaces the list (a build installed under another name, or none).
+ */
+const CANDIDATES = process.env.FAIRWAY_UWS_PACKAGES?.split(',').map((name) => name.trim()).filter(Boolean) ?? [
+  'uWebSockets.js',
+  '@trufflesuite/uws-js-unofficial',
+  '@btc-vision/uwebsockets.js',
+];
 
 export interface BindingResult {
   uws?: UwsModule;

@@ -129,15 +129,16 @@ function directTarget() {
   return { name: 'direct', start: async () => ({ http: `http://127.0.0.1:${HTTP_BACKEND}/`, ws: `ws://127.0.0.1:${WS_BACKEND}/ws`, pid: null, stop: async () => {} }) };
 }
 
-function fairwayTarget(workers, port) {
+function fairwayTarget(workers, port, engine = 'uws') {
   return {
-    name: `fairway ${workers}w`,
+    name: engine === 'uws' ? `fairway ${workers}w` : `fairway ${engine} ${workers}w`,
     start: async () => {
       const { file } = tempFile(
         'fairway.json',
         JSON.stringify({
           listen: `127.0.0.1:${port}`,
           workers,
+          engine,
           log: { level: 'warn', access: false },
           websocket: { ping_interval: '0s' },
           pools: { http: { backends: [`127.0.0.1:${HTTP_BACKEND}`] }, ws: { backends: [`127.0.0.1:${WS_BACKEND}`] } },
@@ -271,7 +272,10 @@ const httpBackend = await startHttpBackend();
 const wsBackend = start(process.execPath, [join(root, 'scripts/uwsEchoBackend.mjs'), String(WS_BACKEND)]);
 await waitForOutput(wsBackend, 'echo backend');
 
-const targets = [directTarget(), fairwayTarget(1, 9411), fairwayTarget(CORES, 9412)];
+// native-free runs one worker thread where node:http listeners cannot share a port (Node < 22.12).
+const [major, minor] = process.versions.node.split('.').map(Number);
+const nativeFreeThreads = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12) ? CORES : 1;
+const targets = [directTarget(), fairwayTarget(1, 9411), fairwayTarget(CORES, 9412), fairwayTarget(nativeFreeThreads, 9415, 'native-free')];
 const skipped = [];
 if (has('haproxy')) targets.push(haproxyTarget(9413));
 else skipped.push('HAProxy (not installed: apt-get install haproxy)');

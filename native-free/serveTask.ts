@@ -11,9 +11,10 @@ import { FAULTS } from '../src/core/errors.js';
 import { ClientLimits } from '../src/core/limits/clientLimits.js';
 import { parseProxyHeader } from '../src/core/proxyProtocol.js';
 import { StateTable } from '../src/core/state/stateTable.js';
-import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../src/engine/messages.js';
-import { netReusePort, TcpListener } from '../src/engine/tcp/tcpListener.js';
-import { closeSpread, shed, startProfile } from '../src/engine/worker/sessionControl.js';
+import type { ServeResult, ServeTask, WorkerMessage } from '../src/engine/messages.js';
+import { netReusePort } from '../src/engine/tcp/tcpListener.js';
+import { startProfile } from '../src/engine/worker/sessionControl.js';
+import { runWorker, startTcpListeners } from '../src/engine/worker/workerLoop.js';
 import { WorkerContext } from '../src/engine/worker/workerContext.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
@@ -21,8 +22,6 @@ import type { ClientRequest } from './requestHead.js';
 import { proxiedAddresses } from './requestHead.js';
 import { createWebSocketServer, handleUpgrade, type ClientSockets } from './wsProxy.js';
 
-const CLOSE_GOING_AWAY = 1001;
-const CLOSE_INTERNAL_ERROR = 1011;
 /** How long a client of a proxy_protocol listener has to send its PROXY header. */
 const PROXY_HEADER_TIMEOUT = 5_000;
 
@@ -73,13 +72,13 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
 
   const listeners: (NetServer | FrontServer)[] = [];
   const redirect = config.tls?.redirect ? createHttpServer((req, res) => redirectToHttps(req, res, config.listen.port)) : undefined;
-  const tcpListeners = worker === 0 || netReusePort() ? config.tcp.map((listener) => new TcpListener(context, listener)) : [];
+  let tcpListeners;
   try {
     const reusePort = netReusePort();
     if (config.proxyProtocol) listeners.push(await listen(proxyProtocolFront(server, logger), config.listen, reusePort));
     else listeners.push(await listen(server, config.listen, reusePort));
     if (redirect && config.tls?.redirect) listeners.push(await listen(redirect, config.tls.redirect, reusePort));
-    await Promise.all(tcpListeners.map((listener) => listener.listen(reusePort)));
+    tcpListeners = await startTcpListeners(context, config.tcp);
   } catch (err) {
     const message = `worker ${worker} could not listen: ${(err as Error).message}`;
     port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
@@ -89,68 +88,29 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   }
   port.postMessage({ type: 'listening' } satisfies WorkerMessage);
 
-  const keepalive =
-    config.websocket.pingInterval > 0
-      ? setInterval(() => {
-          for (const session of context.webSockets) session.keepalive();
-          for (const client of clients) client.keepalive();
-        }, config.websocket.pingInterval)
-      : undefined;
-
-  let closed = false;
-  const closeAll = (code: number, reason: string) => {
-    if (closed) return;
-    closed = true;
-    context.shuttingDown = true;
-    clearInterval(keepalive);
-    for (const listener of listeners) listener.close();
-    for (const listener of tcpListeners) listener.stopAccepting();
-    for (const session of [...context.webSockets]) session.shutdown(code, reason);
-    context.closeQueues();
-  };
-
-  process.on('uncaughtException', (err) => {
-    logger.fatal({ err }, 'uncaught exception in worker: closing its connections and exiting');
-    try {
-      closeAll(CLOSE_INTERNAL_ERROR, 'load balancer worker failed');
-      for (const socket of connections) socket.destroy();
-    } finally {
-      logger.flush();
-      process.exit(1);
-    }
-  });
-
-  await new Promise<void>((resolve) => {
-    port.on('message', (message: PrimaryMessage) => {
-      if (message.type === 'config') {
-        context.apply(message.config, message.plan);
-        if (certificates && message.config.tls) certificates.reload(message.config.tls, server as Http2SecureServer, logger);
-        logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
-      } else if (message.type === 'close-sessions') closeSpread(context, message);
-      else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
-      else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
-    });
-  });
-  port.close();
+  await runWorker(
+    port,
+    context,
+    logger,
+    {
+      stopListening() {
+        for (const listener of listeners) listener.close();
+      },
+      configApplied(next) {
+        if (certificates && next.tls) certificates.reload(next.tls, server as Http2SecureServer, logger);
+      },
+      keepalive() {
+        for (const client of clients) client.keepalive();
+      },
+      closeConnections() {
+        for (const socket of connections) socket.destroy();
+        redirect?.closeAllConnections();
+      },
+    },
+    tcpListeners,
+    profile,
+  );
   return { worker };
-
-  async function shutdown(grace: number): Promise<void> {
-    closeAll(CLOSE_GOING_AWAY, 'server shutting down');
-    const deadline = Date.now() + grace;
-    while ((context.inFlightHttp > 0 || context.tcpSessions.size > 0) && Date.now() < deadline) {
-      if ('closeIdleConnections' in server) server.closeIdleConnections();
-      await delay(25);
-    }
-    if (context.inFlightHttp > 0 || context.tcpSessions.size > 0) {
-      logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
-    }
-    for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
-    for (const socket of connections) socket.destroy();
-    redirect?.closeAllConnections();
-    await context.closeDispatchers();
-    await profile?.();
-    await new Promise<void>((resolve) => logger.flush(() => resolve()));
-  }
 }
 
 function listen(server: NetServer | FrontServer, at: { host: string; port: number }, reusePort: boolean): Promise<NetServer | FrontServer> {
@@ -235,8 +195,4 @@ class Certificates {
       logger.error({ err: (err as Error).message }, 'new certificates could not be loaded: keeping the current ones');
     }
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -9,16 +9,13 @@ import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import { StateTable } from '../../core/state/stateTable.js';
 import { ClientLimits } from '../../core/limits/clientLimits.js';
 import { createLogger } from '../../log.js';
-import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../messages.js';
+import type { ServeResult, ServeTask, WorkerMessage } from '../messages.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
 import { WorkerContext } from '../worker/workerContext.js';
-import { closeSpread, shed, startProfile } from '../worker/sessionControl.js';
-import { netReusePort, TcpListener } from '../tcp/tcpListener.js';
+import { startProfile } from '../worker/sessionControl.js';
+import { runWorker, startTcpListeners } from '../worker/workerLoop.js';
 import { webSocketBehavior } from './wsProxy.js';
-
-const CLOSE_GOING_AWAY = 1001;
-const CLOSE_INTERNAL_ERROR = 1011;
 
 export default async function serve(task: ServeTask): Promise<ServeResult> {
   const { worker, config, port } = task;
@@ -72,10 +69,9 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     await context.closeDispatchers();
     throw new Error(message);
   }
-  // TCP listeners: on every worker where net listeners can share a port, else on worker 0 only.
-  const tcpListeners = worker === 0 || netReusePort() ? config.tcp.map((listener) => new TcpListener(context, listener)) : [];
+  let tcpListeners;
   try {
-    await Promise.all(tcpListeners.map((listener) => listener.listen(netReusePort())));
+    tcpListeners = await startTcpListeners(context, config.tcp);
   } catch (err) {
     const message = `worker ${worker} could not open a TCP listener: ${(err as Error).message}`;
     port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
@@ -86,29 +82,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   }
   port.postMessage({ type: 'listening' } satisfies WorkerMessage);
 
-  const keepalive =
-    config.websocket.pingInterval > 0
-      ? setInterval(() => {
-          for (const session of context.webSockets) session.keepalive();
-        }, config.websocket.pingInterval)
-      : undefined;
-
-  let closed = false;
-  const closeAll = (code: number, reason: string) => {
-    if (closed) return;
-    closed = true;
-    context.shuttingDown = true;
-    clearInterval(keepalive);
-    uws.us_listen_socket_close(listenSocket);
-    for (const listener of tcpListeners) listener.stopAccepting();
-    if (redirect) {
-      uws.us_listen_socket_close(redirect.socket);
-      closeApp(redirect.app);
-    }
-    for (const session of [...context.webSockets]) session.shutdown(code, reason);
-    context.closeQueues();
-  };
-
+  let stopped = false;
   /**
    * Certificate files changed (reload): a new app with the new certificates listens on the same
    * port (SO_REUSEPORT), then the old listen socket closes. Connections already open stay on the
@@ -116,7 +90,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
    */
   const reloadCertificates = async (tls: Config['tls']): Promise<void> => {
     const next = tls ? fingerprint(tls) : '';
-    if (!tls || next === certificates || closed) return;
+    if (!tls || next === certificates) return;
     let fresh: TemplatedApp;
     try {
       fresh = makeApp(tls);
@@ -125,7 +99,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
       return;
     }
     const socket = await listenApp(fresh);
-    if (!socket || closed) {
+    if (!socket || stopped) {
       if (socket) uws.us_listen_socket_close(socket);
       closeApp(fresh);
       if (!socket) logger.error('could not listen with the new certificates: keeping the current ones');
@@ -139,48 +113,29 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     logger.info('certificates reloaded: new connections use the new ones');
   };
 
-  // uWS aborts the whole process if a worker exits with sockets open, so an uncaught exception
-  // closes everything first; the primary then replaces the worker and subtracts its sessions.
-  process.on('uncaughtException', (err) => {
-    logger.fatal({ err }, 'uncaught exception in worker: closing its connections and exiting');
-    try {
-      closeAll(CLOSE_INTERNAL_ERROR, 'load balancer worker failed');
-      for (const old of [...retired, app]) closeApp(old);
-    } finally {
-      logger.flush();
-      process.exit(1);
-    }
-  });
-
-  await new Promise<void>((resolve) => {
-    port.on('message', (message: PrimaryMessage) => {
-      if (message.type === 'config') {
-        // Validated in the primary; the listen address and worker count do not change here.
-        context.apply(message.config, message.plan);
-        void reloadCertificates(message.config.tls);
-        logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
-      } else if (message.type === 'close-sessions') closeSpread(context, message);
-      else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
-      else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
-    });
-  });
-  port.close();
+  await runWorker(
+    port,
+    context,
+    logger,
+    {
+      stopListening() {
+        stopped = true;
+        uws.us_listen_socket_close(listenSocket as us_listen_socket);
+        if (redirect) {
+          uws.us_listen_socket_close(redirect.socket);
+          closeApp(redirect.app);
+        }
+      },
+      configApplied: (next) => void reloadCertificates(next.tls),
+      // uWS closes every connection of an app at once, WebSockets included.
+      closeConnections: () => {
+        for (const old of [...retired, app]) closeApp(old);
+      },
+    },
+    tcpListeners,
+    profile,
+  );
   return { worker };
-
-  async function shutdown(grace: number): Promise<void> {
-    closeAll(CLOSE_GOING_AWAY, 'server shutting down');
-    const deadline = Date.now() + grace;
-    // HTTP requests in flight and TCP connections may finish within the grace period.
-    while ((context.inFlightHttp > 0 || context.tcpSessions.size > 0) && Date.now() < deadline) await delay(25);
-    if (context.inFlightHttp > 0 || context.tcpSessions.size > 0) {
-      logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
-    }
-    for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
-    for (const old of [...retired, app]) closeApp(old);
-    await context.closeDispatchers();
-    await profile?.();
-    await new Promise<void>((resolve) => logger.flush(() => resolve()));
-  }
 }
 
 /** A plain-HTTP listener that answers every request with a 308 to the same URL over HTTPS. */
@@ -214,8 +169,3 @@ function fingerprint(tls: NonNullable<Config['tls']>): string {
 function closeApp(app: TemplatedApp): void {
   (app as TemplatedApp & { close(): void }).close();
 }
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-

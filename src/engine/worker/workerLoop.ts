@@ -1,0 +1,109 @@
+// The life of a worker thread once its engine listens, the same for every engine: keepalive
+// rounds, messages from the primary, closing on an uncaught exception, and graceful shutdown.
+
+import type { MessagePort } from 'node:worker_threads';
+import type { Config, TcpListenerConfig } from '../../config/schema.js';
+import type { Logger } from '../../log.js';
+import type { PrimaryMessage } from '../messages.js';
+import { netReusePort, TcpListener } from '../tcp/tcpListener.js';
+import { closeSpread, shed } from './sessionControl.js';
+import type { WorkerContext } from './workerContext.js';
+
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_INTERNAL_ERROR = 1011;
+
+/** What an engine's sockets do at the points of the worker's life the loop decides. */
+export interface EngineSockets {
+  /** Stops accepting new connections (HTTP listeners, redirect listener). */
+  stopListening(): void;
+  /** A new config was applied (reload): certificates may have changed. */
+  configApplied(config: Config): void;
+  /** Extra keepalive work of the engine, every ping interval (client pings, where not built in). */
+  keepalive?(): void;
+  /** Ends every connection still open: the last step of shutdown, or of a crash. */
+  closeConnections(): void;
+}
+
+/** TCP listeners of this worker: all of them where net listeners share a port, else on worker 0 only. */
+export async function startTcpListeners(context: WorkerContext, listeners: TcpListenerConfig[]): Promise<TcpListener[]> {
+  const started = context.worker === 0 || netReusePort() ? listeners.map((listener) => new TcpListener(context, listener)) : [];
+  await Promise.all(started.map((listener) => listener.listen(netReusePort())));
+  return started;
+}
+
+/** Runs until the primary asks for shutdown, then shuts down gracefully and resolves. */
+export async function runWorker(
+  port: MessagePort,
+  context: WorkerContext,
+  logger: Logger,
+  sockets: EngineSockets,
+  tcpListeners: TcpListener[],
+  profile: (() => Promise<void>) | undefined,
+): Promise<void> {
+  const { config } = context;
+  const keepalive =
+    config.websocket.pingInterval > 0
+      ? setInterval(() => {
+          for (const session of context.webSockets) session.keepalive();
+          sockets.keepalive?.();
+        }, config.websocket.pingInterval)
+      : undefined;
+
+  let closed = false;
+  const closeAll = (code: number, reason: string) => {
+    if (closed) return;
+    closed = true;
+    context.shuttingDown = true;
+    clearInterval(keepalive);
+    sockets.stopListening();
+    for (const listener of tcpListeners) listener.stopAccepting();
+    for (const session of [...context.webSockets]) session.shutdown(code, reason);
+    context.closeQueues();
+  };
+
+  // uWS aborts the whole process if a worker exits with sockets open, so an uncaught exception
+  // closes everything first; the primary then replaces the worker and subtracts its sessions.
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception in worker: closing its connections and exiting');
+    try {
+      closeAll(CLOSE_INTERNAL_ERROR, 'load balancer worker failed');
+      sockets.closeConnections();
+    } finally {
+      logger.flush();
+      process.exit(1);
+    }
+  });
+
+  const shutdown = async (grace: number): Promise<void> => {
+    closeAll(CLOSE_GOING_AWAY, 'server shutting down');
+    const deadline = Date.now() + grace;
+    // HTTP requests in flight and TCP connections may finish within the grace period.
+    while ((context.inFlightHttp > 0 || context.tcpSessions.size > 0) && Date.now() < deadline) await delay(25);
+    if (context.inFlightHttp > 0 || context.tcpSessions.size > 0) {
+      logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
+    }
+    for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
+    sockets.closeConnections();
+    await context.closeDispatchers();
+    await profile?.();
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  };
+
+  await new Promise<void>((resolve) => {
+    port.on('message', (message: PrimaryMessage) => {
+      if (message.type === 'config') {
+        // Validated in the primary; the listen addresses and worker count do not change here.
+        context.apply(message.config, message.plan);
+        if (!closed) sockets.configApplied(message.config);
+        logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
+      } else if (message.type === 'close-sessions') closeSpread(context, message);
+      else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
+      else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
+    });
+  });
+  port.close();
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

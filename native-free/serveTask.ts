@@ -11,10 +11,10 @@ import { FAULTS } from '../src/core/errors.js';
 import { ClientLimits } from '../src/core/limits/clientLimits.js';
 import { parseProxyHeader } from '../src/core/proxyProtocol.js';
 import { StateTable } from '../src/core/state/stateTable.js';
-import type { ServeResult, ServeTask, WorkerMessage } from '../src/engine/messages.js';
+import type { ServeResult, ServeTask } from '../src/engine/messages.js';
 import { netReusePort } from '../src/engine/tcp/tcpListener.js';
 import { startProfile } from '../src/engine/worker/sessionControl.js';
-import { runWorker, startTcpListeners } from '../src/engine/worker/workerLoop.js';
+import { PrimaryChannel, runWorker, startTcpListeners } from '../src/engine/worker/workerLoop.js';
 import { WorkerContext } from '../src/engine/worker/workerContext.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
@@ -28,7 +28,9 @@ const PROXY_HEADER_TIMEOUT = 5_000;
 type FrontServer = HttpServer | Http2SecureServer;
 
 export default async function serve(task: ServeTask): Promise<ServeResult> {
-  const { worker, config, port } = task;
+  const { worker, config } = task;
+  // Listening to the primary from the first moment: nothing it sends while this sets up is lost.
+  const channel = new PrimaryChannel(task.port);
   const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
   const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
   const table = StateTable.attach(task.buffer);
@@ -73,6 +75,12 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   const listeners: (NetServer | FrontServer)[] = [];
   const redirect = config.tls?.redirect ? createHttpServer((req, res) => redirectToHttps(req, res, config.listen.port)) : undefined;
   let tcpListeners;
+  if (!(await channel.readyToListen())) {
+    // Stopped while starting (a replacement the primary no longer wants).
+    await context.closeDispatchers();
+    channel.close();
+    return { worker };
+  }
   try {
     const reusePort = netReusePort();
     if (config.proxyProtocol) listeners.push(await listen(proxyProtocolFront(server, logger), config.listen, reusePort));
@@ -81,15 +89,15 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     tcpListeners = await startTcpListeners(context, config.tcp);
   } catch (err) {
     const message = `worker ${worker} could not listen: ${(err as Error).message}`;
-    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
+    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
     for (const listener of listeners) listener.close();
     await context.closeDispatchers();
     throw new Error(message);
   }
-  port.postMessage({ type: 'listening' } satisfies WorkerMessage);
+  channel.post({ type: 'listening' });
 
   await runWorker(
-    port,
+    channel,
     context,
     logger,
     {

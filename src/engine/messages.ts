@@ -20,9 +20,11 @@ export interface ServeTask {
 }
 
 /** Worker → primary. */
-export type WorkerMessage = { type: 'listening' } | { type: 'failed'; code: string; message: string };
+export type WorkerMessage = { type: 'ready' } | { type: 'listening' } | { type: 'failed'; code: string; message: string };
 /** Primary → worker. */
 export type PrimaryMessage =
+  /** Every worker is ready and the primary has let go of the ports: listen now. */
+  | { type: 'listen' }
   | { type: 'shutdown'; grace: number }
   | { type: 'config'; config: Config; plan: SlotPlan }
   /** Close this worker's WebSockets on `slot`, spread over `window` ms, at most `rate` per second. */

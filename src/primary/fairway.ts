@@ -1,6 +1,6 @@
 // Starting and stopping a fairway instance in the primary thread.
 
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import type { Config, TcpListenerConfig } from '../config/schema.js';
 import { netReusePort } from '../engine/tcp/tcpListener.js';
 import { ClientLimits } from '../core/limits/clientLimits.js';
@@ -83,11 +83,19 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
       `engine native-free runs one worker thread on Node ${process.versions.node}: its listeners cannot share a port between threads (reusePort needs Node 22.12 or 23.1)`,
     );
   }
-  const port = await preflightPort(config.listen.host, config.listen.port);
-  const redirect = config.tls?.redirect;
-  const redirectPort = redirect ? await preflightPort(redirect.host, redirect.port) : undefined;
+  const held: Server[] = [];
+  let port: number;
+  let redirectPort: number | undefined;
   const tcp: TcpListenerConfig[] = [];
-  for (const listener of config.tcp) tcp.push({ ...listener, listen: { host: listener.listen.host, port: await preflightPort(listener.listen.host, listener.listen.port) } });
+  const redirect = config.tls?.redirect;
+  try {
+    port = await preflightPort(config.listen.host, config.listen.port, held);
+    redirectPort = redirect ? await preflightPort(redirect.host, redirect.port, held) : undefined;
+    for (const listener of config.tcp) tcp.push({ ...listener, listen: { host: listener.listen.host, port: await preflightPort(listener.listen.host, listener.listen.port, held) } });
+  } catch (err) {
+    await releasePorts(held);
+    throw err;
+  }
   const listenConfig: Config = {
     ...config,
     workers,
@@ -113,8 +121,10 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   );
   control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath);
   try {
-    await supervisor.start();
+    // Workers set up, then the ports are let go of and every worker listens at once.
+    await supervisor.start(() => releasePorts(held));
   } catch (err) {
+    await releasePorts(held);
     await supervisor.stop(0);
     throw new StartupError('FAIRWAY_ERR_START', (err as Error).message);
   }
@@ -191,15 +201,22 @@ function chooseEngine(config: Config, logger: Logger): RunningEngine {
  * process; an exclusive listen here first fails if anything holds it. Also resolves port 0 to a
  * free port, so that every worker listens on the same one.
  */
-function preflightPort(host: string, port: number): Promise<number> {
+function preflightPort(host: string, port: number, held: Server[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', (err: NodeJS.ErrnoException) =>
       reject(new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`)),
     );
     probe.listen({ host, port, exclusive: true }, () => {
-      const actual = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(actual));
+      // Held until the workers are ready to listen, so that nothing else takes the port meanwhile.
+      held.push(probe);
+      resolve((probe.address() as { port: number }).port);
     });
   });
+}
+
+/** Lets go of the ports held by preflightPort. */
+async function releasePorts(held: Server[]): Promise<void> {
+  const probes = held.splice(0);
+  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
 }

@@ -47,25 +47,40 @@ export class Supervisor {
     });
   }
 
-  /** Starts every worker; resolves when all listen, rejects if one cannot. */
-  async start(): Promise<void> {
+  /**
+   * Starts every worker; resolves when all listen, rejects if one cannot. Workers report ready
+   * before they listen; once all are, `beforeListen` runs (the primary lets go of the ports it
+   * held), then all are told to listen.
+   */
+  async start(beforeListen: () => Promise<void> | void = () => undefined): Promise<void> {
+    let ready = 0;
+    let allReady!: () => void;
+    const gate = new Promise<void>((resolve) => (allReady = resolve)).then(beforeListen);
+    const onReady = () => {
+      if (++ready === this.count) allReady();
+      return gate;
+    };
     const started: Promise<void>[] = [];
-    for (let worker = 0; worker < this.count; worker++) started.push(this.launch(worker, RESTART_DELAY_MIN));
+    for (let worker = 0; worker < this.count; worker++) started.push(this.launch(worker, RESTART_DELAY_MIN, onReady));
     await Promise.all(started);
   }
 
-  /** Starts worker `worker`'s serve task; resolves once it listens. */
-  private launch(worker: number, restartDelay: number): Promise<void> {
+  /** Starts worker `worker`'s serve task; it listens once `onReady` resolves; resolves once it does. */
+  private launch(worker: number, restartDelay: number, onReady: () => Promise<void> = () => Promise.resolve()): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     this.ports.set(worker, port1);
     let listened = false;
     const listening = new Promise<void>((resolve, reject) => {
       port1.on('message', (message: WorkerMessage) => {
-        if (message.type === 'listening') {
+        if (message.type === 'ready') {
+          void onReady().then(
+            () => this.sendTo(worker, { type: 'listen' }),
+            (err: Error) => reject(err),
+          );
+        } else if (message.type === 'listening') {
           listened = true;
           resolve();
-        }
-        else reject(Object.assign(new Error(message.message), { code: message.code }));
+        } else reject(Object.assign(new Error(message.message), { code: message.code }));
       });
     });
     const task = this.pool.run(this.taskFor(worker, port2), { transferList: [port2] });
@@ -86,7 +101,9 @@ export class Supervisor {
           if (this.stopping) return;
           this.launch(worker, delay).then(
             () => this.logger.info({ worker }, 'worker replaced and listening'),
-            (error: Error) => this.logger.error({ worker, err: error.message }, 'replacement worker failed to start'),
+            (error: Error) => {
+              if (!this.stopping) this.logger.error({ worker, err: error.message }, 'replacement worker failed to start');
+            },
           );
         }, delay);
       },

@@ -9,21 +9,23 @@ import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import { StateTable } from '../../core/state/stateTable.js';
 import { ClientLimits } from '../../core/limits/clientLimits.js';
 import { createLogger } from '../../log.js';
-import type { ServeResult, ServeTask, WorkerMessage } from '../messages.js';
+import type { ServeResult, ServeTask } from '../messages.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
 import { WorkerContext } from '../worker/workerContext.js';
 import { startProfile } from '../worker/sessionControl.js';
-import { runWorker, startTcpListeners } from '../worker/workerLoop.js';
+import { PrimaryChannel, runWorker, startTcpListeners } from '../worker/workerLoop.js';
 import { webSocketBehavior } from './wsProxy.js';
 
 export default async function serve(task: ServeTask): Promise<ServeResult> {
-  const { worker, config, port } = task;
+  const { worker, config } = task;
+  // Listening to the primary from the first moment: nothing it sends while this sets up is lost.
+  const channel = new PrimaryChannel(task.port);
   const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
   const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
   const { uws } = loadUws();
   if (!uws) {
-    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_ENGINE', message: 'no uWebSockets.js build loads in this worker' } satisfies WorkerMessage);
+    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_ENGINE', message: 'no uWebSockets.js build loads in this worker' });
     throw new Error('no uWebSockets.js build loads in this worker');
   }
   const table = StateTable.attach(task.buffer);
@@ -60,12 +62,19 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   /** Apps replaced by a certificate reload: they keep serving the connections they have. */
   const retired: TemplatedApp[] = [];
   let certificates = config.tls ? fingerprint(config.tls) : '';
+  if (!(await channel.readyToListen())) {
+    // Stopped while starting (a replacement the primary no longer wants).
+    closeApp(app);
+    await context.closeDispatchers();
+    channel.close();
+    return { worker };
+  }
   const redirect = config.tls?.redirect ? await listenRedirect(uws, config.tls.redirect, config.listen.port) : undefined;
 
   let listenSocket = await listenApp(app);
   if (!listenSocket) {
     const message = `worker ${worker} could not listen on ${config.listen.host}:${config.listen.port}`;
-    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
+    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
     await context.closeDispatchers();
     throw new Error(message);
   }
@@ -74,13 +83,13 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     tcpListeners = await startTcpListeners(context, config.tcp);
   } catch (err) {
     const message = `worker ${worker} could not open a TCP listener: ${(err as Error).message}`;
-    port.postMessage({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message } satisfies WorkerMessage);
+    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
     uws.us_listen_socket_close(listenSocket);
     closeApp(app);
     await context.closeDispatchers();
     throw new Error(message);
   }
-  port.postMessage({ type: 'listening' } satisfies WorkerMessage);
+  channel.post({ type: 'listening' });
 
   let stopped = false;
   /**
@@ -114,7 +123,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   };
 
   await runWorker(
-    port,
+    channel,
     context,
     logger,
     {

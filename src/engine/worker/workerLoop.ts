@@ -4,7 +4,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Config, TcpListenerConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
-import type { PrimaryMessage } from '../messages.js';
+import type { PrimaryMessage, WorkerMessage } from '../messages.js';
 import { netReusePort, TcpListener } from '../tcp/tcpListener.js';
 import { closeSpread, shed } from './sessionControl.js';
 import type { WorkerContext } from './workerContext.js';
@@ -24,6 +24,61 @@ export interface EngineSockets {
   closeConnections(): void;
 }
 
+/**
+ * The worker's end of the control channel. It listens from the start, so that no message is lost
+ * while the engine sets up: messages are queued until the worker loop takes them.
+ */
+export class PrimaryChannel {
+  private readonly queued: PrimaryMessage[] = [];
+  private handler: ((message: PrimaryMessage) => void) | null = null;
+  private listenNow: (() => void) | null = null;
+
+  constructor(private readonly port: MessagePort) {
+    port.on('message', (message: PrimaryMessage) => this.receive(message));
+  }
+
+  private receive(message: PrimaryMessage): void {
+    if (message.type === 'listen') {
+      this.listenNow?.();
+    } else if (this.handler) {
+      this.handler(message);
+    } else {
+      this.queued.push(message);
+      // Asked to stop while still starting: no point waiting for the word to listen.
+      if (message.type === 'shutdown') this.listenNow?.();
+    }
+  }
+
+  post(message: WorkerMessage): void {
+    this.port.postMessage(message);
+  }
+
+  /**
+   * Tells the primary this worker is set up and waits for its word to listen: the primary holds
+   * the ports until every worker is ready, so that no other process can take them in between.
+   * False when a shutdown came first: the worker then stops without listening.
+   */
+  readyToListen(): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.listenNow = () => {
+        this.listenNow = null;
+        resolve(!this.queued.some((message) => message.type === 'shutdown'));
+      };
+      this.post({ type: 'ready' });
+    });
+  }
+
+  /** From now on messages go to `handler`, those queued first. */
+  handle(handler: (message: PrimaryMessage) => void): void {
+    this.handler = handler;
+    for (const message of this.queued.splice(0)) handler(message);
+  }
+
+  close(): void {
+    this.port.close();
+  }
+}
+
 /** TCP listeners of this worker: all of them where net listeners share a port, else on worker 0 only. */
 export async function startTcpListeners(context: WorkerContext, listeners: TcpListenerConfig[]): Promise<TcpListener[]> {
   const started = context.worker === 0 || netReusePort() ? listeners.map((listener) => new TcpListener(context, listener)) : [];
@@ -33,7 +88,7 @@ export async function startTcpListeners(context: WorkerContext, listeners: TcpLi
 
 /** Runs until the primary asks for shutdown, then shuts down gracefully and resolves. */
 export async function runWorker(
-  port: MessagePort,
+  channel: PrimaryChannel,
   context: WorkerContext,
   logger: Logger,
   sockets: EngineSockets,
@@ -77,10 +132,15 @@ export async function runWorker(
   const shutdown = async (grace: number): Promise<void> => {
     closeAll(CLOSE_GOING_AWAY, 'server shutting down');
     const deadline = Date.now() + grace;
-    // HTTP requests in flight and TCP connections may finish within the grace period.
-    while ((context.inFlightHttp > 0 || context.tcpSessions.size > 0) && Date.now() < deadline) await delay(25);
-    if (context.inFlightHttp > 0 || context.tcpSessions.size > 0) {
-      logger.warn({ inFlight: context.inFlightHttp, tcp: context.tcpSessions.size }, 'grace period over: cutting requests and connections still open');
+    // HTTP requests in flight and TCP connections may finish within the grace period, and
+    // WebSocket sessions told to close (1001) may finish their closing handshakes.
+    const open = () => context.inFlightHttp > 0 || context.tcpSessions.size > 0 || context.webSockets.size > 0;
+    while (open() && Date.now() < deadline) await delay(25);
+    if (open()) {
+      logger.warn(
+        { inFlight: context.inFlightHttp, tcp: context.tcpSessions.size, webSockets: context.webSockets.size },
+        'grace period over: cutting requests and connections still open',
+      );
     }
     for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
     sockets.closeConnections();
@@ -90,7 +150,7 @@ export async function runWorker(
   };
 
   await new Promise<void>((resolve) => {
-    port.on('message', (message: PrimaryMessage) => {
+    channel.handle((message) => {
       if (message.type === 'config') {
         // Validated in the primary; the listen addresses and worker count do not change here.
         context.apply(message.config, message.plan);
@@ -101,7 +161,7 @@ export async function runWorker(
       else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
     });
   });
-  port.close();
+  channel.close();
 }
 
 function delay(ms: number): Promise<void> {

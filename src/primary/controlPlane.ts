@@ -56,6 +56,8 @@ export class ControlPlane {
     private readonly supervisor: Supervisor,
     private readonly logger: Logger,
     private readonly configPath?: string,
+    /** The config as read at start, before ports and worker count were resolved. */
+    private readonly asStarted: Config = config,
   ) {
     this.states = new BackendStates(table);
   }
@@ -95,8 +97,9 @@ export class ControlPlane {
       if (err instanceof ConfigError) throw new ControlError(400, err.message);
       throw err;
     }
+    // Compared with the file as read at start (port 0 and `workers` as written, not as resolved).
     for (const key of ['listen', 'workers', 'engine', 'tcp'] as const) {
-      if (JSON.stringify(next[key]) !== JSON.stringify(this.config[key])) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
+      if (JSON.stringify(next[key]) !== JSON.stringify(this.asStarted[key])) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
     }
     if (Boolean(next.tls) !== Boolean(this.config.tls) || JSON.stringify(next.tls?.redirect) !== JSON.stringify(this.config.tls?.redirect)) {
       this.logger.warn({ key: 'tls' }, 'TLS turned on or off, or its redirect listener changed: that takes effect only on restart (certificates are reloaded)');

@@ -119,7 +119,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     limits,
     logger,
   );
-  control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath);
+  control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath, config);
   try {
     // Workers set up, then the ports are let go of and every worker listens at once.
     await supervisor.start(() => releasePorts(held));

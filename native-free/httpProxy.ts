@@ -76,7 +76,7 @@ class NodeReply implements ClientReply {
   finished = false;
   /** The whole response went out. */
   completed = false;
-  private head: [number, string | undefined, [string, string][]] | null = null;
+  private head: [number, string | undefined, string[]] | null = null;
   private noBody = false;
 
   constructor(private readonly res: ClientResponse) {
@@ -91,7 +91,7 @@ class NodeReply implements ClientReply {
     writeFault(this.res, fault, closeConnection);
   }
 
-  start(statusCode: number, statusMessage: string | undefined, headers: [string, string][], _total: number, noBody: boolean): void {
+  start(statusCode: number, statusMessage: string | undefined, headers: string[], _total: number, noBody: boolean): void {
     this.head = [statusCode, statusMessage, headers];
     this.noBody = noBody;
   }
@@ -101,7 +101,9 @@ class NodeReply implements ClientReply {
     this.head = null;
     const { res } = this;
     const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of pairs) {
+    for (let i = 0; i < pairs.length; i += 2) {
+      const name = pairs[i];
+      const value = pairs[i + 1];
       const previous = headers[name];
       headers[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
     }

@@ -9,10 +9,9 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../src/config/schema.js';
 import { FAULTS } from '../src/core/errors.js';
 import { ClientLimits } from '../src/core/limits/clientLimits.js';
-import { parseProxyHeader } from '../src/core/proxyProtocol.js';
 import { StateTable } from '../src/core/state/stateTable.js';
 import type { ServeResult, ServeTask } from '../src/engine/messages.js';
-import { netReusePort } from '../src/engine/tcp/tcpListener.js';
+import { netReusePort, readProxyHeader } from '../src/engine/tcp/tcpListener.js';
 import { startProfile } from '../src/engine/worker/sessionControl.js';
 import { PrimaryChannel, runWorker, startTcpListeners } from '../src/engine/worker/workerLoop.js';
 import { WorkerContext } from '../src/engine/worker/workerContext.js';
@@ -22,8 +21,6 @@ import type { ClientRequest } from './requestHead.js';
 import { proxiedAddresses } from './requestHead.js';
 import { createWebSocketServer, handleUpgrade, type ClientSockets } from './wsProxy.js';
 
-/** How long a client of a proxy_protocol listener has to send its PROXY header. */
-const PROXY_HEADER_TIMEOUT = 5_000;
 
 type FrontServer = HttpServer | Http2SecureServer;
 
@@ -138,15 +135,7 @@ function listen(server: NetServer | FrontServer, at: { host: string; port: numbe
 function proxyProtocolFront(server: FrontServer, logger: Logger): NetServer {
   return createNetServer({ pauseOnConnect: true }, (socket) => {
     socket.on('error', () => socket.destroy());
-    let received = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), PROXY_HEADER_TIMEOUT);
-    const onData = (chunk: Buffer) => {
-      received = Buffer.concat([received, chunk]);
-      const parsed = parseProxyHeader(received);
-      if (parsed.kind === 'incomplete') return;
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.pause();
+    readProxyHeader(socket, (parsed, received) => {
       // No header: the TCP peer is the client (as on the uWS engine).
       const length = parsed.kind === 'complete' ? parsed.length : 0;
       if (parsed.kind === 'complete' && parsed.addresses) proxiedAddresses.set(socket, parsed.addresses.source);
@@ -155,9 +144,7 @@ function proxyProtocolFront(server: FrontServer, logger: Logger): NetServer {
       if (rest.length > 0) socket.unshift(rest);
       server.emit('connection', socket);
       socket.resume();
-    };
-    socket.on('data', onData);
-    socket.resume();
+    });
   });
 }
 

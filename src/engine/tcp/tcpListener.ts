@@ -4,7 +4,7 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TcpListenerConfig } from '../../config/schema.js';
 import { isConnectFailure, type ProxyFault } from '../../core/errors.js';
-import { encodeProxyHeader, parseProxyHeader } from '../../core/proxyProtocol.js';
+import { encodeProxyHeader, parseProxyHeader, type ParsedProxyHeader } from '../../core/proxyProtocol.js';
 import type { Admittable, PoolRuntime } from '../worker/admission.js';
 import type { OpenSession, WorkerContext } from '../worker/workerContext.js';
 
@@ -15,6 +15,27 @@ const PROXY_HEADER_TIMEOUT = 5_000;
 export function netReusePort(): boolean {
   const [major, minor] = process.versions.node.split('.').map(Number);
   return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
+/**
+ * Reads the PROXY header (v1 or v2) a paused connection starts with, then pauses it again and
+ * calls `done` with the result and every byte read so far. A connection that sends no complete
+ * header within PROXY_HEADER_TIMEOUT is destroyed.
+ */
+export function readProxyHeader(socket: Socket, done: (parsed: Exclude<ParsedProxyHeader, { kind: 'incomplete' }>, received: Buffer) => void): void {
+  let received = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), PROXY_HEADER_TIMEOUT);
+  const onData = (chunk: Buffer) => {
+    received = Buffer.concat([received, chunk]);
+    const parsed = parseProxyHeader(received);
+    if (parsed.kind === 'incomplete') return;
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.pause();
+    done(parsed, received);
+  };
+  socket.on('data', onData);
+  socket.resume();
 }
 
 export class TcpListener {
@@ -50,16 +71,8 @@ export class TcpListener {
       return;
     }
     // The PROXY header comes first; what follows it is the client's own data, kept for the backend.
-    let received = Buffer.alloc(0);
-    const timer = setTimeout(() => client.destroy(), PROXY_HEADER_TIMEOUT);
-    const onData = (chunk: Buffer) => {
-      received = Buffer.concat([received, chunk]);
-      const parsed = parseProxyHeader(received);
-      if (parsed.kind === 'incomplete') return;
-      clearTimeout(timer);
-      client.off('data', onData);
-      client.pause();
-      if (parsed.kind === 'invalid') {
+    readProxyHeader(client, (parsed, received) => {
+      if (parsed.kind !== 'complete') {
         this.context.logger.debug({ client: client.remoteAddress, reason: parsed.reason }, 'TCP connection without a valid PROXY header');
         client.destroy();
         return;
@@ -67,9 +80,7 @@ export class TcpListener {
       const rest = received.subarray(parsed.length);
       const source = parsed.addresses;
       this.start(client, source?.source ?? client.remoteAddress ?? '', source?.sourcePort ?? client.remotePort ?? 0, rest.length > 0 ? [rest] : []);
-    };
-    client.on('data', onData);
-    client.resume();
+    });
   }
 
   private start(client: Socket, address: string, port: number, early: Buffer[]): void {

@@ -72,7 +72,7 @@ class UwsReply implements ClientReply {
   /** uWS has the whole response, or the client is gone: the response must not be touched again. */
   finished = false;
   private statusLine = '';
-  private headers: [string, string][] | null = null;
+  private headers: string[] | null = null;
   /** Length announced by the backend, or -1 for a streamed (chunked) response. */
   private total = -1;
   private noBody = false;
@@ -92,7 +92,7 @@ class UwsReply implements ClientReply {
     this.res.cork(() => writeFault(this.res, fault, closeConnection));
   }
 
-  start(statusCode: number, statusMessage: string | undefined, headers: [string, string][], total: number, noBody: boolean): void {
+  start(statusCode: number, statusMessage: string | undefined, headers: string[], total: number, noBody: boolean): void {
     this.statusLine = statusMessage ? `${statusCode} ${statusMessage}` : String(statusCode);
     this.headers = headers;
     this.total = total;
@@ -105,7 +105,7 @@ class UwsReply implements ClientReply {
     const headers = this.headers!;
     this.headers = null;
     res.writeStatus(this.statusLine);
-    for (const [name, value] of headers) if (!WRITTEN_BY_UWS.has(name)) res.writeHeader(name, value);
+    for (let i = 0; i < headers.length; i += 2) if (!WRITTEN_BY_UWS.has(headers[i])) res.writeHeader(headers[i], headers[i + 1]);
     // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
     if (this.noBody && this.total >= 0) res.writeHeader('content-length', String(this.total));
   }

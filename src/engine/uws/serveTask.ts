@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Config } from '../../config/schema.js';
 import { FAULTS } from '../../core/errors.js';
-import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import { StateTable } from '../../core/state/stateTable.js';
 import { ClientLimits } from '../../core/limits/clientLimits.js';
 import { createLogger } from '../../log.js';

@@ -20,10 +20,10 @@ export interface ClientReply {
   /** A short error response of fairway's own, optionally closing the connection. */
   fault(fault: ProxyFault, closeConnection: boolean): void;
   /**
-   * The response head: `headers` are [name, value] pairs with hop-by-hop headers already taken
-   * out; `total` is the announced length or -1 (streamed); `noBody` for HEAD, 204 and 304.
+   * The response head: `headers` is a flat [name, value, name, value, …] list with hop-by-hop
+   * headers already taken out; `total` is the announced length or -1 (streamed); `noBody` for HEAD, 204 and 304.
    */
-  start(statusCode: number, statusMessage: string | undefined, headers: [string, string][], total: number, noBody: boolean): void;
+  start(statusCode: number, statusMessage: string | undefined, headers: string[], total: number, noBody: boolean): void;
   /** Body bytes. False: the client is not taking more now, and `resume` is called once it does. */
   write(chunk: Buffer, resume: () => void): boolean;
   /** The response is complete. */
@@ -127,16 +127,16 @@ export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     const length = headers['content-length'];
     const total = typeof length === 'string' && headers['transfer-encoding'] === undefined ? Number(length) : -1;
     const edit = this.route.responseHeaders;
-    const relayed: [string, string][] = [];
+    const relayed: string[] = [];
     for (const name in headers) {
       if (HOP_BY_HOP.has(name)) continue;
       if (edit && (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name))) continue;
       const value = headers[name]!;
-      if (typeof value === 'string') relayed.push([name, value]);
-      else for (const item of value) relayed.push([name, item]);
+      if (typeof value === 'string') relayed.push(name, value);
+      else for (const item of value) relayed.push(name, item);
     }
-    if (edit) relayed.push(...edit.set);
-    if (this.setCookie) relayed.push(['set-cookie', this.setCookie]);
+    if (edit) for (const [name, value] of edit.set) relayed.push(name, value);
+    if (this.setCookie) relayed.push('set-cookie', this.setCookie);
     this.reply.start(statusCode, statusMessage, relayed, total, noBody);
   }
 

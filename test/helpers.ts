@@ -209,13 +209,23 @@ export async function waitFor(what: string, check: () => boolean, timeout = 5000
   }
 }
 
-/** A port that was free a moment ago (for processes that must be told their port up front). */
+/**
+ * A port that was free a moment ago (for processes that must be told their port up front). Drawn
+ * below the kernel's ephemeral range (32768 and up here), where port-0 listeners of other tests
+ * and client sockets take theirs, so that none of them can take it before it is used.
+ */
 export async function freePort(): Promise<number> {
-  const server = createTcpServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = createTcpServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
 }
 
 const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;

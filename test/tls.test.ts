@@ -212,8 +212,10 @@ test('a reload re-reads certificate files: new connections get the new certifica
   const deadline = Date.now() + 5000;
   let subjects: string[] = [];
   while (Date.now() < deadline) {
-    // New connections spread over both workers: all of them must present the new one.
-    subjects = await Promise.all(Array.from({ length: 8 }, () => presented(proxy.port, 'a.test')));
+    // New connections spread over both workers: all of them must present the new one. One that
+    // lands in an old listener's queue at the instant it closes is reset (documented); it counts
+    // as not yet switched, and the round is tried again.
+    subjects = await Promise.all(Array.from({ length: 8 }, () => presented(proxy.port, 'a.test').catch((err: NodeJS.ErrnoException) => err.code ?? 'error')));
     if (subjects.every((s) => s === 'b.test')) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

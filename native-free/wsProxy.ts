@@ -68,13 +68,14 @@ export function handleUpgrade(context: WorkerContext, server: WebSocketServer, c
   if (context.testHooks) runTestFault(String(req.headers['x-fairway-test-fault'] ?? ''));
   const gate = gateRequest(context, head, () => requestFacts(req, head), true);
   if ('fault' in gate) return answerFault(socket, gate.fault, gate.retryAfter);
-  const handshakeTimeout = context.config.timeouts.connect + (gate.route.timeouts?.response ?? context.config.timeouts.response);
+  const responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
   const handshake = new NodeHandshake(context, server, clients, req, socket, early);
-  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, handshakeTimeout, gate.limitSlot);
+  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, responseTimeout, gate.limitSlot);
   handshake.session = session;
   socket.once('close', () => {
     if (handshake.abort()) session.onHandshakeAborted();
   });
+  handshake.watch();
   session.cancelWait = gate.pool.admit(session, gate.key, gate.stickySlot);
 }
 
@@ -91,10 +92,31 @@ class NodeHandshake implements ClientHandshake {
     private readonly clients: ClientSockets,
     private readonly req: IncomingMessage,
     private readonly socket: Duplex,
-    private readonly early: Buffer,
+    private early: Buffer,
   ) {
     this.protocols = String(req.headers['sec-websocket-protocol'] ?? '');
   }
+
+  /**
+   * Reads the socket while the backend's answer is awaited: a client that leaves is seen at once
+   * (not at the handshake timeout). A client sends nothing before its 101; anything is kept for ws.
+   */
+  watch(): void {
+    const { socket } = this;
+    const keep = (chunk: Buffer) => {
+      this.early = Buffer.concat([this.early, chunk]);
+      if (this.early.length > EARLY_LIMIT) socket.destroy();
+    };
+    this.stopWatching = () => {
+      socket.off('data', keep);
+      socket.off('end', onEnd);
+    };
+    const onEnd = () => socket.destroy();
+    socket.on('data', keep);
+    socket.once('end', onEnd);
+  }
+
+  private stopWatching: () => void = () => {};
 
   /** The client left before an answer: true if the session must hear of it. */
   abort(): boolean {
@@ -121,6 +143,7 @@ class NodeHandshake implements ClientHandshake {
     if (this.answered) return;
     this.answered = true;
     const { socket } = this;
+    this.stopWatching();
     answers.set(this.req, { protocol, setCookie });
     this.server.handleUpgrade(this.req, socket, this.early, (ws) => {
       const client = new NodeClientSocket(ws, this.context.config.websocket.maxBuffered + this.context.config.websocket.maxMessage);
@@ -140,6 +163,9 @@ class NodeHandshake implements ClientHandshake {
     });
   }
 }
+
+/** Bytes a client may send before its upgrade is answered (it should send none). */
+const EARLY_LIMIT = 64 * 1024;
 
 /** A `ws` socket in the shape the session expects (that of a uWS socket). */
 class NodeClientSocket implements ClientSocket {

@@ -38,8 +38,12 @@ export function faultFor(err: unknown): ProxyFault {
     case 'ECONNREFUSED':
       return FAULTS.connectRefused;
     case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'FAIRWAY_CONNECT_TIMEOUT':
     case 'ETIMEDOUT':
       return FAULTS.connectTimeout;
+    case 'FAIRWAY_BAD_HANDSHAKE':
+      return FAULTS.badHandshake;
+    case 'FAIRWAY_HANDSHAKE_TIMEOUT':
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
       return FAULTS.responseTimeout;
@@ -62,7 +66,7 @@ export function isCertificateError(err: unknown): boolean {
 /** The backend was never reached: safe to try another for any request. */
 export function isConnectFailure(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
-  return code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL';
+  return code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'FAIRWAY_CONNECT_TIMEOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL';
 }
 
 /** The connection broke before any response byte: safe to try another for idempotent methods. */

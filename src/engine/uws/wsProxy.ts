@@ -42,8 +42,8 @@ export function webSocketBehavior(context: WorkerContext): WebSocketBehavior<Ses
     // Per message and per drain: try/catch in place, no closure allocated for each call.
     message: (ws, message, isBinary) => {
       try {
-        // uWS reuses `message` once this handler returns, and ws may queue the data: copy it.
-        ws.getUserData().session.onClientMessage(Buffer.copyBytesFrom(new Uint8Array(message)), isBinary);
+        // uWS reuses `message` once this handler returns: the session copies it into a frame first.
+        ws.getUserData().session.onClientMessage(Buffer.from(message), isBinary);
       } catch (err) {
         endAfterError(context, ws, err);
       }
@@ -83,9 +83,9 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const gate = gateRequest(context, head, () => requestFacts(req, head), true);
   if ('fault' in gate) return writeFault(res, gate.fault, gate.closeConnection, gate.retryAfter);
-  const handshakeTimeout = context.config.timeouts.connect + (gate.route.timeouts?.response ?? context.config.timeouts.response);
+  const responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
   const handshake = new UwsHandshake(res, key, protocols, extensions, socketContext);
-  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, handshakeTimeout, gate.limitSlot);
+  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, responseTimeout, gate.limitSlot);
   handshake.session = session;
   res.onAborted(() => {
     handshake.abort();

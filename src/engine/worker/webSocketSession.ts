@@ -1,21 +1,18 @@
-// One proxied WebSocket session, the same for every engine: the upstream `ws` client, the
-// deferred answer to the client's upgrade, retries, message relay with backpressure, keepalive,
-// counting and the access log. The engine gives it the client's handshake and, once open, socket.
+// One proxied WebSocket session, the same for every engine: the upstream leg, the deferred answer
+// to the client's upgrade, retries, message relay with backpressure, keepalive, counting and the
+// access log. The engine gives it the client's handshake and, once open, socket.
 
-import type { IncomingMessage } from 'node:http';
-import { WebSocket as UpstreamSocket } from 'ws';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import type { RequestHead } from '../../core/forwarding.js';
 import { tlsConnectOptions } from '../../core/upstreamTls.js';
 import type { Admittable, PoolRuntime } from './admission.js';
+import { UpstreamWebSocket, type UpstreamHandler } from './upstreamWebSocket.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
 /** Backend → client: pause reading the backend above this much unsent to the client. */
 const CLIENT_HIGH_WATER = 1024 * 1024;
 const CLIENT_LOW_WATER = 256 * 1024;
-/** Longest handshake response body relayed to the client when the backend refuses an upgrade. */
-const REFUSAL_BODY_LIMIT = 64 * 1024;
 
 const CLOSE_GOING_AWAY = 1001;
 const CLOSE_TRY_AGAIN_LATER = 1013;
@@ -50,7 +47,7 @@ export interface ClientSocket {
 export const SEND_DROPPED = 2;
 
 /** One proxied WebSocket session; counts as one active session on its backend until it ends. */
-export class WebSocketSession implements OpenSession, Admittable {
+export class WebSocketSession implements OpenSession, Admittable, UpstreamHandler {
   /** Set while the upgrade waits in its pool's queue: takes it out when the client leaves. */
   cancelWait: (() => void) | undefined;
   /** -1 until a backend is admitted. */
@@ -60,7 +57,7 @@ export class WebSocketSession implements OpenSession, Admittable {
   private earlyClose: [number, Buffer] | null = null;
   /** Backends the upgrade was tried on, the current one last. */
   private readonly tried: number[] = [];
-  private upstream: UpstreamSocket | null = null;
+  private upstream: UpstreamWebSocket | null = null;
   private client: ClientSocket | null = null;
   /** The client's upgrade until it is answered. */
   private pending: ClientHandshake | null;
@@ -69,6 +66,8 @@ export class WebSocketSession implements OpenSession, Admittable {
   /** Cleared when a ping goes out, set by any sign of life; still clear at the next ping = dead. */
   upstreamAlive = true;
   private closeCode = 0;
+  /** When the current handshake toward a backend began. */
+  private sentAt = 0;
   private bytesIn = 0;
   private bytesOut = 0;
   readonly startedAt = performance.now();
@@ -91,8 +90,8 @@ export class WebSocketSession implements OpenSession, Admittable {
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
     handshake: ClientHandshake,
-    /** Connect plus the route's response timeout, ms. */
-    private readonly handshakeTimeout: number,
+    /** The route's response timeout for the backend's handshake, ms. */
+    private readonly responseTimeout: number,
     /** The client's slot in the shared limits when its session is counted there, else -1. */
     private readonly limitSlot: number,
   ) {
@@ -125,90 +124,58 @@ export class WebSocketSession implements OpenSession, Admittable {
 
   private connect(): void {
     const { context, head } = this;
-    const sentAt = performance.now();
     const backend = context.backends[this.slot];
-    const headers: Record<string, string> = {};
-    for (let i = 0; i < head.headers.length; i += 2) {
-      const name = head.headers[i];
-      const previous = headers[name];
-      headers[name] = previous === undefined ? head.headers[i + 1] : `${previous}${name === 'cookie' ? '; ' : ', '}${head.headers[i + 1]}`;
-    }
-    const protocols = this.pending!.protocols;
-    const offered = protocols ? protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
-    const scheme = backend.tls ? 'wss' : 'ws';
-    const upstream = new UpstreamSocket(`${scheme}://${backend.host.includes(':') ? `[${backend.host}]` : backend.host}:${backend.port}${head.path}`, offered, {
-      ...tlsConnectOptions(this.pool.config, backend),
-      headers,
-      perMessageDeflate: false,
-      followRedirects: false,
-      maxPayload: context.config.websocket.maxMessage,
-      handshakeTimeout: this.handshakeTimeout,
-    });
-    this.upstream = upstream;
-    upstream.on('open', () => {
-      const handshake = this.pending;
-      this.pending = null;
-      if (!handshake) return;
-      const { pool } = this;
-      context.table.recordOutcome(this.slot, false, 101);
-      const handshakeMs = performance.now() - sentAt;
-      if (pool.config.algorithm === 'least-time') recordLatency(context.table, this.slot, handshakeMs * 1000, context.table.now(), pool.config.decay);
-      context.table.observeLatency(this.slot, handshakeMs / 1000);
-      context.table.countWebSocket(this.slot);
-      this.early = [];
-      handshake.accept(upstream.protocol, this.stickyMatched ? undefined : pool.stickyCookie(this.slot));
-    });
-    upstream.on('unexpected-response', (_req, response) => {
-      // A backend failing (5xx) the handshake is passed over like an unreachable one; its other
-      // answers (401, 403, 404…) are the backend's to give and go to the client as they are.
-      if ((response.statusCode ?? 0) >= 500 && this.pending) {
-        this.context.table.recordOutcome(this.slot, false, response.statusCode!);
-        if (this.retryUpgrade(null)) {
-          response.resume();
-          upstream.terminate();
-          return;
-        }
-      }
-      this.relayRefusal(response);
-    });
-    // After a retry, the abandoned attempt may still report: only the current upstream counts.
-    upstream.on('error', (err) => {
-      if (upstream === this.upstream) this.onUpstreamError(err);
-    });
-    upstream.on('message', (data, isBinary) => this.onUpstreamMessage(data as Buffer, isBinary));
-    upstream.on('pong', () => {
-      this.upstreamAlive = true;
-    });
-    upstream.on('close', (code, reason) => {
-      if (upstream === this.upstream) this.onUpstreamClose(code, reason);
+    this.sentAt = performance.now();
+    this.upstream = new UpstreamWebSocket(this, {
+      host: backend.host,
+      port: backend.port,
+      tls: tlsConnectOptions(this.pool.config, backend),
+      path: head.path,
+      headers: head.headers,
+      protocols: this.pending!.protocols,
+      maxMessage: context.config.websocket.maxMessage,
+      connectTimeout: context.config.timeouts.connect,
+      responseTimeout: this.responseTimeout,
     });
   }
 
-  /** The backend answered the upgrade with something other than 101: pass its answer on. */
-  private relayRefusal(response: IncomingMessage): void {
-    const status = response.statusCode ?? 502;
-    if (status >= 500) this.context.table.countFailure(this.slot);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    response.on('data', (chunk: Buffer) => {
-      if (size < REFUSAL_BODY_LIMIT) chunks.push(chunk);
-      size += chunk.length;
-    });
-    const reply = () => {
-      const handshake = this.pending;
-      this.pending = null;
-      this.closeCode = status;
-      handshake?.relay(status, response.statusMessage ?? '', response.headers['content-type'], Buffer.concat(chunks).subarray(0, REFUSAL_BODY_LIMIT));
-      this.upstream?.terminate();
-      this.finish();
-    };
-    response.on('end', reply);
-    response.on('error', reply);
-  }
-
-  private onUpstreamError(err: Error): void {
+  onUpstreamOpen(protocol: string): void {
     const handshake = this.pending;
-    if (handshake && this.upstream?.readyState !== UpstreamSocket.OPEN) this.context.table.recordOutcome(this.slot, true, 0);
+    this.pending = null;
+    if (!handshake) return;
+    const { pool, context } = this;
+    context.table.recordOutcome(this.slot, false, 101);
+    const handshakeMs = performance.now() - this.sentAt;
+    if (pool.config.algorithm === 'least-time') recordLatency(context.table, this.slot, handshakeMs * 1000, context.table.now(), pool.config.decay);
+    context.table.observeLatency(this.slot, handshakeMs / 1000);
+    context.table.countWebSocket(this.slot);
+    this.early = [];
+    handshake.accept(protocol, this.stickyMatched ? undefined : pool.stickyCookie(this.slot));
+  }
+
+  /** The backend answered the upgrade with something other than 101. */
+  onUpstreamRefusal(status: number, statusMessage: string, contentType: string | undefined, body: Buffer): void {
+    // A backend failing (5xx) the handshake is passed over like an unreachable one; its other
+    // answers (401, 403, 404…) are the backend's to give and go to the client as they are.
+    if (status >= 500 && this.pending) {
+      this.context.table.recordOutcome(this.slot, false, status);
+      if (this.retryUpgrade(null)) return;
+    }
+    if (status >= 500) this.context.table.countFailure(this.slot);
+    const handshake = this.pending;
+    this.pending = null;
+    this.closeCode = status;
+    handshake?.relay(status, statusMessage, contentType, body);
+    this.finish();
+  }
+
+  onUpstreamPong(): void {
+    this.upstreamAlive = true;
+  }
+
+  onUpstreamError(err: Error): void {
+    const handshake = this.pending;
+    if (handshake) this.context.table.recordOutcome(this.slot, true, 0);
     if (handshake && this.retryUpgrade(err)) return;
     if (handshake) {
       this.pending = null;
@@ -259,18 +226,18 @@ export class WebSocketSession implements OpenSession, Admittable {
     if (this.earlyClose && this.client) this.onUpstreamClose(this.earlyClose[0], this.earlyClose[1]);
   }
 
-  /** A message from the client; `data` must stay valid (engines copy what they reuse). */
+  /** A message from the client; `data` need only stay valid during the call. */
   onClientMessage(data: Buffer, isBinary: boolean): void {
     const upstream = this.upstream!;
     this.bytesIn += data.length;
-    upstream.send(data, { binary: isBinary });
+    upstream.send(data, isBinary);
     if (upstream.bufferedAmount > this.context.config.websocket.maxBuffered) {
       // Neither engine can stop reading one client here, so a client that outruns its backend is cut off.
       this.client!.end(CLOSE_TRY_AGAIN_LATER, 'backend is not keeping up');
     }
   }
 
-  private onUpstreamMessage(data: Buffer, isBinary: boolean): void {
+  onUpstreamMessage(data: Buffer, isBinary: boolean): void {
     this.upstreamAlive = true;
     const client = this.client;
     if (!client) {
@@ -295,7 +262,7 @@ export class WebSocketSession implements OpenSession, Admittable {
     }
   }
 
-  private onUpstreamClose(code: number, reason: Buffer): void {
+  onUpstreamClose(code: number, reason: Buffer): void {
     const client = this.client;
     if (!client) {
       if (this.early) this.earlyClose = [code, reason];
@@ -312,12 +279,10 @@ export class WebSocketSession implements OpenSession, Admittable {
     this.early = null;
     this.closeCode = code;
     const upstream = this.upstream;
-    if (upstream && upstream.readyState === UpstreamSocket.OPEN) {
-      if (sendableCode(code)) upstream.close(code, reason.toString());
+    if (upstream?.isOpen) {
+      if (sendableCode(code)) upstream.close(code, reason);
       else if (code === 1005) upstream.close(1000);
       else upstream.close(CLOSE_GOING_AWAY, 'client connection lost');
-      // A backend that never answers the close frame must not hold the socket forever.
-      setTimeout(() => upstream.terminate(), 5000).unref();
     }
     this.finish();
   }
@@ -325,7 +290,7 @@ export class WebSocketSession implements OpenSession, Admittable {
   /** Pinged by the worker's keepalive round; a backend silent since the last round is dead. */
   keepalive(): void {
     const upstream = this.upstream;
-    if (!upstream || upstream.readyState !== UpstreamSocket.OPEN) return;
+    if (!upstream?.isOpen) return;
     if (!this.upstreamAlive) {
       upstream.terminate();
       return;

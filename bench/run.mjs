@@ -6,11 +6,14 @@
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 3 : 10;
+/** Load before each measurement, so that no target is measured cold (JIT, connection pools). */
+const WARM_UP_SECONDS = quick ? 1 : 2;
 const WS_SESSIONS = 1000;
 const IDLE_SESSIONS = quick ? 1000 : 9000;
 const CORES = availableParallelism();
@@ -27,6 +30,7 @@ function start(command, args, options = {}) {
 }
 
 function stop(child) {
+  child.stopping = true;
   if (child.exitCode !== null) return Promise.resolve();
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
@@ -51,6 +55,20 @@ function waitForOutput(child, text, ms = 10_000) {
       }
     });
   });
+}
+
+/** Resolves once something accepts connections on the port (a started proxy is listening). */
+async function waitForPort(port, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const open = await new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => resolve(socket.destroy() || true));
+      socket.on('error', () => resolve(false));
+    });
+    if (open) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
 }
 
 /** The process and its children (NGINX and HAProxy workers): pids to sum CPU and memory over. */
@@ -115,7 +133,7 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:${HTTP_BACKEND}; location / { return 200 "ok\\n"; } } }`,
     );
     const child = start('nginx', ['-c', file, '-p', dir]);
-    await sleep(400);
+    await waitForPort(HTTP_BACKEND);
     return { child, name: 'nginx (1 process, return 200)' };
   }
   const child = start(process.execPath, [join(root, 'scripts/uwsEchoBackend.mjs'), String(HTTP_BACKEND)]);
@@ -149,8 +167,13 @@ function fairwayTarget(workers, port, engine = 'uws') {
         }),
       );
       const child = start(process.execPath, [join(root, 'dist/src/cli.js'), '--config', file]);
-      child.stdout.resume();
-      await sleep(1500);
+      // Its warnings and errors, kept to explain a failed measurement.
+      child.stdout.on('data', (d) => (child.lastOutput = `${child.lastOutput ?? ''}${d}`.slice(-4000)));
+      child.once('exit', (code, signal) => {
+        if (!child.stopping) process.stderr.write(`fairway ${workers}w exited (${code ?? signal}):\n${child.lastOutput ?? ''}\n`);
+      });
+      await waitForPort(port);
+      await sleep(300);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
     },
   };
@@ -222,13 +245,14 @@ http { access_log off;
 // ---- measurements --------------------------------------------------------------------------
 
 function parseMicros(text) {
-  const [, value, unit] = /([\d.]+)(us|ms|s)/.exec(text);
+  const [, value, unit] = /([\d.]+)(us|ms|s)/.exec(text) ?? [];
   return Number(value) * (unit === 'us' ? 1 : unit === 'ms' ? 1000 : 1e6);
 }
 
-function httpLoad(url) {
+function httpLoad(url, seconds = SECONDS) {
   if (has('wrk')) {
-    const out = execFileSync('wrk', ['-t1', '-c50', `-d${SECONDS}s`, '--latency', url], { encoding: 'utf8' });
+    const out = execFileSync('wrk', ['-t1', '-c50', `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+    if (!/99%/.test(out)) throw new Error(`wrk against ${url} failed:\n${out}`);
     const requests = Number(/(\d+) requests in/.exec(out)[1]);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
     return {
@@ -240,15 +264,15 @@ function httpLoad(url) {
       p99us: parseMicros(/99%\s+(\S+)/.exec(out)[1]),
     };
   }
-  const out = execFileSync(join(root, 'node_modules/.bin/autocannon'), ['-c', '50', '-d', String(SECONDS), '-j', url], { encoding: 'utf8' });
+  const out = execFileSync(join(root, 'node_modules/.bin/autocannon'), ['-c', '50', '-d', String(seconds), '-j', url], { encoding: 'utf8' });
   const result = JSON.parse(out);
   return { tool: 'autocannon -c50', rps: Math.round(result.requests.average), requests: result.requests.total, non2xx: result.non2xx, p50us: result.latency.p50 * 1000, p99us: result.latency.p99 * 1000 };
 }
 
-async function wsRoundTrips(url) {
+async function wsRoundTrips(url, seconds = SECONDS) {
   // Two client processes with half the sessions each, so the client is not one busy core.
-  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(SECONDS)]));
-  const outputs = await Promise.all(clients.map((c) => waitForOutput(c, '}', (SECONDS + 30) * 1000)));
+  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(seconds)]));
+  const outputs = await Promise.all(clients.map((c) => waitForOutput(c, '}', (seconds + 30) * 1000)));
   return outputs.reduce((sum, out) => sum + JSON.parse(out.trim().split('\n').at(-1)).perSecond, 0);
 }
 
@@ -286,9 +310,11 @@ const rows = [];
 for (const target of targets) {
   process.stderr.write(`measuring ${target.name}…\n`);
   const running = await target.start();
+  httpLoad(running.http, WARM_UP_SECONDS);
   const cpuBefore = running.pid ? cpuSeconds(running.pid) : 0;
   const http = httpLoad(running.http);
   const cpu = running.pid ? cpuSeconds(running.pid) - cpuBefore : null;
+  await wsRoundTrips(running.ws, WARM_UP_SECONDS);
   const ws = await wsRoundTrips(running.ws);
   await running.stop();
   await sleep(500);
@@ -350,6 +376,7 @@ const section = `<!-- bench:start -->
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}. ${SECONDS} s per figure, one target after another in one run.
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
+- Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy during the HTTP run, per 100 000 requests.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Configs in \`bench/run.mjs\`.
 

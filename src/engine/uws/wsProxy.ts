@@ -87,10 +87,7 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const handshake = new UwsHandshake(res, key, protocols, extensions, socketContext);
   const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, responseTimeout, gate.limitSlot);
   handshake.session = session;
-  res.onAborted(() => {
-    handshake.abort();
-    session.onHandshakeAborted();
-  });
+  handshake.watchAbort();
   session.cancelWait = gate.pool.admit(session, gate.key, gate.stickySlot);
 }
 
@@ -108,9 +105,16 @@ class UwsHandshake implements ClientHandshake {
     private readonly socketContext: us_socket_context_t,
   ) {}
 
-  /** The client left: nothing may be written to `res` any more. */
-  abort(): void {
-    this.answered = true;
+  /**
+   * uWS keeps this callback for the socket's whole life: it is made here, not in the upgrade
+   * handler, so that it holds only the handshake and not the request's head.
+   */
+  watchAbort(): void {
+    this.res.onAborted(() => {
+      // The client left: nothing may be written to `res` any more.
+      this.answered = true;
+      this.session.onHandshakeAborted();
+    });
   }
 
   refuse(fault: ProxyFault, closeConnection: boolean): void {

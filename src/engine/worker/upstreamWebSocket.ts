@@ -174,10 +174,12 @@ export class UpstreamWebSocket {
       : netConnect({ host: target.host, port: target.port });
     this.socket = socket;
     socket.setNoDelay(true);
+    // Closures here must not use `target`: they live as long as the socket, and so would its headers.
+    const { responseTimeout } = target;
     this.timer = setTimeout(() => this.fail(failure('FAIRWAY_CONNECT_TIMEOUT', 'the backend did not accept the connection in time')), target.connectTimeout);
     socket.once(target.tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.fail(failure('FAIRWAY_HANDSHAKE_TIMEOUT', 'the backend did not answer the upgrade in time')), target.responseTimeout);
+      this.timer = setTimeout(() => this.fail(failure('FAIRWAY_HANDSHAKE_TIMEOUT', 'the backend did not answer the upgrade in time')), responseTimeout);
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.onSocketError(err));

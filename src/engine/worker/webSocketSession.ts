@@ -66,6 +66,10 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   /** Cleared when a ping goes out, set by any sign of life; still clear at the next ping = dead. */
   upstreamAlive = true;
   private closeCode = 0;
+  /** Path and client for the access log; the upstream request's headers until the backend answers. */
+  private readonly path: string;
+  private readonly fromAddress: string;
+  private upstreamHeaders: string[] | null;
   /** When the current handshake toward a backend began. */
   private sentAt = 0;
   private bytesIn = 0;
@@ -81,12 +85,12 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   }
 
   get clientAddress(): string {
-    return this.head.client;
+    return this.fromAddress;
   }
 
   constructor(
     private readonly context: WorkerContext,
-    private readonly head: RequestHead,
+    head: RequestHead,
     private readonly pool: PoolRuntime,
     private readonly stickyMatched: boolean,
     handshake: ClientHandshake,
@@ -96,6 +100,9 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     private readonly limitSlot: number,
   ) {
     this.pending = handshake;
+    this.path = head.path;
+    this.fromAddress = head.client;
+    this.upstreamHeaders = head.headers;
     context.webSockets.add(this);
   }
 
@@ -123,15 +130,15 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   }
 
   private connect(): void {
-    const { context, head } = this;
+    const { context } = this;
     const backend = context.backends[this.slot];
     this.sentAt = performance.now();
     this.upstream = new UpstreamWebSocket(this, {
       host: backend.host,
       port: backend.port,
       tls: tlsConnectOptions(this.pool.config, backend),
-      path: head.path,
-      headers: head.headers,
+      path: this.path,
+      headers: this.upstreamHeaders!,
       protocols: this.pending!.protocols,
       maxMessage: context.config.websocket.maxMessage,
       connectTimeout: context.config.timeouts.connect,
@@ -149,6 +156,8 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     if (pool.config.algorithm === 'least-time') recordLatency(context.table, this.slot, handshakeMs * 1000, context.table.now(), pool.config.decay);
     context.table.observeLatency(this.slot, handshakeMs / 1000);
     context.table.countWebSocket(this.slot);
+    // No more attempts: an idle session keeps only what its access-log line needs.
+    this.upstreamHeaders = null;
     this.early = [];
     handshake.accept(protocol, this.stickyMatched ? undefined : pool.stickyCookie(this.slot));
   }
@@ -320,13 +329,13 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     if (context.accessLog) {
       context.logger.info({
         type: 'websocket',
-        path: this.head.path,
+        path: this.path,
         code: this.closeCode,
         backend: this.slot >= 0 ? context.backends[this.slot].origin : '',
         ms: Math.round(performance.now() - this.startedAt),
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
-        client: this.head.client,
+        client: this.fromAddress,
       });
     }
   }

@@ -1,0 +1,187 @@
+// The HTTP client toward backends, alone: CPU per request and requests per second of undici as
+// fairway drives it (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a
+// naive client on raw sockets that only knows Content-Length responses (the floor: the syscalls
+// and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
+// Each client's answer is checked before it is timed.
+// Usage: npm run bench:upstream [-- SECONDS]
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+
+const SECONDS = Number(process.argv[2] ?? 5);
+const IN_FLIGHT = 50;
+const PORT = 9451;
+const root = new URL('..', import.meta.url).pathname;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function startBackend() {
+  if (spawnSync('sh', ['-c', 'command -v nginx']).status === 0) {
+    const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-upstream-'));
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      `daemon off; worker_processes 1; error_log ${dir}/error.log; pid ${dir}/nginx.pid;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${PORT}; location / { return 200 "ok\\n"; } } }`,
+    );
+    return { child: spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' }), name: 'nginx, 1 process' };
+  }
+  return { child: spawn(process.execPath, [join(root, 'scripts/uwsEchoBackend.mjs'), String(PORT)], { stdio: 'ignore' }), name: 'uWS (scripts/uwsEchoBackend.mjs)' };
+}
+
+// ---- the clients: each is `(done) => void`, sending one GET / and calling done(status, body) ----
+
+function undiciDispatch() {
+  const pool = new Pool(`http://127.0.0.1:${PORT}`, { connections: null, pipelining: 1, keepAliveTimeout: 4000 });
+  const headers = ['host', `127.0.0.1:${PORT}`, 'user-agent', 'bench', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http'];
+  return {
+    send(done) {
+      let status = 0;
+      const chunks = [];
+      pool.dispatch(
+        { path: '/', method: 'GET', headers },
+        {
+          onRequestStart() {},
+          onResponseStart(_controller, statusCode) {
+            status = statusCode;
+          },
+          onResponseData(_controller, chunk) {
+            chunks.push(chunk);
+          },
+          onResponseEnd() {
+            done(status, Buffer.concat(chunks).toString());
+          },
+          onResponseError(_controller, err) {
+            done(0, String(err));
+          },
+        },
+      );
+    },
+    close: () => pool.close(),
+  };
+}
+
+function undiciRequest() {
+  const pool = new Pool(`http://127.0.0.1:${PORT}`, { connections: null, pipelining: 1, keepAliveTimeout: 4000 });
+  return {
+    send(done) {
+      pool.request({ path: '/', method: 'GET' }).then(
+        async (res) => done(res.statusCode, await res.body.text()),
+        (err) => done(0, String(err)),
+      );
+    },
+    close: () => pool.close(),
+  };
+}
+
+function nodeHttp() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
+  return {
+    send(done) {
+      http
+        .get({ host: '127.0.0.1', port: PORT, path: '/', agent }, (res) => {
+          const chunks = [];
+          res.on('data', (chunk) => chunks.push(chunk));
+          res.on('end', () => done(res.statusCode, Buffer.concat(chunks).toString()));
+        })
+        .on('error', (err) => done(0, String(err)));
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+/** Not a usable client: no chunked bodies, no errors, no timeouts. It shows what is left without one. */
+function naiveRawSockets() {
+  const idle = [];
+  const head = Buffer.from(`GET / HTTP/1.1\r\nhost: 127.0.0.1:${PORT}\r\nuser-agent: bench\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n`, 'latin1');
+  function connection() {
+    const socket = net.connect(PORT, '127.0.0.1');
+    socket.setNoDelay(true);
+    const state = { socket, done: null, buffered: Buffer.alloc(0) };
+    socket.on('data', (chunk) => {
+      state.buffered = state.buffered.length ? Buffer.concat([state.buffered, chunk]) : chunk;
+      const end = state.buffered.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const headText = state.buffered.toString('latin1', 0, end);
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(headText)?.[1] ?? 0);
+      if (state.buffered.length < end + 4 + length) return;
+      const status = Number(headText.slice(9, 12));
+      const body = state.buffered.toString('latin1', end + 4, end + 4 + length);
+      state.buffered = state.buffered.subarray(end + 4 + length);
+      const done = state.done;
+      state.done = null;
+      idle.push(state);
+      done(status, body);
+    });
+    return state;
+  }
+  return {
+    send(done) {
+      const state = idle.pop() ?? connection();
+      state.done = done;
+      state.socket.write(head);
+    },
+    close: () => idle.forEach((s) => s.socket.destroy()),
+  };
+}
+
+const CLIENTS = [
+  ['undici Pool.dispatch (as fairway)', undiciDispatch],
+  ['undici Pool.request', undiciRequest],
+  ['node:http Agent keep-alive', nodeHttp],
+  ['naive raw sockets (floor)', naiveRawSockets],
+];
+
+async function measure(client) {
+  // The answer first.
+  const [status, body] = await new Promise((resolve) => client.send((...answer) => resolve(answer)));
+  if (status !== 200 || body !== 'ok\n') throw new Error(`wrong answer: ${status} ${JSON.stringify(body)}`);
+  let completed = 0;
+  let running = true;
+  const deadline = performance.now() + SECONDS * 1000;
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  await new Promise((resolve, reject) => {
+    let inFlight = 0;
+    const next = () => {
+      inFlight++;
+      client.send((code) => {
+        inFlight--;
+        if (code !== 200) return reject(new Error(`status ${code}`));
+        completed++;
+        if (running && performance.now() < deadline) next();
+        else {
+          running = false;
+          if (inFlight === 0) resolve();
+        }
+      });
+    };
+    for (let i = 0; i < IN_FLIGHT; i++) next();
+  });
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { perSecond: Math.round(completed / elapsed), cpuMicrosPerRequest: (cpu.user + cpu.system) / completed };
+}
+
+const backend = startBackend();
+process.on('exit', () => backend.child.kill('SIGTERM'));
+await sleep(500);
+const rows = [];
+for (const [name, make] of CLIENTS) {
+  const client = make();
+  const result = await measure(client);
+  await client.close();
+  rows.push({ name, ...result });
+  process.stderr.write(`${name}: ${result.perSecond} req/s, ${result.cpuMicrosPerRequest.toFixed(1)} µs CPU per request\n`);
+}
+const floor = rows.at(-1).cpuMicrosPerRequest;
+console.log(`\nbackend: ${backend.name}; ${IN_FLIGHT} in flight; ${SECONDS} s each; ${process.version}`);
+console.log('| client | req/s | µs CPU / request | × naive floor |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const row of rows) console.log(`| ${row.name} | ${row.perSecond} | ${row.cpuMicrosPerRequest.toFixed(1)} | ${(row.cpuMicrosPerRequest / floor).toFixed(2)} |`);
+process.exit(0);

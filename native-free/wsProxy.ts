@@ -181,7 +181,8 @@ class NodeClientSocket implements ClientSocket {
   send(data: Buffer, isBinary: boolean): number {
     if (this.ws.readyState !== WebSocket.OPEN) return 1;
     if (this.ws.bufferedAmount > this.maxBackpressure) return SEND_DROPPED;
-    this.ws.send(data, { binary: isBinary });
+    // ws may queue `data` itself, and it is valid only during this call: send a copy.
+    this.ws.send(Buffer.from(data), { binary: isBinary });
     return 1;
   }
 

@@ -5,7 +5,7 @@
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import bufferUtil from 'bufferutil';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 
@@ -16,6 +16,7 @@ export interface UpstreamHandler {
   onUpstreamRefusal(status: number, statusMessage: string, contentType: string | undefined, body: Buffer): void;
   /** Connect, TLS or handshake failure before open; a socket error after it (a close follows). */
   onUpstreamError(err: Error & { code?: string }): void;
+  /** `data` is valid only during the call (it may sit in the worker's shared read buffer): copy what is kept. */
   onUpstreamMessage(data: Buffer, isBinary: boolean): void;
   onUpstreamPong(): void;
   /** Once, after open: the backend's close frame (1005 without a code) or 1006 for a lost connection. */
@@ -70,6 +71,12 @@ const enum Stage {
 function failure(code: string, message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code });
 }
+
+/**
+ * Every upstream socket of this thread reads into this one buffer (net's `onread`), so a read
+ * allocates nothing and skips the stream machinery; what outlives the read callback is copied.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** Masking keys, taken 4 bytes at a time from one random block refilled when used up. */
 const maskPool = Buffer.alloc(8192);
@@ -169,9 +176,11 @@ export class UpstreamWebSocket {
     this.maxMessage = target.maxMessage;
     this.key = randomBytes(16).toString('base64');
     this.offered = target.protocols ? target.protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
+    const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Buffer) => this.onRead(length, buffer) };
     const socket = target.tls
-      ? tlsConnect({ host: target.host, port: target.port, ...target.tls, })
-      : netConnect({ host: target.host, port: target.port });
+      ? // tls.connect takes `onread` as net.connect does (the typings lack it).
+      tlsConnect({ host: target.host, port: target.port, ...target.tls, onread } as ConnectionOptions)
+      : netConnect({ host: target.host, port: target.port, onread });
     this.socket = socket;
     socket.setNoDelay(true);
     // Closures here must not use `target`: they live as long as the socket, and so would its headers.
@@ -181,7 +190,6 @@ export class UpstreamWebSocket {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => this.fail(failure('FAIRWAY_HANDSHAKE_TIMEOUT', 'the backend did not answer the upgrade in time')), responseTimeout);
     });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.onSocketError(err));
     socket.on('close', () => this.onSocketClose());
     socket.write(this.requestHead(target), 'latin1');
@@ -246,6 +254,15 @@ export class UpstreamWebSocket {
   }
 
   // ---- reading -------------------------------------------------------------------------------
+
+  private onRead(length: number, buffer: Buffer): boolean {
+    this.onData(buffer.subarray(0, length));
+    // What is left unparsed still points into the shared buffer, which the next read overwrites.
+    const { chunks } = this;
+    for (let i = 0; i < chunks.length; i++) if (chunks[i].buffer === READ_BUFFER.buffer) chunks[i] = Buffer.from(chunks[i]);
+    // false would stop reading; pause() and resume() still govern it.
+    return true;
+  }
 
   private onData(chunk: Buffer): void {
     this.chunks.push(chunk);
@@ -406,7 +423,7 @@ export class UpstreamWebSocket {
         this.fragments = [];
         this.messageOpcode = opcode;
       }
-      this.fragments.push(payload);
+      this.fragments.push(Buffer.from(payload));
       this.fragmentBytes += payload.length;
       if (!this.fin) return;
       payload = Buffer.concat(this.fragments, this.fragmentBytes);

@@ -251,7 +251,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     const client = this.client;
     if (!client) {
       // The client's upgrade is under way: the engine opens it later, keep the message until then.
-      this.early?.push([data, isBinary]);
+      this.early?.push([Buffer.from(data), isBinary]);
       return;
     }
     this.bytesOut += data.length;

@@ -8,6 +8,14 @@ import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 
+/**
+ * Young generation of each worker's V8 heap, MiB. V8 grows it to 48 MiB or so during a burst of
+ * connections and keeps those pages, which at 9000 idle WebSocket sessions over 2 workers was half
+ * of the process's memory growth (9.2 KiB per session; 4.5 with this cap); no cost to HTTP or
+ * WebSocket throughput was measurable (docs/BENCHMARKS.md).
+ */
+const YOUNG_GENERATION_MB = 12;
+
 /** The serve task of each engine: one long-lived task per worker thread. */
 const SERVE_TASKS = {
   uws: fileURLToPath(new URL('../engine/uws/serveTask.js', import.meta.url)),
@@ -44,6 +52,7 @@ export class Supervisor {
       idleTimeout: Infinity,
       concurrentTasksPerWorker: 1,
       atomics: 'disabled',
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     });
   }
 

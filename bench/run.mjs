@@ -273,7 +273,8 @@ async function wsRoundTrips(url, seconds = SECONDS) {
   // Two client processes with half the sessions each, so the client is not one busy core.
   const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(seconds)]));
   const outputs = await Promise.all(clients.map((c) => waitForOutput(c, '}', (seconds + 30) * 1000)));
-  return outputs.reduce((sum, out) => sum + JSON.parse(out.trim().split('\n').at(-1)).perSecond, 0);
+  const results = outputs.map((out) => JSON.parse(out.trim().split('\n').at(-1)));
+  return { perSecond: results.reduce((sum, r) => sum + r.perSecond, 0), roundTrips: results.reduce((sum, r) => sum + r.roundTrips, 0) };
 }
 
 async function idleMemory(target, running) {
@@ -315,7 +316,9 @@ for (const target of targets) {
   const http = httpLoad(running.http);
   const cpu = running.pid ? cpuSeconds(running.pid) - cpuBefore : null;
   await wsRoundTrips(running.ws, WARM_UP_SECONDS);
-  const ws = await wsRoundTrips(running.ws);
+  const wsCpuBefore = running.pid ? cpuSeconds(running.pid) : 0;
+  const { perSecond: ws, roundTrips } = await wsRoundTrips(running.ws);
+  const wsCpu = running.pid ? cpuSeconds(running.pid) - wsCpuBefore : null;
   await running.stop();
   await sleep(500);
   // Memory on a fresh process: heap grown by the load above would otherwise be reused and hide
@@ -324,7 +327,14 @@ for (const target of targets) {
   const idle = await idleMemory(target, fresh);
   await fresh.stop();
   await sleep(500);
-  rows.push({ target: target.name, http, cpuPer100k: cpu === null ? null : (cpu / http.requests) * 100_000, ws, idle });
+  rows.push({
+    target: target.name,
+    http,
+    cpuPer100k: cpu === null ? null : (cpu / http.requests) * 100_000,
+    ws,
+    wsCpuPer100k: wsCpu === null ? null : (wsCpu / roundTrips) * 100_000,
+    idle,
+  });
 }
 await stop(wsBackend);
 await stop(httpBackend.child);
@@ -342,8 +352,8 @@ const versions = {
 };
 const machine = `${CORES} × ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB`;
 const lines = [
-  `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | idle WS KiB/session |`,
-  `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+  `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | idle WS KiB/session |`,
+  `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
   ...rows.map((r) =>
     [
       r.target,
@@ -356,6 +366,7 @@ const lines = [
       r.ws,
       ratio(r.ws, direct.ws),
       ratio(r.ws, haproxy?.ws),
+      r.wsCpuPer100k === null ? '–' : r.wsCpuPer100k.toFixed(2),
       r.idle ? `${(r.idle.bytesPerSession / 1024).toFixed(1)} (${r.idle.sessions})` : '–',
     ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
   ),
@@ -377,7 +388,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).
-- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy during the HTTP run, per 100 000 requests.
+- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its 1000 handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Configs in \`bench/run.mjs\`.
 
 ${table}

@@ -1,7 +1,7 @@
-// The HTTP client toward backends, alone: CPU per request and requests per second of undici as
-// fairway drives it (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a
-// naive client on raw sockets that only knows Content-Length responses (the floor: the syscalls
-// and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
+// The HTTP client toward backends, alone: CPU per request and requests per second of fairway's
+// own upstream client (src/engine/worker/upstreamHttp.ts), undici as fairway drove it before
+// (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a naive client on raw
+// sockets that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
 // Each client's answer is checked before it is timed.
 // Usage: npm run bench:upstream [-- SECONDS]
 
@@ -12,6 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
+import { UpstreamHttpPool } from '../dist/src/engine/worker/upstreamHttp.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const IN_FLIGHT = 50;
@@ -35,6 +36,36 @@ http { access_log off; keepalive_requests 1000000;
 }
 
 // ---- the clients: each is `(done) => void`, sending one GET / and calling done(status, body) ----
+
+function fairwayUpstream() {
+  const pool = new UpstreamHttpPool({ host: '127.0.0.1', port: PORT, tls: undefined, connectTimeout: 5000, responseTimeout: 5000, idleTimeout: 5000, keepAliveTimeout: 4000 });
+  const headers = ['host', `127.0.0.1:${PORT}`, 'user-agent', 'bench', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http'];
+  return {
+    send(done) {
+      let status = 0;
+      const chunks = [];
+      pool.dispatch(
+        { path: '/', method: 'GET', headers, body: null },
+        {
+          onRequestStart() {},
+          onResponseStart(_control, statusCode) {
+            status = statusCode;
+          },
+          onResponseData(_control, chunk) {
+            chunks.push(chunk);
+          },
+          onResponseEnd() {
+            done(status, Buffer.concat(chunks).toString());
+          },
+          onResponseError(_control, err) {
+            done(0, String(err));
+          },
+        },
+      );
+    },
+    close: () => pool.destroy(),
+  };
+}
 
 function undiciDispatch() {
   const pool = new Pool(`http://127.0.0.1:${PORT}`, { connections: null, pipelining: 1, keepAliveTimeout: 4000 });
@@ -131,7 +162,8 @@ function naiveRawSockets() {
 }
 
 const CLIENTS = [
-  ['undici Pool.dispatch (as fairway)', undiciDispatch],
+  ['fairway upstreamHttp (as fairway)', fairwayUpstream],
+  ['undici Pool.dispatch (as fairway before)', undiciDispatch],
   ['undici Pool.request', undiciRequest],
   ['node:http Agent keep-alive', nodeHttp],
   ['naive raw sockets (floor)', naiveRawSockets],

@@ -1,4 +1,4 @@
-// HTTP proxying between a node:http (or HTTP/2) response and an undici dispatch, through the
+// HTTP proxying between a node:http (or HTTP/2) response and the upstream HTTP client, through the
 // engine-neutral HttpExchange.
 
 import type { ServerResponse } from 'node:http';

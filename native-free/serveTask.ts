@@ -74,7 +74,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   let tcpListeners;
   if (!(await channel.readyToListen())) {
     // Stopped while starting (a replacement the primary no longer wants).
-    await context.closeDispatchers();
+    context.closeUpstreams();
     channel.close();
     return { worker };
   }
@@ -88,7 +88,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     const message = `worker ${worker} could not listen: ${(err as Error).message}`;
     channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
     for (const listener of listeners) listener.close();
-    await context.closeDispatchers();
+    context.closeUpstreams();
     throw new Error(message);
   }
   channel.post({ type: 'listening' });

@@ -37,20 +37,18 @@ export function faultFor(err: unknown): ProxyFault {
   switch (code) {
     case 'ECONNREFUSED':
       return FAULTS.connectRefused;
-    case 'UND_ERR_CONNECT_TIMEOUT':
     case 'FAIRWAY_CONNECT_TIMEOUT':
     case 'ETIMEDOUT':
       return FAULTS.connectTimeout;
     case 'FAIRWAY_BAD_HANDSHAKE':
       return FAULTS.badHandshake;
     case 'FAIRWAY_HANDSHAKE_TIMEOUT':
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
+    case 'FAIRWAY_RESPONSE_TIMEOUT':
+    case 'FAIRWAY_BODY_TIMEOUT':
       return FAULTS.responseTimeout;
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_SOCKET':
-    case 'UND_ERR_CLOSED':
+    case 'FAIRWAY_UPSTREAM_CLOSED':
       return FAULTS.upstreamReset;
     default:
       return isCertificateError(err) ? FAULTS.upstreamTls : FAULTS.upstreamError;
@@ -66,13 +64,13 @@ export function isCertificateError(err: unknown): boolean {
 /** The backend was never reached: safe to try another for any request. */
 export function isConnectFailure(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
-  return code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'FAIRWAY_CONNECT_TIMEOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL';
+  return code === 'ECONNREFUSED' || code === 'FAIRWAY_CONNECT_TIMEOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL';
 }
 
 /** The connection broke before any response byte: safe to try another for idempotent methods. */
 export function isReset(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
-  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CLOSED';
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'FAIRWAY_UPSTREAM_CLOSED';
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);

@@ -1,4 +1,4 @@
-// HTTP/1.1 proxying between a uWS response and an undici dispatch, streaming both ways.
+// HTTP/1.1 proxying between a uWS response and the upstream HTTP client, streaming both ways.
 
 import { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';

@@ -64,7 +64,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   if (!(await channel.readyToListen())) {
     // Stopped while starting (a replacement the primary no longer wants).
     closeApp(app);
-    await context.closeDispatchers();
+    context.closeUpstreams();
     channel.close();
     return { worker };
   }
@@ -74,7 +74,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   if (!listenSocket) {
     const message = `worker ${worker} could not listen on ${config.listen.host}:${config.listen.port}`;
     channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
-    await context.closeDispatchers();
+    context.closeUpstreams();
     throw new Error(message);
   }
   let tcpListeners;
@@ -85,7 +85,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
     uws.us_listen_socket_close(listenSocket);
     closeApp(app);
-    await context.closeDispatchers();
+    context.closeUpstreams();
     throw new Error(message);
   }
   channel.post({ type: 'listening' });

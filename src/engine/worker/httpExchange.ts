@@ -1,16 +1,14 @@
-// One proxied HTTP request, the same for every engine: admission, the undici dispatch, retries,
+// One proxied HTTP request, the same for every engine: admission, the upstream HTTP request, retries,
 // counting and the access log. The engine gives it a ClientReply to write the response with.
 
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { recordLatency } from '../../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
 import type { RequestHead } from '../../core/forwarding.js';
 import type { MatchedRoute } from '../../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
+import type { UpstreamControl, UpstreamResponseHandler } from './upstreamHttp.js';
 import type { WorkerContext } from './workerContext.js';
-
-type DispatchController = Dispatcher.DispatchController;
 
 /** Response headers that describe one hop: never relayed. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
@@ -36,7 +34,7 @@ export interface ClientReply {
 }
 
 /** One proxied request: owns the slot it is given until the upstream exchange ends. */
-export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
+export class HttpExchange implements UpstreamResponseHandler, Admittable {
   /** Set while the request waits in its pool's queue: takes it out when the client leaves. */
   cancelWait: (() => void) | undefined;
   /** The request body streamed upstream, or null when there is none. */
@@ -46,7 +44,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
   /** Backends this request was sent to, the current one last. */
   private readonly tried: number[] = [];
   private setCookie: string | undefined;
-  private controller: DispatchController | null = null;
+  private controller: UpstreamControl | null = null;
   private clientGone = false;
   /** Set once the response is complete or failed: the reply must not be touched again. */
   private responseDone = false;
@@ -99,54 +97,53 @@ export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     this.sentAt = performance.now();
     try {
       const timeouts = this.route.timeouts;
-      context.dispatchers[this.slot].dispatch(
+      context.upstreams[this.slot].dispatch(
         timeouts
-          ? { path: head.path, method: head.method, headers: head.headers, body: this.body, headersTimeout: timeouts.response, bodyTimeout: timeouts.idle }
+          ? { path: head.path, method: head.method, headers: head.headers, body: this.body, responseTimeout: timeouts.response, idleTimeout: timeouts.idle }
           : { path: head.path, method: head.method, headers: head.headers, body: this.body },
         this,
       );
     } catch (err) {
-      // undici refuses some requests synchronously (a header it will not send, for one).
+      // A socket that cannot even be made (an invalid address, for one) fails the request here.
       this.onResponseError(null, err as Error);
     }
   }
 
-  onRequestStart(controller: DispatchController): void {
+  onRequestStart(controller: UpstreamControl): void {
     this.controller = controller;
     if (this.clientGone) controller.abort(new Error('client went away'));
   }
 
-  onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
-    if (statusCode < 200 || this.clientGone) return;
+  onResponseStart(_controller: UpstreamControl, statusCode: number, headers: string[], statusMessage: string, announcedLength: number): void {
+    if (this.clientGone) return;
     if (this.pool.config.algorithm === 'least-time') {
       recordLatency(this.context.table, this.slot, (performance.now() - this.sentAt) * 1000, this.context.table.now(), this.pool.config.decay);
     }
     this.answered = true;
     this.status = statusCode;
     const noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
-    const length = headers['content-length'];
-    const total = typeof length === 'string' && headers['transfer-encoding'] === undefined ? Number(length) : -1;
     const edit = this.route.responseHeaders;
     const relayed: string[] = [];
-    for (const name in headers) {
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i];
       if (HOP_BY_HOP.has(name)) continue;
       if (edit && (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name))) continue;
-      const value = headers[name]!;
-      if (typeof value === 'string') relayed.push(name, value);
-      else for (const item of value) relayed.push(name, item);
+      relayed.push(name, headers[i + 1]);
     }
     if (edit) for (const [name, value] of edit.set) relayed.push(name, value);
     if (this.setCookie) relayed.push('set-cookie', this.setCookie);
-    this.reply.start(statusCode, statusMessage, relayed, total, noBody);
+    this.reply.start(statusCode, statusMessage || undefined, relayed, announcedLength, noBody);
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
+  onResponseData(controller: UpstreamControl, chunk: Buffer): void {
     if (this.clientGone || this.responseDone) return;
     this.bytesOut += chunk.length;
     if (!this.reply.write(chunk, this.resume)) controller.pause();
   }
 
   onResponseEnd(): void {
+    // The connection may already carry another request: this one must not steer it any more.
+    this.controller = null;
     this.context.table.recordOutcome(this.slot, false, this.status);
     if (!this.clientGone && !this.responseDone) {
       this.responseDone = true;
@@ -155,7 +152,8 @@ export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
     this.finish();
   }
 
-  onResponseError(controller: DispatchController | null, err: Error): void {
+  onResponseError(_controller: UpstreamControl | null, err: Error): void {
+    this.controller = null;
     // Our own abort of a body over the limit is no failure of the backend's.
     if (!this.clientGone && this.status !== 413) {
       this.context.table.countFailure(this.slot);
@@ -227,7 +225,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler, Admittable {
       this.cancelWait = undefined;
       this.finish();
     } else if (this.controller && !this.released) {
-      // undici reports the abort through onResponseError, which releases the slot.
+      // The upstream client reports the abort through onResponseError, which releases the slot.
       this.controller.abort(new Error('client went away'));
     }
   }

@@ -1,6 +1,5 @@
 // What one worker thread holds while serving: routing, pickers, upstream clients, open sessions.
 
-import { Pool } from 'undici';
 import type { BackendConfig, Config } from '../../config/schema.js';
 import { PICKERS } from '../../core/balancers/registry.js';
 import type { ClientLimits } from '../../core/limits/clientLimits.js';
@@ -11,6 +10,10 @@ import type { SlotPlan } from '../../core/state/slotRegistry.js';
 import type { StateTable } from '../../core/state/stateTable.js';
 import type { Logger } from '../../log.js';
 import { PoolRuntime } from './admission.js';
+import { UpstreamHttpPool } from './upstreamHttp.js';
+
+/** Idle upstream connections close after this long: below the 5 s of Node's and many servers' keep-alive. */
+const KEEP_ALIVE_MS = 4_000;
 
 /** A session the worker can end on shutdown: a WebSocket or an in-flight HTTP exchange. */
 export interface OpenSession {
@@ -33,9 +36,9 @@ export class WorkerContext {
   pools = new Map<string, PoolRuntime>();
   /** Indexed by state-table slot. */
   readonly backends: BackendConfig[] = [];
-  readonly dispatchers: Pool[] = [];
-  /** What each dispatcher was made with, to tell when a reload changes it. */
-  private readonly dispatcherSettings: string[] = [];
+  readonly upstreams: UpstreamHttpPool[] = [];
+  /** What each upstream client was made with, to tell when a reload changes it. */
+  private readonly upstreamSettings: string[] = [];
   readonly webSockets = new Set<OpenSession>();
   /** Connections of the TCP listeners this worker runs. */
   readonly tcpSessions = new Set<OpenSession>();
@@ -77,17 +80,17 @@ export class WorkerContext {
         // finishes what it has in flight.
         const connect = tlsConnectOptions(pool, backend);
         const settings = JSON.stringify([backend.origin, config.timeouts, connect]);
-        if (this.dispatchers[slot] && this.dispatcherSettings[slot] === settings) continue;
-        void this.dispatchers[slot]?.close().catch(() => undefined);
-        this.dispatcherSettings[slot] = settings;
-        this.dispatchers[slot] = new Pool(backend.origin, {
-          connections: null,
-          pipelining: 1,
+        if (this.upstreams[slot] && this.upstreamSettings[slot] === settings) continue;
+        this.upstreams[slot]?.close();
+        this.upstreamSettings[slot] = settings;
+        this.upstreams[slot] = new UpstreamHttpPool({
+          host: backend.host,
+          port: backend.port,
+          tls: connect,
           connectTimeout: config.timeouts.connect,
-          headersTimeout: config.timeouts.response,
-          bodyTimeout: config.timeouts.idle,
-          keepAliveTimeout: 4_000,
-          connect,
+          responseTimeout: config.timeouts.response,
+          idleTimeout: config.timeouts.idle,
+          keepAliveTimeout: KEEP_ALIVE_MS,
         });
       }
     }
@@ -106,7 +109,8 @@ export class WorkerContext {
     for (const pool of this.pools.values()) pool.close();
   }
 
-  async closeDispatchers(): Promise<void> {
-    await Promise.allSettled(this.dispatchers.filter(Boolean).map((d) => d.destroy()));
+  /** Cuts every upstream HTTP connection (shutdown, after the grace period). */
+  closeUpstreams(): void {
+    for (const upstream of this.upstreams) upstream?.destroy();
   }
 }

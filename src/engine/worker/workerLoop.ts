@@ -144,7 +144,7 @@ export async function runWorker(
     }
     for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
     sockets.closeConnections();
-    await context.closeDispatchers();
+    context.closeUpstreams();
     await profile?.();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
   };

@@ -11,11 +11,16 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 const quick = process.argv.includes('--quick');
-const SECONDS = quick ? 3 : 10;
+/**
+ * Every target is measured once per round, the rounds one after another, and each figure is the
+ * median of its rounds: a host whose speed drifts during the run then moves every target alike.
+ */
+const ROUNDS = quick ? 1 : 3;
+const SECONDS = quick ? 2 : 4;
 /** Load before each measurement, so that no target is measured cold (JIT, connection pools). */
-const WARM_UP_SECONDS = quick ? 1 : 2;
+const WARM_UP_SECONDS = 1;
 const WS_SESSIONS = 1000;
-const IDLE_SESSIONS = quick ? 1000 : 9000;
+const IDLE_SESSIONS = 9000;
 const CORES = availableParallelism();
 const root = new URL('..', import.meta.url).pathname;
 const started = new Set();
@@ -260,8 +265,8 @@ function httpLoad(url, seconds = SECONDS) {
       rps: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])),
       requests,
       non2xx: errors ? Number(errors[1]) : 0,
-      p50us: parseMicros(/50%\s+(\S+)/.exec(out)[1]),
-      p99us: parseMicros(/99%\s+(\S+)/.exec(out)[1]),
+      p50us: parseMicros(/^\s*50%\s+(\S+)/m.exec(out)[1]),
+      p99us: parseMicros(/^\s*99%\s+(\S+)/m.exec(out)[1]),
     };
   }
   const out = execFileSync(join(root, 'node_modules/.bin/autocannon'), ['-c', '50', '-d', String(seconds), '-j', url], { encoding: 'utf8' });
@@ -307,9 +312,8 @@ else skipped.push('HAProxy (not installed: apt-get install haproxy)');
 if (has('nginx')) targets.push(nginxTarget(9414));
 else skipped.push('NGINX (not installed: apt-get install nginx)');
 
-const rows = [];
-for (const target of targets) {
-  process.stderr.write(`measuring ${target.name}…\n`);
+/** One round's figures for one target. */
+async function measureLoad(target) {
   const running = await target.start();
   httpLoad(running.http, WARM_UP_SECONDS);
   const cpuBefore = running.pid ? cpuSeconds(running.pid) : 0;
@@ -320,20 +324,56 @@ for (const target of targets) {
   const { perSecond: ws, roundTrips } = await wsRoundTrips(running.ws);
   const wsCpu = running.pid ? cpuSeconds(running.pid) - wsCpuBefore : null;
   await running.stop();
-  await sleep(500);
-  // Memory on a fresh process: heap grown by the load above would otherwise be reused and hide
-  // the cost of the idle sessions.
-  const fresh = await target.start();
-  const idle = await idleMemory(target, fresh);
-  await fresh.stop();
-  await sleep(500);
-  rows.push({
-    target: target.name,
+  await sleep(300);
+  return {
     http,
     cpuPer100k: cpu === null ? null : (cpu / http.requests) * 100_000,
     ws,
     wsCpuPer100k: wsCpu === null ? null : (wsCpu / roundTrips) * 100_000,
+  };
+}
+
+function median(values) {
+  const sorted = values.filter((v) => v !== null).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+const rounds = targets.map(() => []);
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const [i, target] of targets.entries()) {
+    process.stderr.write(`round ${round}/${ROUNDS}: measuring ${target.name}…\n`);
+    rounds[i].push(await measureLoad(target));
+  }
+}
+const rows = [];
+for (const [i, target] of targets.entries()) {
+  const samples = rounds[i];
+  let idle = null;
+  if (!quick) {
+    // Memory on a fresh process: heap grown by the load above would otherwise be reused and hide
+    // the cost of the idle sessions.
+    process.stderr.write(`idle memory: ${target.name}…\n`);
+    const fresh = await target.start();
+    idle = await idleMemory(target, fresh);
+    await fresh.stop();
+    await sleep(300);
+  }
+  const pick = (f) => median(samples.map(f));
+  rows.push({
+    target: target.name,
+    http: {
+      tool: samples[0].http.tool,
+      rps: Math.round(pick((s) => s.http.rps)),
+      p50us: pick((s) => s.http.p50us),
+      p99us: pick((s) => s.http.p99us),
+    },
+    cpuPer100k: pick((s) => s.cpuPer100k),
+    ws: Math.round(pick((s) => s.ws)),
+    wsCpuPer100k: pick((s) => s.wsCpuPer100k),
     idle,
+    rounds: samples,
   });
 }
 await stop(wsBackend);
@@ -372,8 +412,14 @@ const lines = [
   ),
 ];
 const table = lines.join('\n');
-console.log(`\nmachine: ${machine}; ${SECONDS} s per figure${quick ? ' (--quick)' : ''}`);
+const roundTable = [
+  '| target | HTTP req/s, each round | WS round trips/s, each round |',
+  '| --- | --- | --- |',
+  ...rows.map((r) => `| ${r.target} | ${r.rounds.map((s) => s.http.rps).join(' · ')} | ${r.rounds.map((s) => s.ws).join(' · ')} |`),
+].join('\n');
+console.log(`\nmachine: ${machine}; ${ROUNDS} round${ROUNDS > 1 ? 's' : ''} of ${SECONDS} s per figure${quick ? ' (--quick)' : ''}; medians`);
 console.log(table);
+if (ROUNDS > 1) console.log(`\n${roundTable}`);
 if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
@@ -384,15 +430,15 @@ const docs = join(root, 'docs/BENCHMARKS.md');
 const section = `<!-- bench:start -->
 ## Side by side: \`npm run bench\`${quick ? ' -- --quick' : ''}
 
-Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}. ${SECONDS} s per figure, one target after another in one run.
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}. ${ROUNDS === 1 ? 'One round' : `${ROUNDS} rounds`} of ${SECONDS} s per figure: in each round every target is measured, one after another${ROUNDS > 1 ? '; the table gives the median of the rounds, and each round\'s figures follow it, so that the drift of a shared host shows' : ''}.
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
-- Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).
+- Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its 1000 handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Configs in \`bench/run.mjs\`.
 
 ${table}
-${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;
+${ROUNDS > 1 ? `\n${roundTable}\n` : ''}${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;
 let text = readFileSync(docs, 'utf8');
 text = text.includes('<!-- bench:start -->') ? text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, section) : `${text.trimEnd()}\n\n${section}\n`;
 writeFileSync(docs, text);

@@ -6,7 +6,7 @@
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { get as httpGet } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -62,18 +62,25 @@ function waitForOutput(child, text, ms = 10_000) {
   });
 }
 
-/** Resolves once something accepts connections on the port (a started proxy is listening). */
+/**
+ * Resolves once the port answers an HTTP request: a started proxy is serving (accepting a TCP
+ * connection is not enough: fairway's primary holds its port while its workers start).
+ */
 async function waitForPort(port, ms = 15_000) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    const open = await new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => resolve(socket.destroy() || true));
-      socket.on('error', () => resolve(false));
+    const answered = await new Promise((resolve) => {
+      const req = httpGet({ host: '127.0.0.1', port, path: '/', timeout: 1000 }, (res) => {
+        res.resume();
+        resolve(true);
+      });
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve(false));
     });
-    if (open) return;
+    if (answered) return;
     await sleep(100);
   }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+  throw new Error(`nothing answers HTTP on 127.0.0.1:${port} after ${ms} ms`);
 }
 
 /** The process and its children (NGINX and HAProxy workers): pids to sum CPU and memory over. */
@@ -177,8 +184,10 @@ function fairwayTarget(workers, port, engine = 'uws') {
       child.once('exit', (code, signal) => {
         if (!child.stopping) process.stderr.write(`fairway ${workers}w exited (${code ?? signal}):\n${child.lastOutput ?? ''}\n`);
       });
-      await waitForPort(port);
-      await sleep(300);
+      await waitForPort(port).catch((err) => {
+        process.stderr.write(`fairway ${workers}w printed:\n${child.lastOutput ?? ''}\n`);
+        throw err;
+      });
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
     },
   };
@@ -217,7 +226,7 @@ backend ws
       );
       const child = start('haproxy', ['-f', file, '-db']);
       child.stdout.resume();
-      await sleep(800);
+      await waitForPort(port);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
     },
   };
@@ -241,7 +250,7 @@ http { access_log off;
       );
       const child = start('nginx', ['-c', file, '-p', dir]);
       child.stdout.resume();
-      await sleep(600);
+      await waitForPort(port);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
     },
   };

@@ -1,7 +1,7 @@
 // Worker crashes and their recovery, graceful shutdown of the real CLI, and port pre-flight.
 
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
@@ -67,6 +67,31 @@ test('SIGTERM: WebSockets close with 1001, requests in flight finish, new connec
   t.is(code, 0);
   t.regex(output(), ENGINE === 'uws' ? /engine uws: loaded uWebSockets\.js/ : /engine native-free/);
   t.regex(output(), /fairway stopped/);
+});
+
+test('clients that connect while fairway starts do not keep it from listening', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const port = await freePort();
+  // Connections opened as early as possible, each sending half a request and then waiting.
+  const early: Socket[] = [];
+  let connecting = true;
+  const dial = async () => {
+    while (connecting) {
+      const socket = connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nhost: x\r\n'));
+      socket.on('error', () => {});
+      early.push(socket);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  t.teardown(() => early.forEach((s) => s.destroy()));
+  const dialing = dial();
+  const { output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '2']);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), 10_000);
+  connecting = false;
+  await dialing;
+  const res = await request(`http://127.0.0.1:${port}/`, { headers: { connection: 'close' } });
+  t.is(res.statusCode, 200);
+  t.is(await res.body.text(), 'a');
 });
 
 test('a port already in use is refused before any worker starts', async (t) => {

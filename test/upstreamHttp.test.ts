@@ -166,6 +166,27 @@ test('a reset before any response byte: an idempotent request goes to another ba
   t.true(statuses.includes(200));
 });
 
+test('a kept-alive connection the backend closes as it is reused: GET goes again on a fresh one, POST gets 502', async (t) => {
+  // Each connection answers its first request and closes, unannounced, on its second.
+  const backend = await rawBackend(t, (socket, _head, raw) => {
+    const connection = raw.requests.at(-1)!.connection;
+    if (raw.requests.filter((r) => r.connection === connection).length === 1) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    else socket.destroy();
+  });
+  const proxy = await startProxy(t, { workers: 1, pools: { main: { backends: [backend.address] } } });
+  t.is((await get(proxy.port, '/a')).status, 200);
+  const again = await get(proxy.port, '/b');
+  t.is(again.status, 200);
+  t.is(again.body, 'ok');
+  const post = await get(proxy.port, '/c', 'POST');
+  t.is(post.status, 502);
+  t.is(post.headers['x-fairway-error'], 'upstream-reset');
+  t.deepEqual(
+    backend.requests.map((r) => `${pathOf(r.head)}@${r.connection}`),
+    ['/a@0', '/b@0', '/b@1', '/c@1'],
+  );
+});
+
 test('an answer that comes before the upload ends is relayed, and that connection is not used again', async (t) => {
   const backend = await rawBackend(t, (socket, head) => {
     if (pathOf(head) === '/upload') socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo much');

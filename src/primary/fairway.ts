@@ -203,7 +203,9 @@ function chooseEngine(config: Config, logger: Logger): RunningEngine {
  */
 function preflightPort(host: string, port: number, held: Server[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const probe = createServer();
+    // A client that connects while the port is held is cut at once: left open, its connection
+    // would keep the probe's close() (and so the workers' listen) waiting for as long as it stays.
+    const probe = createServer((socket) => socket.destroy());
     probe.once('error', (err: NodeJS.ErrnoException) =>
       reject(new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`)),
     );

@@ -6,6 +6,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Readable } from 'node:stream';
+import { isIdempotent, isReset } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 
 export interface UpstreamHttpOptions {
@@ -116,6 +117,8 @@ class UpstreamConnection implements UpstreamControl {
   private received = 0;
   /** The handler is not taking more of the response now. */
   private paused = false;
+  /** Requests this connection was given, the current one included. */
+  private served = 0;
   private readonly onBodyData = (chunk: Buffer) => this.writeBodyChunk(chunk);
   private readonly onBodyEnd = () => this.endBody();
   private readonly onBodyError = (err: Error) => this.fail(err);
@@ -145,6 +148,7 @@ class UpstreamConnection implements UpstreamControl {
     this.received = 0;
     this.requestSent = false;
     this.reusable = true;
+    this.served++;
     if (this.phase !== Phase.Connecting) {
       this.phase = Phase.Head;
       this.deadline = performance.now() + (request.responseTimeout ?? options.responseTimeout);
@@ -435,11 +439,17 @@ class UpstreamConnection implements UpstreamControl {
   /** The current request (if any) has failed with `err`; the connection is not used again. */
   fail(err: Error): void {
     const handler = this.handler;
+    const request = this.request;
+    // A kept-alive connection that the backend closed just as it was reused: the request never
+    // reached it, and goes once more on a fresh connection (what browsers and Go's client do).
+    const stale =
+      handler !== null && request !== null && this.phase === Phase.Head && this.served > 1 && this.received === 0 && request.body === null && isReset(err) && isIdempotent(request.method);
     this.handler = null;
     this.detachBody();
     this.request = null;
     this.discard();
-    handler?.onResponseError(this, err);
+    if (stale) this.pool.sendFresh(request, handler);
+    else handler?.onResponseError(this, err);
   }
 
   /** Closes the connection for good. */
@@ -518,6 +528,12 @@ export class UpstreamHttpPool {
     }
     const connection = this.idle.pop() ?? this.open();
     connection.start(request, handler);
+  }
+
+  /** Sends `request` on a new connection (its first went to a connection that had gone stale). */
+  sendFresh(request: UpstreamRequest, handler: UpstreamResponseHandler): void {
+    if (this.closing) handler.onResponseError(null, failure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
+    else this.open().start(request, handler);
   }
 
   private open(): UpstreamConnection {

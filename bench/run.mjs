@@ -2,7 +2,9 @@
 // request, in one run, for direct access, fairway (1 and N workers) and, when installed, HAProxy
 // and NGINX with equivalent configs. Everything on 127.0.0.1; every loop bounded in time; every
 // process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md.
-// Usage: npm run bench [-- --quick]
+// Usage: npm run bench [-- --quick] [--compare DIR]
+//   --compare DIR: also measures the fairway built in another checkout DIR (its dist/), 1 and N
+//   workers, in the same rounds, so that a change is judged against its base in one run.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +13,8 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 const quick = process.argv.includes('--quick');
+const compareAt = process.argv.indexOf('--compare');
+const compareDir = compareAt > 0 ? process.argv[compareAt + 1] : undefined;
 /**
  * Every target is measured once per round, the rounds one after another, and each figure is the
  * median of its rounds: a host whose speed drifts during the run then moves every target alike.
@@ -159,9 +163,10 @@ function directTarget() {
   return { name: 'direct', start: async () => ({ http: `http://127.0.0.1:${HTTP_BACKEND}/`, ws: `ws://127.0.0.1:${WS_BACKEND}/ws`, pid: null, stop: async () => {} }) };
 }
 
-function fairwayTarget(workers, port, engine = 'uws') {
+/** `tree`: the checkout whose dist/ runs; `label` names it in the table when it is not this one. */
+function fairwayTarget(workers, port, engine = 'uws', tree = root, label = '') {
   return {
-    name: engine === 'uws' ? `fairway ${workers}w` : `fairway ${engine} ${workers}w`,
+    name: `fairway${label ? ` ${label}` : ''}${engine === 'uws' ? '' : ` ${engine}`} ${workers}w`,
     start: async () => {
       const { file } = tempFile(
         'fairway.json',
@@ -169,7 +174,8 @@ function fairwayTarget(workers, port, engine = 'uws') {
           listen: `127.0.0.1:${port}`,
           workers,
           engine,
-          log: { level: 'warn', access: false },
+          // info for the one line that says it listens; access log off.
+          log: { level: 'info', access: false },
           websocket: { ping_interval: '0s' },
           pools: { http: { backends: [`127.0.0.1:${HTTP_BACKEND}`] }, ws: { backends: [`127.0.0.1:${WS_BACKEND}`] } },
           routes: [
@@ -178,13 +184,15 @@ function fairwayTarget(workers, port, engine = 'uws') {
           ],
         }),
       );
-      const child = start(process.execPath, [join(root, 'dist/src/cli.js'), '--config', file]);
+      const child = start(process.execPath, [join(tree, 'dist/src/cli.js'), '--config', file]);
       // Its warnings and errors, kept to explain a failed measurement.
       child.stdout.on('data', (d) => (child.lastOutput = `${child.lastOutput ?? ''}${d}`.slice(-4000)));
       child.once('exit', (code, signal) => {
         if (!child.stopping) process.stderr.write(`fairway ${workers}w exited (${code ?? signal}):\n${child.lastOutput ?? ''}\n`);
       });
-      await waitForPort(port).catch((err) => {
+      // Its log line first: a connection made while the primary still holds the port waits there
+      // (and, before that was fixed, kept the workers from listening).
+      await waitForOutput(child, 'fairway is listening', 15_000).then(() => waitForPort(port)).catch((err) => {
         process.stderr.write(`fairway ${workers}w printed:\n${child.lastOutput ?? ''}\n`);
         throw err;
       });
@@ -315,6 +323,8 @@ await waitForOutput(wsBackend, 'echo backend');
 const [major, minor] = process.versions.node.split('.').map(Number);
 const nativeFreeThreads = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12) ? CORES : 1;
 const targets = [directTarget(), fairwayTarget(1, 9411), fairwayTarget(CORES, 9412), fairwayTarget(nativeFreeThreads, 9415, 'native-free')];
+const compareLabel = compareDir ? `@${execFileSync('git', ['-C', compareDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()}` : '';
+if (compareDir) targets.push(fairwayTarget(1, 9416, 'uws', compareDir, compareLabel), fairwayTarget(CORES, 9417, 'uws', compareDir, compareLabel));
 const skipped = [];
 if (has('haproxy')) targets.push(haproxyTarget(9413));
 else skipped.push('HAProxy (not installed: apt-get install haproxy)');
@@ -437,7 +447,7 @@ writeFileSync(join(root, `bench/results/${stamp}.json`), JSON.stringify({ machin
 
 const docs = join(root, 'docs/BENCHMARKS.md');
 const section = `<!-- bench:start -->
-## Side by side: \`npm run bench\`${quick ? ' -- --quick' : ''}
+## Side by side: \`npm run bench${quick || compareDir ? ' --' : ''}${quick ? ' --quick' : ''}${compareDir ? ' --compare DIR' : ''}\`${compareDir ? ` (DIR: a checkout at ${compareLabel}, built; its rows are marked so)` : ''}
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}. ${ROUNDS === 1 ? 'One round' : `${ROUNDS} rounds`} of ${SECONDS} s per figure: in each round every target is measured, one after another${ROUNDS > 1 ? '; the table gives the median of the rounds, and each round\'s figures follow it, so that the drift of a shared host shows' : ''}.
 

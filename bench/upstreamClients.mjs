@@ -37,31 +37,35 @@ http { access_log off; keepalive_requests 1000000;
 
 // ---- the clients: each is `(done) => void`, sending one GET / and calling done(status, body) ----
 
+/** Handler for both dispatch-style clients (same callback names): gathers the body, then calls done. */
+function collecting(done) {
+  let status = 0;
+  const chunks = [];
+  return {
+    onRequestStart() {},
+    onResponseStart(_control, statusCode) {
+      status = statusCode;
+    },
+    onResponseData(_control, chunk) {
+      chunks.push(chunk);
+    },
+    onResponseEnd() {
+      done(status, Buffer.concat(chunks).toString());
+    },
+    onResponseError(_control, err) {
+      done(0, String(err));
+    },
+  };
+}
+
+const FORWARDED_HEADERS = ['host', `127.0.0.1:${PORT}`, 'user-agent', 'bench', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http'];
+
 function fairwayUpstream() {
   const pool = new UpstreamHttpPool({ host: '127.0.0.1', port: PORT, tls: undefined, connectTimeout: 5000, responseTimeout: 5000, idleTimeout: 5000, keepAliveTimeout: 4000 });
-  const headers = ['host', `127.0.0.1:${PORT}`, 'user-agent', 'bench', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http'];
+  const headers = FORWARDED_HEADERS;
   return {
     send(done) {
-      let status = 0;
-      const chunks = [];
-      pool.dispatch(
-        { path: '/', method: 'GET', headers, body: null },
-        {
-          onRequestStart() {},
-          onResponseStart(_control, statusCode) {
-            status = statusCode;
-          },
-          onResponseData(_control, chunk) {
-            chunks.push(chunk);
-          },
-          onResponseEnd() {
-            done(status, Buffer.concat(chunks).toString());
-          },
-          onResponseError(_control, err) {
-            done(0, String(err));
-          },
-        },
-      );
+      pool.dispatch({ path: '/', method: 'GET', headers, body: null }, collecting(done));
     },
     close: () => pool.destroy(),
   };
@@ -69,29 +73,10 @@ function fairwayUpstream() {
 
 function undiciDispatch() {
   const pool = new Pool(`http://127.0.0.1:${PORT}`, { connections: null, pipelining: 1, keepAliveTimeout: 4000 });
-  const headers = ['host', `127.0.0.1:${PORT}`, 'user-agent', 'bench', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http'];
+  const headers = FORWARDED_HEADERS;
   return {
     send(done) {
-      let status = 0;
-      const chunks = [];
-      pool.dispatch(
-        { path: '/', method: 'GET', headers },
-        {
-          onRequestStart() {},
-          onResponseStart(_controller, statusCode) {
-            status = statusCode;
-          },
-          onResponseData(_controller, chunk) {
-            chunks.push(chunk);
-          },
-          onResponseEnd() {
-            done(status, Buffer.concat(chunks).toString());
-          },
-          onResponseError(_controller, err) {
-            done(0, String(err));
-          },
-        },
-      );
+      pool.dispatch({ path: '/', method: 'GET', headers }, collecting(done));
     },
     close: () => pool.close(),
   };

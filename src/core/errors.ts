@@ -31,6 +31,11 @@ export const FAULTS = {
   internal: { code: 'internal', source: 'internal', status: 500, message: 'internal error in the load balancer' },
 } as const satisfies Record<string, ProxyFault>;
 
+/** An error carrying a code for faultFor: what the upstream clients fail a request or session with. */
+export function upstreamFailure(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
+}
+
 /** Maps an error from the HTTP client or a socket to the fault a client is told about. */
 export function faultFor(err: unknown): ProxyFault {
   const code = (err as { code?: string } | null)?.code;

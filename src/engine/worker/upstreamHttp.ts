@@ -6,7 +6,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { isIdempotent, isReset } from '../../core/errors.js';
+import { isIdempotent, isReset, upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 
 export interface UpstreamHttpOptions {
@@ -59,11 +59,6 @@ export interface UpstreamResponseHandler {
   onResponseError(control: UpstreamControl | null, err: Error): void;
 }
 
-/** Codes are mapped to faults in src/core/errors.ts. */
-function failure(code: string, message: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
-}
-
 const HEAD_LIMIT = 64 * 1024;
 /** How often connections are checked against their deadlines. */
 const SWEEP_MS = 50;
@@ -103,6 +98,8 @@ class UpstreamConnection implements UpstreamControl {
   deadline: number;
   private handler: UpstreamResponseHandler | null = null;
   private request: UpstreamRequest | null = null;
+  /** The current request's timeouts, ms. */
+  private responseTimeout = 0;
   private idleTimeout = 0;
   private reusable = true;
   private requestSent = false;
@@ -144,6 +141,7 @@ class UpstreamConnection implements UpstreamControl {
     const { options } = this.pool;
     this.request = request;
     this.handler = handler;
+    this.responseTimeout = request.responseTimeout ?? options.responseTimeout;
     this.idleTimeout = request.idleTimeout ?? options.idleTimeout;
     this.received = 0;
     this.requestSent = false;
@@ -151,7 +149,7 @@ class UpstreamConnection implements UpstreamControl {
     this.served++;
     if (this.phase !== Phase.Connecting) {
       this.phase = Phase.Head;
-      this.deadline = performance.now() + (request.responseTimeout ?? options.responseTimeout);
+      this.deadline = performance.now() + this.responseTimeout;
     }
     handler.onRequestStart(this);
     if (this.handler !== handler) return; // aborted at once
@@ -222,15 +220,11 @@ class UpstreamConnection implements UpstreamControl {
     if (!this.requestSent) body.resume();
   }
 
+  /** A connection is only made for a request; one that failed meanwhile is Closed already. */
   private onConnect(): void {
     if (this.phase !== Phase.Connecting) return;
-    const request = this.request;
-    if (!request) {
-      this.phase = Phase.Idle;
-      return;
-    }
     this.phase = Phase.Head;
-    this.deadline = performance.now() + (request.responseTimeout ?? this.pool.options.responseTimeout);
+    this.deadline = performance.now() + this.responseTimeout;
   }
 
   // ---- the response ----------------------------------------------------------------------------
@@ -238,7 +232,7 @@ class UpstreamConnection implements UpstreamControl {
   private onData(chunk: Buffer): void {
     if (this.phase === Phase.Head || this.phase === Phase.Body) {
       this.received += chunk.length;
-      this.deadline = performance.now() + (this.phase === Phase.Head ? (this.request?.responseTimeout ?? this.pool.options.responseTimeout) : this.idleTimeout);
+      this.deadline = performance.now() + (this.phase === Phase.Head ? this.responseTimeout : this.idleTimeout);
       this.parse(chunk);
       return;
     }
@@ -257,7 +251,7 @@ class UpstreamConnection implements UpstreamControl {
       if (this.phase === Phase.Head) {
         const end = data.indexOf('\r\n\r\n');
         if (end < 0) {
-          if (data.length > HEAD_LIMIT) return this.fail(failure('FAIRWAY_BAD_RESPONSE', 'the backend sent an oversized response head'));
+          if (data.length > HEAD_LIMIT) return this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent an oversized response head'));
           break;
         }
         const head = data.toString('latin1', 0, end);
@@ -333,7 +327,7 @@ class UpstreamConnection implements UpstreamControl {
   }
 
   private refuseResponse(why: string): false {
-    this.fail(failure('FAIRWAY_BAD_RESPONSE', why));
+    this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', why));
     return false;
   }
 
@@ -370,14 +364,14 @@ class UpstreamConnection implements UpstreamControl {
       }
       const lineEnd = data.indexOf('\r\n', at);
       if (lineEnd < 0) {
-        if (data.length - at > 4096) this.fail(failure('FAIRWAY_BAD_RESPONSE', 'the backend sent an oversized chunk line'));
+        if (data.length - at > 4096) this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent an oversized chunk line'));
         break;
       }
       const line = data.toString('latin1', at, lineEnd);
       at = lineEnd + 2;
       if (this.chunkStage === ChunkStage.DataEnd) {
         if (line !== '') {
-          this.fail(failure('FAIRWAY_BAD_RESPONSE', 'the backend sent a malformed chunk'));
+          this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent a malformed chunk'));
           break;
         }
         this.chunkStage = ChunkStage.Size;
@@ -385,7 +379,7 @@ class UpstreamConnection implements UpstreamControl {
         const semicolon = line.indexOf(';');
         const sizeText = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
         if (!/^[0-9a-fA-F]{1,12}$/.test(sizeText)) {
-          this.fail(failure('FAIRWAY_BAD_RESPONSE', 'the backend sent a malformed chunk size'));
+          this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent a malformed chunk size'));
           break;
         }
         this.remaining = parseInt(sizeText, 16);
@@ -429,11 +423,11 @@ class UpstreamConnection implements UpstreamControl {
       this.complete();
       return;
     }
-    this.fail(failure(this.received === 0 ? 'ECONNRESET' : 'FAIRWAY_UPSTREAM_CLOSED', 'the backend closed the connection before the response was complete'));
+    this.fail(upstreamFailure(this.received === 0 ? 'ECONNRESET' : 'FAIRWAY_UPSTREAM_CLOSED', 'the backend closed the connection before the response was complete'));
   }
 
   private onClose(): void {
-    if (this.phase !== Phase.Closed) this.fail(failure('ECONNRESET', 'the connection to the backend was lost'));
+    if (this.phase !== Phase.Closed) this.fail(upstreamFailure('ECONNRESET', 'the connection to the backend was lost'));
   }
 
   /** The current request (if any) has failed with `err`; the connection is not used again. */
@@ -465,19 +459,19 @@ class UpstreamConnection implements UpstreamControl {
     if (now < this.deadline) return;
     switch (this.phase) {
       case Phase.Connecting:
-        return this.fail(failure('FAIRWAY_CONNECT_TIMEOUT', 'the backend did not accept the connection in time'));
+        return this.fail(upstreamFailure('FAIRWAY_CONNECT_TIMEOUT', 'the backend did not accept the connection in time'));
       case Phase.Head:
         // A request body still streaming up keeps the wait alive.
         if (!this.requestSent) {
-          this.deadline = now + (this.request?.responseTimeout ?? this.pool.options.responseTimeout);
+          this.deadline = now + this.responseTimeout;
           return;
         }
-        return this.fail(failure('FAIRWAY_RESPONSE_TIMEOUT', 'the backend did not answer in time'));
+        return this.fail(upstreamFailure('FAIRWAY_RESPONSE_TIMEOUT', 'the backend did not answer in time'));
       case Phase.Body:
         if (this.paused) return; // the client is slow, not the backend
-        return this.fail(failure('FAIRWAY_BODY_TIMEOUT', 'the backend stopped sending the response body'));
+        return this.fail(upstreamFailure('FAIRWAY_BODY_TIMEOUT', 'the backend stopped sending the response body'));
       case Phase.Idle:
-        return this.fail(failure('FAIRWAY_IDLE', 'idle connection closed'));
+        return this.fail(upstreamFailure('FAIRWAY_IDLE', 'idle connection closed'));
     }
   }
 
@@ -523,7 +517,7 @@ export class UpstreamHttpPool {
 
   dispatch(request: UpstreamRequest, handler: UpstreamResponseHandler): void {
     if (this.closing) {
-      handler.onResponseError(null, failure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
+      handler.onResponseError(null, upstreamFailure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
       return;
     }
     const connection = this.idle.pop() ?? this.open();
@@ -532,7 +526,7 @@ export class UpstreamHttpPool {
 
   /** Sends `request` on a new connection (its first went to a connection that had gone stale). */
   sendFresh(request: UpstreamRequest, handler: UpstreamResponseHandler): void {
-    if (this.closing) handler.onResponseError(null, failure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
+    if (this.closing) handler.onResponseError(null, upstreamFailure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
     else this.open().start(request, handler);
   }
 
@@ -546,7 +540,7 @@ export class UpstreamHttpPool {
   /** A connection finished its request and may carry another. */
   release(connection: UpstreamConnection): void {
     if (this.closing) {
-      connection.fail(failure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
+      connection.fail(upstreamFailure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
       return;
     }
     connection.markIdle();
@@ -572,12 +566,12 @@ export class UpstreamHttpPool {
   /** No new requests; idle connections close now, busy ones once their response is complete. */
   close(): void {
     this.closing = true;
-    for (const connection of [...this.idle]) connection.fail(failure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
+    for (const connection of [...this.idle]) connection.fail(upstreamFailure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
   }
 
   /** Cuts every connection, with requests in flight failing. */
   destroy(): void {
     this.closing = true;
-    for (const connection of [...this.all]) connection.fail(failure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
+    for (const connection of [...this.all]) connection.fail(upstreamFailure('FAIRWAY_CLIENT_CLOSED', 'the upstream client is closed'));
   }
 }

@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import bufferUtil from 'bufferutil';
+import { upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 
 /** What the session is told by its upstream leg. Exactly one of open, refusal or error ends the handshake. */
@@ -65,11 +66,6 @@ const enum Stage {
   Length16,
   Length64,
   Payload,
-}
-
-/** Codes and causes a session maps to faults (src/core/errors.ts). */
-function failure(code: string, message: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
 }
 
 /**
@@ -185,10 +181,10 @@ export class UpstreamWebSocket {
     socket.setNoDelay(true);
     // Closures here must not use `target`: they live as long as the socket, and so would its headers.
     const { responseTimeout } = target;
-    this.timer = setTimeout(() => this.fail(failure('FAIRWAY_CONNECT_TIMEOUT', 'the backend did not accept the connection in time')), target.connectTimeout);
+    this.timer = setTimeout(() => this.fail(upstreamFailure('FAIRWAY_CONNECT_TIMEOUT', 'the backend did not accept the connection in time')), target.connectTimeout);
     socket.once(target.tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.fail(failure('FAIRWAY_HANDSHAKE_TIMEOUT', 'the backend did not answer the upgrade in time')), responseTimeout);
+      this.timer = setTimeout(() => this.fail(upstreamFailure('FAIRWAY_HANDSHAKE_TIMEOUT', 'the backend did not answer the upgrade in time')), responseTimeout);
     });
     socket.on('error', (err) => this.onSocketError(err));
     socket.on('close', () => this.onSocketClose());
@@ -302,13 +298,13 @@ export class UpstreamWebSocket {
     this.chunks = [all];
     const end = all.indexOf('\r\n\r\n');
     if (end < 0) {
-      if (all.length > HEAD_LIMIT) this.fail(failure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an oversized response head'));
+      if (all.length > HEAD_LIMIT) this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an oversized response head'));
       return;
     }
     const lines = all.toString('latin1', 0, end).split('\r\n');
     this.take(end + 4);
     const status = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]);
-    if (!status) return this.fail(failure('FAIRWAY_BAD_HANDSHAKE', 'the backend did not answer in HTTP/1.1'));
+    if (!status) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend did not answer in HTTP/1.1'));
     const headers = new Map<string, string>();
     for (let i = 1; i < lines.length; i++) {
       const colon = lines[i].indexOf(':');
@@ -340,7 +336,7 @@ export class UpstreamWebSocket {
     else if (headers.get('sec-websocket-accept') !== expected) problem = 'a wrong Sec-WebSocket-Accept';
     else if (headers.has('sec-websocket-extensions')) problem = 'an extension that was not offered';
     else if (protocol && !this.offered!.includes(protocol)) problem = 'a subprotocol that was not offered';
-    if (problem) return this.fail(failure('FAIRWAY_BAD_HANDSHAKE', `the backend's 101 had ${problem}`));
+    if (problem) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', `the backend's 101 had ${problem}`));
     clearTimeout(this.timer);
     this.timer = undefined;
     this.key = null;
@@ -464,7 +460,7 @@ export class UpstreamWebSocket {
       this.socket.write(frame(OP_CLOSE, closePayload(code, '')));
     }
     this.socket.destroySoon();
-    this.handler.onUpstreamError(failure('FAIRWAY_UPSTREAM_PROTOCOL', `the backend sent ${why}`));
+    this.handler.onUpstreamError(upstreamFailure('FAIRWAY_UPSTREAM_PROTOCOL', `the backend sent ${why}`));
     this.reportClose(1006, Buffer.alloc(0));
   }
 
@@ -498,7 +494,7 @@ export class UpstreamWebSocket {
     clearTimeout(this.timer);
     // A body delimited by the end of the connection (or cut short): what came is the answer.
     if (this.phase === Phase.Refusal) return this.readRefusal(true);
-    if (this.phase === Phase.Handshake) return this.fail(failure('ECONNRESET', 'the backend closed the connection during the upgrade'));
+    if (this.phase === Phase.Handshake) return this.fail(upstreamFailure('ECONNRESET', 'the backend closed the connection during the upgrade'));
     if (this.phase === Phase.Open) this.reportClose(1006, Buffer.alloc(0));
   }
 }

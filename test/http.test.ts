@@ -79,6 +79,32 @@ test('large bodies pass byte-exact both ways, streamed', async (t) => {
   await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
 });
 
+test('slow readers downloading side by side on one worker each get their bytes exact', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { workers: 1, ...onePool([backend]) });
+  const size = 8 * 1024 * 1024 + 7;
+  // Each reader stalls now and then, so the proxy holds back part of one response while it
+  // reads the other's from the backend.
+  const slowRead = async (query: string) => {
+    const res = await request(`http://127.0.0.1:${proxy.port}/download?bytes=${size}${query}`);
+    const hash = createHash('sha256');
+    let received = 0;
+    let stalls = 0;
+    for await (const chunk of res.body) {
+      hash.update(chunk);
+      received += chunk.length;
+      if (stalls < 40 && received > (stalls + 1) * 128 * 1024) {
+        stalls++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
+    return { received, hash: hash.digest('hex') };
+  };
+  const results = await Promise.all([slowRead(''), slowRead('&chunked'), slowRead('')]);
+  for (const result of results) t.deepEqual(result, { received: size, hash: patternHash(size) });
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
 test('forwarded headers are added, hop-by-hop headers dropped, Host kept', async (t) => {
   const backend = await startBackend(t, 'a');
   const proxy = await startProxy(t, onePool([backend]));

@@ -4,10 +4,11 @@
 // which is what makes it cheaper per request than a general client (docs/BENCHMARKS.md).
 
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
+import { READ_BUFFER, detached } from './readBuffer.js';
 
 export interface UpstreamHttpOptions {
   host: string;
@@ -123,14 +124,15 @@ class UpstreamConnection implements UpstreamControl {
 
   constructor(private readonly pool: UpstreamHttpPool) {
     const { options } = pool;
+    const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Buffer) => this.onRead(length, buffer) };
     const socket = options.tls
-      ? tlsConnect({ host: options.host, port: options.port, ALPNProtocols: ['http/1.1'], ...options.tls })
-      : netConnect({ host: options.host, port: options.port });
+      ? // tls.connect takes `onread` as net.connect does (the typings lack it).
+        tlsConnect({ host: options.host, port: options.port, ALPNProtocols: ['http/1.1'], ...options.tls, onread } as ConnectionOptions)
+      : netConnect({ host: options.host, port: options.port, onread });
     this.socket = socket;
     socket.setNoDelay(true);
     this.deadline = performance.now() + options.connectTimeout;
     socket.once(options.tls ? 'secureConnect' : 'connect', () => this.onConnect());
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', (err) => this.fail(err));
     socket.on('close', () => this.onClose());
@@ -229,6 +231,12 @@ class UpstreamConnection implements UpstreamControl {
 
   // ---- the response ----------------------------------------------------------------------------
 
+  private onRead(length: number, buffer: Buffer): boolean {
+    this.onData(buffer.subarray(0, length));
+    // false would stop reading; pause() and resume() still govern it.
+    return true;
+  }
+
   private onData(chunk: Buffer): void {
     if (this.phase === Phase.Head || this.phase === Phase.Body) {
       this.received += chunk.length;
@@ -265,7 +273,7 @@ class UpstreamConnection implements UpstreamControl {
       } else break;
     }
     if (this.handler) {
-      if (data.length > 0) this.pending = data;
+      if (data.length > 0) this.pending = detached(data);
     } else if (data.length > 0 && this.phase === Phase.Idle) {
       // A connection carries one request at a time: bytes after a complete response are a protocol error.
       this.discard();
@@ -393,7 +401,7 @@ class UpstreamConnection implements UpstreamControl {
   }
 
   private deliver(chunk: Buffer): void {
-    if (chunk.length > 0) this.handler!.onResponseData(this, chunk);
+    if (chunk.length > 0) this.handler!.onResponseData(this, detached(chunk));
   }
 
   /** The response is complete: hand the connection back, then tell the handler. */

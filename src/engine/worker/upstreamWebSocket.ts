@@ -9,6 +9,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import bufferUtil from 'bufferutil';
 import { upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
+import { READ_BUFFER, detached } from './readBuffer.js';
 
 /** What the session is told by its upstream leg. Exactly one of open, refusal or error ends the handshake. */
 export interface UpstreamHandler {
@@ -67,12 +68,6 @@ const enum Stage {
   Length64,
   Payload,
 }
-
-/**
- * Every upstream socket of this thread reads into this one buffer (net's `onread`), so a read
- * allocates nothing and skips the stream machinery; what outlives the read callback is copied.
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** Masking keys, taken 4 bytes at a time from one random block refilled when used up. */
 const maskPool = Buffer.alloc(8192);
@@ -255,7 +250,7 @@ export class UpstreamWebSocket {
     this.onData(buffer.subarray(0, length));
     // What is left unparsed still points into the shared buffer, which the next read overwrites.
     const { chunks } = this;
-    for (let i = 0; i < chunks.length; i++) if (chunks[i].buffer === READ_BUFFER.buffer) chunks[i] = Buffer.from(chunks[i]);
+    for (let i = 0; i < chunks.length; i++) chunks[i] = detached(chunks[i]);
     // false would stop reading; pause() and resume() still govern it.
     return true;
   }

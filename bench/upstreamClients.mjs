@@ -3,10 +3,13 @@
 // (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a naive client on raw
 // sockets that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
 // Each client's answer is checked before it is timed.
+// Then, with wrk: uWS answering requests itself (the client side of any proxy on uWS) and HAProxy
+// in front of the same backend, so that the floor of a proxy on Node and uWS (the two added)
+// stands next to a whole proxy's CPU per request, in one run.
 // Usage: npm run bench:upstream [-- SECONDS]
 
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -201,4 +204,61 @@ console.log(`\nbackend: ${backend.name}; ${IN_FLIGHT} in flight; ${SECONDS} s ea
 console.log('| client | req/s | µs CPU / request | × naive floor |');
 console.log('| --- | ---: | ---: | ---: |');
 for (const row of rows) console.log(`| ${row.name} | ${row.perSecond} | ${row.cpuMicrosPerRequest.toFixed(1)} | ${(row.cpuMicrosPerRequest / floor).toFixed(2)} |`);
+
+// ---- the floor of a proxy on Node and uWS: the client side alone, next to HAProxy in full ----
+
+const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+const cpuSeconds = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+};
+
+const answers = (port) =>
+  new Promise((resolve) => {
+    const request = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    request.on('error', () => resolve(false));
+  });
+
+/** CPU per request of the server `child` (listening on `port`) under wrk -t1 -c50, after 1 s of warm-up. */
+async function underWrk(child, port) {
+  const url = `http://127.0.0.1:${port}/`;
+  for (let i = 0; i < 50 && !(await answers(port)); i++) await sleep(100);
+  spawnSync('wrk', ['-t1', '-c50', '-d1s', url]);
+  const before = cpuSeconds(child.pid);
+  const out = spawnSync('wrk', ['-t1', '-c50', `-d${SECONDS}s`, url], { encoding: 'utf8' }).stdout;
+  const cpu = cpuSeconds(child.pid) - before;
+  const requests = Number(/(\d+) requests in/.exec(out)[1]);
+  if (/Non-2xx/.test(out) || requests === 0) throw new Error(`bad answers from ${url}:\n${out}`);
+  return { perSecond: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])), cpuMicrosPerRequest: (cpu * 1e6) / requests };
+}
+
+if (!has('wrk')) {
+  console.log('\nwrk is not installed (apt-get install wrk): the server-side floor is skipped.');
+  process.exit(0);
+}
+const servers = [];
+const uwsAlone = spawn(process.execPath, ['--input-type=module', '-e', "import uWS from 'uWebSockets.js'; uWS.App().any('/*', (res) => res.cork(() => res.end('ok\\n'))).listen('127.0.0.1', 9452, () => {});"], { cwd: root, stdio: 'ignore' });
+process.on('exit', () => uwsAlone.kill('SIGTERM'));
+servers.push({ name: 'uWS answering itself (1 thread): the client side of a proxy on uWS', ...(await underWrk(uwsAlone, 9452)) });
+uwsAlone.kill('SIGTERM');
+if (has('haproxy')) {
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-haproxy-'));
+  writeFileSync(
+    join(dir, 'haproxy.cfg'),
+    `global\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\nfrontend fe\n  bind 127.0.0.1:9453\n  default_backend be\nbackend be\n  http-reuse always\n  server s1 127.0.0.1:${PORT}\n`,
+  );
+  const haproxy = spawn('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], { stdio: 'ignore' });
+  process.on('exit', () => haproxy.kill('SIGTERM'));
+  servers.push({ name: `HAProxy (1 thread) in front of the same ${backend.name}: a whole proxy`, ...(await underWrk(haproxy, 9453)) });
+  haproxy.kill('SIGTERM');
+} else servers.push({ name: 'HAProxy: not installed (apt-get install haproxy)', perSecond: 0, cpuMicrosPerRequest: NaN });
+console.log(`\nServers under wrk -t1 -c50 -d${SECONDS}s, keep-alive, GET /; CPU of the server process from /proc`);
+console.log('| server | req/s | µs CPU / request |');
+console.log('| --- | ---: | ---: |');
+for (const row of servers) console.log(`| ${row.name} | ${row.perSecond || '–'} | ${Number.isNaN(row.cpuMicrosPerRequest) ? '–' : row.cpuMicrosPerRequest.toFixed(1)} |`);
+console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the naive client): ${(servers[0].cpuMicrosPerRequest + floor).toFixed(1)} µs CPU per request.`);
 process.exit(0);

@@ -3,9 +3,9 @@
 // (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a naive client on raw
 // sockets that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
 // Each client's answer is checked before it is timed.
-// Then, with wrk: uWS answering requests itself (the client side of any proxy on uWS) and HAProxy
-// in front of the same backend, so that the floor of a proxy on Node and uWS (the two added)
-// stands next to a whole proxy's CPU per request, in one run.
+// Then, with wrk: uWS answering requests itself (the client side of any proxy on uWS), fairway
+// (1 worker) and HAProxy (1 thread) in front of the same backend, so that the floor of a proxy on
+// Node and uWS (uWS alone + the naive client) stands next to whole proxies, in one run.
 // Usage: npm run bench:upstream [-- SECONDS]
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -245,6 +245,15 @@ const uwsAlone = spawn(process.execPath, ['--input-type=module', '-e', "import u
 process.on('exit', () => uwsAlone.kill('SIGTERM'));
 servers.push({ name: 'uWS answering itself (1 thread): the client side of a proxy on uWS', ...(await underWrk(uwsAlone, 9452)) });
 uwsAlone.kill('SIGTERM');
+{
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-fairway-'));
+  const config = { listen: '127.0.0.1:9454', workers: 1, engine: 'uws', log: { level: 'warn', access: false }, pools: { http: { backends: [`127.0.0.1:${PORT}`] } } };
+  writeFileSync(join(dir, 'fairway.json'), JSON.stringify(config));
+  const fairway = spawn(process.execPath, [join(root, 'dist/src/cli.js'), '--config', join(dir, 'fairway.json')], { stdio: 'ignore' });
+  process.on('exit', () => fairway.kill('SIGTERM'));
+  servers.push({ name: `fairway (1 worker) in front of the same ${backend.name}: a whole proxy`, ...(await underWrk(fairway, 9454)) });
+  fairway.kill('SIGTERM');
+}
 if (has('haproxy')) {
   const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-haproxy-'));
   writeFileSync(
@@ -260,5 +269,6 @@ console.log(`\nServers under wrk -t1 -c50 -d${SECONDS}s, keep-alive, GET /; CPU 
 console.log('| server | req/s | µs CPU / request |');
 console.log('| --- | ---: | ---: |');
 for (const row of servers) console.log(`| ${row.name} | ${row.perSecond || '–'} | ${Number.isNaN(row.cpuMicrosPerRequest) ? '–' : row.cpuMicrosPerRequest.toFixed(1)} |`);
-console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the naive client): ${(servers[0].cpuMicrosPerRequest + floor).toFixed(1)} µs CPU per request.`);
+const nodeFloor = servers[0].cpuMicrosPerRequest + floor;
+console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the naive client): ${nodeFloor.toFixed(1)} µs CPU per request; fairway spends ${(servers[1].cpuMicrosPerRequest - nodeFloor).toFixed(1)} µs above it.`);
 process.exit(0);

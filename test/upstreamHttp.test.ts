@@ -153,6 +153,46 @@ test('a malformed answer is a 502 for that request only; the next request is ser
   t.is((await get(proxy.port, '/')).body, 'fine');
 });
 
+/** The raw bytes of the answer to `GET path`, on a connection of its own. */
+function rawGet(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n`));
+    let reply = '';
+    socket.on('data', (chunk) => (reply += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(reply));
+  });
+}
+
+test('a response head reaches the client as sent, names lower-cased and values trimmed; a bare CR, LF or NUL in it is a 502', async (t) => {
+  const heads: Record<string, string> = {
+    '/reason': 'HTTP/1.1 299 Quite Fine\r\nX-Mixed-Case: \t spaced  value \t\r\ncontent-length: 2\r\n\r\nok',
+    '/no-reason': 'HTTP/1.0 200\r\ncontent-length: 2\r\n\r\nok',
+    '/lf-in-status': 'HTTP/1.1 200 OK\nx-injected: yes\r\ncontent-length: 0\r\n\r\n',
+    '/lf-in-value': 'HTTP/1.1 200 OK\r\nx-a: 1\nx-injected: yes\r\ncontent-length: 0\r\n\r\n',
+    '/cr-in-value': 'HTTP/1.1 200 OK\r\nx-a: 1\rx-injected: yes\r\ncontent-length: 0\r\n\r\n',
+    '/nul-in-value': 'HTTP/1.1 200 OK\r\nx-a: 1\0\r\ncontent-length: 0\r\n\r\n',
+  };
+  const backend = await rawBackend(t, (socket, head) => socket.write(heads[pathOf(head)] ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n', 'latin1'));
+  const proxy = await startProxy(t, { workers: 1, pools: { main: { backends: [backend.address] } } });
+
+  const reason = await rawGet(proxy.port, '/reason');
+  t.true(reason.startsWith('HTTP/1.1 299 Quite Fine\r\n'), reason);
+  t.true(reason.includes('\r\nx-mixed-case: spaced  value\r\n'), reason);
+  t.true(reason.endsWith('\r\n\r\nok'), reason);
+  const noReason = await rawGet(proxy.port, '/no-reason');
+  t.regex(noReason, /^HTTP\/1\.1 200[ \r]/);
+  t.true(noReason.endsWith('\r\n\r\nok'), noReason);
+
+  for (const path of ['/lf-in-status', '/lf-in-value', '/cr-in-value', '/nul-in-value']) {
+    const reply = await rawGet(proxy.port, path);
+    t.true(reply.startsWith('HTTP/1.1 502 '), `${path}: ${reply}`);
+    t.true(reply.includes('x-fairway-error: upstream-error'), `${path}: ${reply}`);
+    t.false(reply.includes('x-injected'), `${path}: ${reply}`);
+  }
+  t.is((await get(proxy.port, '/reason')).body, 'ok');
+});
+
 test('a reset before any response byte: an idempotent request goes to another backend, a POST gets 502', async (t) => {
   const resetting = await rawBackend(t, (socket) => socket.resetAndDestroy());
   const good = await rawBackend(t, (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ngood'));

@@ -64,6 +64,7 @@ const HEAD_LIMIT = 64 * 1024;
 /** How often connections are checked against their deadlines. */
 const SWEEP_MS = 50;
 const CRLF = Buffer.from('\r\n');
+const HEAD_END = Buffer.from('\r\n\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 const EMPTY = Buffer.alloc(0);
 
@@ -257,7 +258,7 @@ class UpstreamConnection implements UpstreamControl {
     this.pending = null;
     while (this.handler && !this.paused) {
       if (this.phase === Phase.Head) {
-        const end = data.indexOf('\r\n\r\n');
+        const end = data.indexOf(HEAD_END);
         if (end < 0) {
           if (data.length > HEAD_LIMIT) return this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent an oversized response head'));
           break;
@@ -280,27 +281,35 @@ class UpstreamConnection implements UpstreamControl {
     }
   }
 
-  /** Parses a response head; false when it was refused (the request has failed). */
+  /**
+   * Parses a response head (without its final CRLF CRLF); false when it was refused (the request
+   * has failed). It walks the text by index: this runs once per response.
+   */
   private readHead(text: string): boolean {
-    const lines = text.split('\r\n');
-    const status = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
-    if (!status) return this.refuseResponse('the backend did not answer in HTTP/1.x');
-    const statusCode = Number(status[2]);
+    // A CR, LF or NUL inside a line would reach the client as a line of its own: refused.
+    if (text.indexOf('\0') >= 0) return this.refuseResponse('the backend sent a NUL byte in its response head');
+    let lineEnd = lineEndOf(text, 0);
+    if (lineEnd < 0) return this.refuseResponse('the backend sent a bare CR or LF in its response head');
+    const statusCode = statusOf(text, lineEnd);
+    if (statusCode < 0) return this.refuseResponse('the backend did not answer in HTTP/1.x');
     // 100 Continue and 103 Early Hints come before the answer: nothing to relay, read on.
     if (statusCode === 101) return this.refuseResponse('the backend switched protocols on a plain request');
     if (statusCode < 200) return true;
+    const statusMessage = lineEnd > 13 ? text.slice(13, lineEnd) : '';
     const headers: string[] = [];
     let length = -1;
     let chunked = false;
     let transferEncoding = false;
-    let keepAlive = status[1] === '1';
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i];
-      const colon = line.indexOf(':');
+    let keepAlive = text.charCodeAt(7) === 49; // HTTP/1.1
+    for (let at = lineEnd + 2; at < text.length; at = lineEnd + 2) {
+      lineEnd = lineEndOf(text, at);
+      if (lineEnd < 0) return this.refuseResponse('the backend sent a bare CR or LF in its response head');
+      const colon = text.indexOf(':', at);
+      const first = text.charCodeAt(at);
       // No name, or a folded continuation line (obsolete, RFC 9112 5.2): refused, as NGINX does.
-      if (colon <= 0 || line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) return this.refuseResponse('the backend sent a malformed header line');
-      const name = line.slice(0, colon).toLowerCase();
-      const value = line.slice(colon + 1).trim();
+      if (colon <= at || colon > lineEnd || first === 32 || first === 9) return this.refuseResponse('the backend sent a malformed header line');
+      const name = lowerCase(text.slice(at, colon));
+      const value = withoutSpaces(text, colon + 1, lineEnd);
       if (name === 'content-length') {
         const n = /^\d{1,15}$/.test(value) ? Number(value) : -1;
         if (n < 0 || (length >= 0 && n !== length)) return this.refuseResponse('the backend sent an invalid Content-Length');
@@ -329,7 +338,7 @@ class UpstreamConnection implements UpstreamControl {
     if (this.framing === Framing.Close) this.reusable = false;
     this.phase = Phase.Body;
     this.deadline = performance.now() + this.idleTimeout;
-    this.handler!.onResponseStart(this, statusCode, headers, status[3] ?? '', transferEncoding ? -1 : length);
+    this.handler!.onResponseStart(this, statusCode, headers, statusMessage, transferEncoding ? -1 : length);
     if (this.framing === Framing.None && this.handler) this.complete();
     return true;
   }
@@ -509,6 +518,49 @@ class UpstreamConnection implements UpstreamControl {
   markIdle(): void {
     this.deadline = performance.now() + this.pool.options.keepAliveTimeout;
   }
+}
+
+/** Where the line starting at `at` ends (its CRLF, or the end of `text`); -1 when it holds a bare CR or LF. */
+function lineEndOf(text: string, at: number): number {
+  let end = text.indexOf('\r\n', at);
+  if (end < 0) end = text.length;
+  const cr = text.indexOf('\r', at);
+  const lf = text.indexOf('\n', at);
+  if ((cr >= 0 && cr < end) || (lf >= 0 && lf < end)) return -1;
+  return end;
+}
+
+/**
+ * The status code of a status line `HTTP/1.x NNN[ reason]` ending at `end`, or -1 when the line
+ * is not one.
+ */
+function statusOf(text: string, end: number): number {
+  if (!text.startsWith('HTTP/1.') || (end !== 12 && !(end > 12 && text.charCodeAt(12) === 32))) return -1;
+  const minor = text.charCodeAt(7);
+  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== 32) return -1;
+  let code = 0;
+  for (let i = 9; i < 12; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    code = code * 10 + digit;
+  }
+  return code;
+}
+
+/** `name` in lower case; most backends send lower-case names already, which are kept as they are. */
+function lowerCase(name: string): string {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) return name.toLowerCase();
+  }
+  return name;
+}
+
+/** text[from, to) without the spaces and tabs around it (a header value's OWS, RFC 9110 5.6.3). */
+function withoutSpaces(text: string, from: number, to: number): string {
+  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
+  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+  return text.slice(from, to);
 }
 
 /** The connections of one worker to one backend. */

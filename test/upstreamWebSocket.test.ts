@@ -151,9 +151,11 @@ test('client messages reach the backend masked and intact, at every length encod
   t.is(frames.at(-1)!.payload.subarray(2).toString(), 'done');
 });
 
-test('a refusal with a chunked body is relayed whole; a 101 with a wrong accept value is a 502', async (t) => {
+test('a refusal with a chunked body is relayed whole; a 101 with a wrong accept value, or a head with a bare LF, is a 502', async (t) => {
   const backend = await scriptedBackend(t, (c) => {
-    if (c.headers.get('x-case') === 'chunked') {
+    if (c.headers.get('x-case') === 'bare-lf') {
+      c.socket.write('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\nx-injected: yes\r\nContent-Length: 2\r\n\r\nno');
+    } else if (c.headers.get('x-case') === 'chunked') {
       c.socket.write('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnot \r\n');
       setTimeout(() => c.socket.write('7\r\nallowed\r\n0\r\n\r\n'), 50);
     } else {
@@ -162,7 +164,7 @@ test('a refusal with a chunked body is relayed whole; a 101 with a wrong accept 
   });
   const proxy = await startProxy(t, proxyTo(backend.address));
   const upgrade = (which: string) =>
-    new Promise<{ status: number; type: string | undefined; body: string }>((resolve, reject) => {
+    new Promise<{ status: number; type: string | undefined; body: string; injected?: string | string[] }>((resolve, reject) => {
       const req = request({
         host: '127.0.0.1',
         port: proxy.port,
@@ -172,15 +174,18 @@ test('a refusal with a chunked body is relayed whole; a 101 with a wrong accept 
       req.on('response', (res) => {
         let body = '';
         res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body }));
+        res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body, injected: res.headers['x-injected'] }));
       });
       req.on('upgrade', () => reject(new Error('upgraded')));
       req.on('error', reject);
       req.end();
     });
-  t.deepEqual(await upgrade('chunked'), { status: 401, type: 'text/plain', body: 'not allowed' });
+  t.deepEqual(await upgrade('chunked'), { status: 401, type: 'text/plain', body: 'not allowed', injected: undefined });
   const wrong = await upgrade('wrong-accept');
   t.is(wrong.status, 502);
+  const bareLf = await upgrade('bare-lf');
+  t.is(bareLf.status, 502);
+  t.is(bareLf.injected, undefined);
   await waitFor('counter back to zero', () => proxy.table.active(proxy.plan.backendSlots[`main/${backend.address}`]) === 0);
 });
 

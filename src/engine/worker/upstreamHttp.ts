@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
+import { hasStrayByte, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
 
 export interface UpstreamHttpOptions {
   host: string;
@@ -286,30 +287,27 @@ class UpstreamConnection implements UpstreamControl {
    * has failed). It walks the text by index: this runs once per response.
    */
   private readHead(text: string): boolean {
-    // A CR, LF or NUL inside a line would reach the client as a line of its own: refused.
-    if (text.indexOf('\0') >= 0) return this.refuseResponse('the backend sent a NUL byte in its response head');
-    let lineEnd = lineEndOf(text, 0);
-    if (lineEnd < 0) return this.refuseResponse('the backend sent a bare CR or LF in its response head');
-    const statusCode = statusOf(text, lineEnd);
+    if (hasStrayByte(text)) return this.refuseResponse('the backend sent a bare CR or LF, or a NUL, in its response head');
+    let end = lineEnd(text, 0);
+    const statusCode = statusOf(text, end);
     if (statusCode < 0) return this.refuseResponse('the backend did not answer in HTTP/1.x');
     // 100 Continue and 103 Early Hints come before the answer: nothing to relay, read on.
     if (statusCode === 101) return this.refuseResponse('the backend switched protocols on a plain request');
     if (statusCode < 200) return true;
-    const statusMessage = lineEnd > 13 ? text.slice(13, lineEnd) : '';
+    const statusMessage = reasonOf(text, end);
     const headers: string[] = [];
     let length = -1;
     let chunked = false;
     let transferEncoding = false;
     let keepAlive = text.charCodeAt(7) === 49; // HTTP/1.1
-    for (let at = lineEnd + 2; at < text.length; at = lineEnd + 2) {
-      lineEnd = lineEndOf(text, at);
-      if (lineEnd < 0) return this.refuseResponse('the backend sent a bare CR or LF in its response head');
+    for (let at = end + 2; at < text.length; at = end + 2) {
+      end = lineEnd(text, at);
       const colon = text.indexOf(':', at);
       const first = text.charCodeAt(at);
       // No name, or a folded continuation line (obsolete, RFC 9112 5.2): refused, as NGINX does.
-      if (colon <= at || colon > lineEnd || first === 32 || first === 9) return this.refuseResponse('the backend sent a malformed header line');
+      if (colon <= at || colon > end || first === 32 || first === 9) return this.refuseResponse('the backend sent a malformed header line');
       const name = lowerCase(text.slice(at, colon));
-      const value = withoutSpaces(text, colon + 1, lineEnd);
+      const value = withoutSpaces(text, colon + 1, end);
       if (name === 'content-length') {
         const n = /^\d{1,15}$/.test(value) ? Number(value) : -1;
         if (n < 0 || (length >= 0 && n !== length)) return this.refuseResponse('the backend sent an invalid Content-Length');
@@ -518,49 +516,6 @@ class UpstreamConnection implements UpstreamControl {
   markIdle(): void {
     this.deadline = performance.now() + this.pool.options.keepAliveTimeout;
   }
-}
-
-/** Where the line starting at `at` ends (its CRLF, or the end of `text`); -1 when it holds a bare CR or LF. */
-function lineEndOf(text: string, at: number): number {
-  let end = text.indexOf('\r\n', at);
-  if (end < 0) end = text.length;
-  const cr = text.indexOf('\r', at);
-  const lf = text.indexOf('\n', at);
-  if ((cr >= 0 && cr < end) || (lf >= 0 && lf < end)) return -1;
-  return end;
-}
-
-/**
- * The status code of a status line `HTTP/1.x NNN[ reason]` ending at `end`, or -1 when the line
- * is not one.
- */
-function statusOf(text: string, end: number): number {
-  if (!text.startsWith('HTTP/1.') || (end !== 12 && !(end > 12 && text.charCodeAt(12) === 32))) return -1;
-  const minor = text.charCodeAt(7);
-  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== 32) return -1;
-  let code = 0;
-  for (let i = 9; i < 12; i++) {
-    const digit = text.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) return -1;
-    code = code * 10 + digit;
-  }
-  return code;
-}
-
-/** `name` in lower case; most backends send lower-case names already, which are kept as they are. */
-function lowerCase(name: string): string {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 65 && c <= 90) return name.toLowerCase();
-  }
-  return name;
-}
-
-/** text[from, to) without the spaces and tabs around it (a header value's OWS, RFC 9110 5.6.3). */
-function withoutSpaces(text: string, from: number, to: number): string {
-  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
-  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
-  return text.slice(from, to);
 }
 
 /** The connections of one worker to one backend. */

@@ -10,6 +10,7 @@ import bufferUtil from 'bufferutil';
 import { upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
+import { hasStrayByte, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
 
 /** What the session is told by its upstream leg. Exactly one of open, refusal or error ends the handshake. */
 export interface UpstreamHandler {
@@ -296,27 +297,30 @@ export class UpstreamWebSocket {
       if (all.length > HEAD_LIMIT) this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an oversized response head'));
       return;
     }
-    const lines = all.toString('latin1', 0, end).split('\r\n');
+    const head = all.toString('latin1', 0, end);
     this.take(end + 4);
-    const status = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]);
-    if (!status) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend did not answer in HTTP/1.1'));
+    if (hasStrayByte(head)) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent a bare CR or LF, or a NUL, in its response head'));
+    let lineTo = lineEnd(head, 0);
+    const code = statusOf(head, lineTo);
+    if (code < 0) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend did not answer in HTTP/1.1'));
+    const statusMessage = reasonOf(head, lineTo);
     const headers = new Map<string, string>();
-    for (let i = 1; i < lines.length; i++) {
-      const colon = lines[i].indexOf(':');
-      if (colon <= 0) continue;
-      const name = lines[i].slice(0, colon).trim().toLowerCase();
-      const value = lines[i].slice(colon + 1).trim();
+    for (let at = lineTo + 2; at < head.length; at = lineTo + 2) {
+      lineTo = lineEnd(head, at);
+      const colon = head.indexOf(':', at);
+      if (colon <= at || colon > lineTo) continue;
+      const name = lowerCase(withoutSpaces(head, at, colon));
+      const value = withoutSpaces(head, colon + 1, lineTo);
       const previous = headers.get(name);
       headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
     }
-    const code = Number(status[1]);
     if (code === 101) return this.completeHandshake(headers);
     const length = headers.get('content-length');
     const bodiless = code === 204 || code === 304 || code < 200;
     this.phase = Phase.Refusal;
     this.refusal = {
       status: code,
-      statusMessage: status[2] ?? '',
+      statusMessage,
       contentType: headers.get('content-type'),
       length: bodiless ? 0 : length === undefined ? -1 : Number(length) || 0,
       chunked: !bodiless && /chunked/i.test(headers.get('transfer-encoding') ?? ''),

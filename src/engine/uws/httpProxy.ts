@@ -24,6 +24,17 @@ const STATUS_TEXT: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
+const NON_ASCII = /[^\x00-\x7f]/;
+const BEYOND_LATIN1 = /[^\x00-\xff]/;
+
+/**
+ * What to hand uWS for text read from a backend byte for byte (latin1): uWS writes a string as
+ * UTF-8, which would turn each byte above 0x7f into two, so such text goes as its bytes.
+ */
+export function asReceived(text: string): string | Buffer {
+  return NON_ASCII.test(text) && !BEYOND_LATIN1.test(text) ? Buffer.from(text, 'latin1') : text;
+}
+
 /** Writes a short error response; call inside a uWS handler or inside `res.cork`. */
 export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection = false, retryAfterSeconds = 0): void {
   res.writeStatus(`${fault.status} ${STATUS_TEXT[fault.status] ?? ''}`);
@@ -104,8 +115,8 @@ class UwsReply implements ClientReply {
     const { res } = this;
     const headers = this.headers!;
     this.headers = null;
-    res.writeStatus(this.statusLine);
-    for (let i = 0; i < headers.length; i += 2) if (!WRITTEN_BY_UWS.has(headers[i])) res.writeHeader(headers[i], headers[i + 1]);
+    res.writeStatus(asReceived(this.statusLine));
+    for (let i = 0; i < headers.length; i += 2) if (!WRITTEN_BY_UWS.has(headers[i])) res.writeHeader(headers[i], asReceived(headers[i + 1]));
     // uWS cannot be told a length without a body, so a bodiless reply carries it by hand.
     if (this.noBody && this.total >= 0) res.writeHeader('content-length', String(this.total));
   }

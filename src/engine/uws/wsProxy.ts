@@ -6,7 +6,7 @@ import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import { gateRequest, runTestFault } from '../worker/requestGate.js';
 import { WebSocketSession, type ClientHandshake } from '../worker/webSocketSession.js';
 import type { WorkerContext } from '../worker/workerContext.js';
-import { requestFacts, writeFault } from './httpProxy.js';
+import { asReceived, requestFacts, writeFault } from './httpProxy.js';
 import { readRequestHead } from './requestHead.js';
 
 /** uWS copies user data shallowly, so the session lives one level down. */
@@ -128,8 +128,8 @@ class UwsHandshake implements ClientHandshake {
     this.answered = true;
     const { res } = this;
     res.cork(() => {
-      res.writeStatus(`${status} ${statusMessage}`);
-      if (contentType) res.writeHeader('content-type', contentType);
+      res.writeStatus(asReceived(`${status} ${statusMessage}`));
+      if (contentType) res.writeHeader('content-type', asReceived(contentType));
       res.writeHeader('x-fairway-error', FAULTS.badHandshake.code);
       res.end(body);
     });

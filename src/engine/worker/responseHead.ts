@@ -1,13 +1,21 @@
 // Pieces of reading a backend's HTTP/1.x response head, shared by both upstream clients.
 
 /**
- * A CR or LF that is not part of a CRLF, or a NUL: in a head relayed to a client it would become
- * a header line of its own (response splitting), so a head holding one is refused.
+ * A control character other than HTAB (NUL, DEL, …), or a CR or LF that is not part of a CRLF.
+ * None may stand in a status line or a field (RFC 9110 5.5, RFC 9112 4): a bare CR or LF would
+ * reach a client as a header line of its own (response splitting), so a head holding one is refused.
  */
-const STRAY_BYTE = /\0|\r(?!\n)|(?<!\r)\n/;
+const STRAY_BYTE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 
 export function hasStrayByte(head: string): boolean {
   return STRAY_BYTE.test(head);
+}
+
+/** A field name is a token (RFC 9110 5.1). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+export function isToken(name: string): boolean {
+  return TOKEN.test(name);
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
-import { hasStrayByte, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
+import { hasStrayByte, isToken, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
 
 export interface UpstreamHttpOptions {
   host: string;
@@ -234,7 +234,12 @@ class UpstreamConnection implements UpstreamControl {
   // ---- the response ----------------------------------------------------------------------------
 
   private onRead(length: number, buffer: Buffer): boolean {
-    this.onData(buffer.subarray(0, length));
+    try {
+      this.onData(buffer.subarray(0, length));
+    } catch (err) {
+      // A response that cannot be relayed fails its request, not the worker.
+      this.fail(err as Error);
+    }
     // false would stop reading; pause() and resume() still govern it.
     return true;
   }
@@ -287,7 +292,7 @@ class UpstreamConnection implements UpstreamControl {
    * has failed). It walks the text by index: this runs once per response.
    */
   private readHead(text: string): boolean {
-    if (hasStrayByte(text)) return this.refuseResponse('the backend sent a bare CR or LF, or a NUL, in its response head');
+    if (hasStrayByte(text)) return this.refuseResponse('the backend sent a control character in its response head');
     let end = lineEnd(text, 0);
     const statusCode = statusOf(text, end);
     if (statusCode < 0) return this.refuseResponse('the backend did not answer in HTTP/1.x');
@@ -307,6 +312,7 @@ class UpstreamConnection implements UpstreamControl {
       // No name, or a folded continuation line (obsolete, RFC 9112 5.2): refused, as NGINX does.
       if (colon <= at || colon > end || first === 32 || first === 9) return this.refuseResponse('the backend sent a malformed header line');
       const name = lowerCase(text.slice(at, colon));
+      if (!isToken(name)) return this.refuseResponse('the backend sent an invalid header name');
       const value = withoutSpaces(text, colon + 1, end);
       if (name === 'content-length') {
         const n = /^\d{1,15}$/.test(value) ? Number(value) : -1;

@@ -10,7 +10,7 @@ import bufferUtil from 'bufferutil';
 import { upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
-import { hasStrayByte, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
+import { hasStrayByte, isToken, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
 
 /** What the session is told by its upstream leg. Exactly one of open, refusal or error ends the handshake. */
 export interface UpstreamHandler {
@@ -248,7 +248,12 @@ export class UpstreamWebSocket {
   // ---- reading -------------------------------------------------------------------------------
 
   private onRead(length: number, buffer: Buffer): boolean {
-    this.onData(buffer.subarray(0, length));
+    try {
+      this.onData(buffer.subarray(0, length));
+    } catch (err) {
+      // What cannot be relayed ends this session, not the worker.
+      this.fail(err as Error);
+    }
     // What is left unparsed still points into the shared buffer, which the next read overwrites.
     const { chunks } = this;
     for (let i = 0; i < chunks.length; i++) chunks[i] = detached(chunks[i]);
@@ -299,7 +304,7 @@ export class UpstreamWebSocket {
     }
     const head = all.toString('latin1', 0, end);
     this.take(end + 4);
-    if (hasStrayByte(head)) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent a bare CR or LF, or a NUL, in its response head'));
+    if (hasStrayByte(head)) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent a control character in its response head'));
     let lineTo = lineEnd(head, 0);
     const code = statusOf(head, lineTo);
     if (code < 0) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend did not answer in HTTP/1.1'));
@@ -310,6 +315,7 @@ export class UpstreamWebSocket {
       const colon = head.indexOf(':', at);
       if (colon <= at || colon > lineTo) continue;
       const name = lowerCase(withoutSpaces(head, at, colon));
+      if (!isToken(name)) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an invalid header name'));
       const value = withoutSpaces(head, colon + 1, lineTo);
       const previous = headers.get(name);
       headers.set(name, previous === undefined ? value : `${previous}, ${value}`);

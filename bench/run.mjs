@@ -292,9 +292,13 @@ function httpLoad(url, seconds = SECONDS) {
 }
 
 async function wsRoundTrips(url, seconds = SECONDS) {
-  // Two client processes with half the sessions each, so the client is not one busy core.
-  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(seconds)]));
-  const outputs = await Promise.all(clients.map((c) => waitForOutput(c, '}', (seconds + 30) * 1000)));
+  // Two client processes with half the sessions each, so the client is not one busy core; both
+  // open all their sessions first and then measure the same window.
+  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(seconds), '--on-go']));
+  await Promise.all(clients.map((c) => waitForOutput(c, 'ready', 60_000)));
+  const done = clients.map((c) => waitForOutput(c, '}', (seconds + 30) * 1000));
+  for (const client of clients) client.stdin.write('go\n');
+  const outputs = await Promise.all(done);
   const results = outputs.map((out) => JSON.parse(out.trim().split('\n').at(-1)));
   return { perSecond: results.reduce((sum, r) => sum + r.perSecond, 0), roundTrips: results.reduce((sum, r) => sum + r.roundTrips, 0) };
 }
@@ -453,7 +457,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
-- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its 1000 handshakes included), per 100 000 round trips.
+- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Configs in \`bench/run.mjs\`.
 
 ${table}

@@ -4,7 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import { Transform, type Readable } from 'node:stream';
-import type { ProxyFault } from '../src/core/errors.js';
+import { FAULTS, type ProxyFault } from '../src/core/errors.js';
 import { HttpExchange, type ClientReply } from '../src/engine/worker/httpExchange.js';
 import { gateRequest, runTestFault } from '../src/engine/worker/requestGate.js';
 import type { WorkerContext } from '../src/engine/worker/workerContext.js';
@@ -96,7 +96,8 @@ class NodeReply implements ClientReply {
     this.noBody = noBody;
   }
 
-  private writeHead(): void {
+  /** Writes the response head; false when node refused it, and the client got a 502 instead. */
+  private writeHead(): boolean {
     const [status, message, pairs] = this.head!;
     this.head = null;
     const { res } = this;
@@ -109,13 +110,21 @@ class NodeReply implements ClientReply {
     }
     // The backend's Date is passed on, not replaced.
     if (headers.date !== undefined && !isHttp2(res)) res.sendDate = false;
-    if (isHttp2(res) || !message) res.writeHead(status, headers);
-    else res.writeHead(status, message, headers);
+    try {
+      if (isHttp2(res) || !message) res.writeHead(status, headers);
+      else res.writeHead(status, message, headers);
+      return true;
+    } catch {
+      // node:http2 refuses some heads HTTP/1.1 carries (two values of a single-value header, for
+      // one): the client is told the backend's answer could not be relayed.
+      this.fail(FAULTS.upstreamError);
+      return false;
+    }
   }
 
   write(chunk: Buffer, resume: () => void): boolean {
     if (this.finished || this.noBody) return true;
-    if (this.head) this.writeHead();
+    if (this.head && !this.writeHead()) return true;
     const accepted = (this.res as ServerResponse).write(chunk);
     if (!accepted) this.res.once('drain', resume);
     return accepted;
@@ -123,8 +132,8 @@ class NodeReply implements ClientReply {
 
   end(): void {
     if (this.finished) return;
+    if (this.head && !this.writeHead()) return;
     this.finished = true;
-    if (this.head) this.writeHead();
     this.res.end();
   }
 
@@ -133,11 +142,17 @@ class NodeReply implements ClientReply {
     this.finished = true;
     if (this.head !== null || !this.res.headersSent) {
       this.head = null;
-      writeFault(this.res, fault, true);
-    } else {
-      // The status line is out: cutting the connection is the only honest signal left.
-      const stream = isHttp2(this.res) ? this.res.stream : this.res.socket;
-      stream?.destroy();
+      try {
+        // What a refused writeHead left set (HTTP/2 keeps it) must not go out with the error.
+        for (const name of this.res.getHeaderNames()) this.res.removeHeader(name);
+        writeFault(this.res, fault, true);
+        return;
+      } catch {
+        // Nothing can be written on this response any more: cut it.
+      }
     }
+    // The status line is out: cutting the connection is the only honest signal left.
+    const stream = isHttp2(this.res) ? this.res.stream : this.res.socket;
+    stream?.destroy();
   }
 }

@@ -11,6 +11,7 @@ import { connect as tlsConnect } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
 import { connect as connectHttp2 } from 'node:http2';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import { BACKEND_UP, ConfigError, createLogger, loadConfigFile, startFairway, validateConfig } from '../dist/src/index.js';
@@ -260,4 +261,46 @@ test('HTTP/2 for clients (ALPN h2) on the native-free engine, HTTP/1.1 on the sa
   t.is(backend.lastHeaders['x-forwarded-proto'], 'https');
   const download = await ask(`/download?bytes=${300 * 1024}`);
   t.is(download.bytes, 300 * 1024);
+});
+
+test('HTTP/2 clients: HTTP/1.1 connection headers of a backend are dropped; a head HTTP/2 cannot carry is a 502; the worker keeps serving', async (t) => {
+  if (ENGINE === 'uws') return t.pass('uWS offers HTTP/1.1 only');
+  const backend = createHttpServer((req, res) => {
+    // HTTP2-Settings belongs to one HTTP/1.1 connection (RFC 9113 3.2.1) and may not go out on HTTP/2.
+    res.setHeader('http2-settings', 'AAMAAABkAARAAAAAAAIAAAAA');
+    res.setHeader('x-kept', 'yes');
+    // Two Content-Types: HTTP/1.1 carries them, node:http2 refuses a second value.
+    if (req.url?.startsWith('/two-types')) res.setHeader('content-type', ['text/plain', 'text/html']);
+    // Without a body the head goes out with the end of the response, not with its first bytes.
+    if (req.url === '/two-types-empty') res.statusCode = 204;
+    res.end(res.statusCode === 204 ? undefined : 'h2');
+  });
+  backend.listen(0, '127.0.0.1');
+  await once(backend, 'listening');
+  t.teardown(() => backend.close());
+  const address = `127.0.0.1:${(backend.address() as { port: number }).port}`;
+  const proxy = await startProxy(t, { tls: tlsConfig(), pools: { main: { backends: [address] } } });
+  const session = connectHttp2(`https://127.0.0.1:${proxy.port}`, { ca: certs.ca, servername: 'a.test' });
+  t.teardown(() => session.close());
+  const ask = async (path: string) => {
+    const stream = session.request({ ':path': path, ':authority': 'a.test' });
+    const [headers] = (await once(stream, 'response')) as [Record<string, string>];
+    let body = '';
+    for await (const chunk of stream) body += chunk;
+    return { headers, body };
+  };
+  const plain = await ask('/');
+  t.is(plain.headers[':status'], 200);
+  t.is(plain.headers['x-kept'], 'yes');
+  t.is(plain.headers['http2-settings'], undefined);
+  t.is(plain.body, 'h2');
+  for (const path of ['/two-types', '/two-types-empty']) {
+    const twoTypes = await ask(path);
+    t.is(twoTypes.headers[':status'], 502, path);
+    t.is(twoTypes.headers['x-fairway-error'], 'upstream-error', path);
+    t.is(twoTypes.headers['x-kept'], undefined, path);
+  }
+  await waitFor('counter back to zero', () => proxy.table.active(proxy.plan.backendSlots[`main/${address}`]) === 0);
+  t.is((await ask('/')).body, 'h2');
+  t.is(proxy.supervisor.restarts, 0);
 });

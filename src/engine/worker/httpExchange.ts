@@ -11,7 +11,7 @@ import type { UpstreamControl, UpstreamResponseHandler } from './upstreamHttp.js
 import type { WorkerContext } from './workerContext.js';
 
 /** Response headers that describe one hop: never relayed. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 
 /** How an engine answers the client. Calls come in order: start, write*, end or fail; or fault. */
 export interface ClientReply {

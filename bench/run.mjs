@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { cpuSeconds, rssBytes } from './procStats.mjs';
 
 const quick = process.argv.includes('--quick');
 const compareAt = process.argv.indexOf('--compare');
@@ -87,46 +88,6 @@ async function waitForPort(port, ms = 15_000) {
   throw new Error(`nothing answers HTTP on 127.0.0.1:${port} after ${ms} ms`);
 }
 
-/** The process and its children (NGINX and HAProxy workers): pids to sum CPU and memory over. */
-function family(pid) {
-  const pids = [pid];
-  for (let i = 0; i < pids.length; i++) {
-    try {
-      const children = readFileSync(`/proc/${pids[i]}/task/${pids[i]}/children`, 'utf8').trim();
-      if (children) pids.push(...children.split(/\s+/).map(Number));
-    } catch {
-      // Gone.
-    }
-  }
-  return pids;
-}
-
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-
-function cpuSeconds(pid) {
-  let ticks = 0;
-  for (const p of family(pid)) {
-    try {
-      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // Gone.
-    }
-  }
-  return ticks / TICKS;
-}
-
-function rssBytes(pid) {
-  let kb = 0;
-  for (const p of family(pid)) {
-    try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]);
-    } catch {
-      // Gone.
-    }
-  }
-  return kb * 1024;
-}
 
 function tempFile(name, text) {
   const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-'));

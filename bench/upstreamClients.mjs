@@ -8,14 +8,15 @@
 // Node and uWS (uWS alone + the naive client) stands next to whole proxies, in one run.
 // Usage: npm run bench:upstream [-- SECONDS]
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { UpstreamHttpPool } from '../dist/src/engine/worker/upstreamHttp.js';
+import { cpuSeconds } from './procStats.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const IN_FLIGHT = 50;
@@ -208,11 +209,6 @@ for (const row of rows) console.log(`| ${row.name} | ${row.perSecond} | ${row.cp
 // ---- the floor of a proxy on Node and uWS: the client side alone, next to HAProxy in full ----
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-const cpuSeconds = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-};
 
 const answers = (port) =>
   new Promise((resolve) => {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer } from 'node:net';
+import { connect, createServer as createTcpServer } from 'node:net';
 import type { Socket } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -241,4 +241,22 @@ export function runCli(t: ExecutionContext, args: string[], env: Record<string, 
   child.stdout!.on('data', (d) => (text += d));
   child.stderr!.on('data', (d) => (text += d));
   return { child, output: () => text };
+}
+
+/** Sends raw bytes and collects what comes back until the proxy closes or `ms` pass. */
+export function rawExchange(port: number, payload: string | Buffer, ms: number): Promise<{ reply: string; closedByPeer: boolean }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(payload));
+    let reply = '';
+    socket.on('data', (d) => (reply += d.toString('latin1')));
+    socket.on('error', () => {});
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ reply, closedByPeer: false });
+    }, ms);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ reply, closedByPeer: true });
+    });
+  });
 }

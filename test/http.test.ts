@@ -2,34 +2,15 @@
 
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
 import { BACKEND_DOWN, BACKEND_UP } from '../dist/src/index.js';
-import { ENGINE, activeTotal, onePool, patternChunk, patternHash, startBackend, startProxy, waitFor } from './helpers.js';
+import { ENGINE, activeTotal, onePool, patternChunk, patternHash, rawExchange, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function get(port: number, path: string, headers: Record<string, string> = {}) {
   const res = await request(`http://127.0.0.1:${port}${path}`, { headers });
   return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
-}
-
-/** Sends raw bytes and collects what comes back until the proxy closes or `ms` pass. */
-function rawExchange(port: number, payload: string | Buffer, ms: number): Promise<{ reply: string; closedByPeer: boolean }> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(payload));
-    let reply = '';
-    socket.on('data', (d) => (reply += d.toString('latin1')));
-    socket.on('error', () => {});
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ reply, closedByPeer: false });
-    }, ms);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve({ reply, closedByPeer: true });
-    });
-  });
 }
 
 test('round-robin rotation is global across workers', async (t) => {

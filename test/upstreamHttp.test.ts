@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { request } from 'undici';
-import { startProxy, waitFor } from './helpers.js';
+import { rawExchange, startProxy, waitFor } from './helpers.js';
 
 interface RawBackend {
   address: string;
@@ -154,14 +154,8 @@ test('a malformed answer is a 502 for that request only; the next request is ser
 });
 
 /** The raw bytes of the answer to `GET path`, on a connection of its own. */
-function rawGet(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n`));
-    let reply = '';
-    socket.on('data', (chunk) => (reply += chunk.toString('latin1')));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(reply));
-  });
+async function rawGet(port: number, path: string): Promise<string> {
+  return (await rawExchange(port, `GET ${path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n`, 5000)).reply;
 }
 
 test('a response head reaches the client byte for byte, names lower-cased and values trimmed; control characters or a bad name in it are a 502 and the worker keeps serving', async (t) => {

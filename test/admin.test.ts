@@ -9,7 +9,7 @@ import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { validateConfig, ConfigError } from '../dist/src/index.js';
-import { closed, freePort, nextMessage, openSocket, runCli, startBackend, startProxy, waitFor } from './helpers.js';
+import { closed, freePort, nextMessage, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function api(port: number, method: string, path: string, body?: unknown, token?: string) {
   const res = await request(`http://127.0.0.1:${port}${path}`, {
@@ -81,7 +81,7 @@ test('backends: list, add (traffic at once), reweight, drain, undrain, remove; e
   t.is(await whoami(onB), 'b');
   onB.close();
   await closed(onB);
-  await waitFor('b removed', () => proxy.control.backends().length === 1, 3000);
+  await waitFor('b removed', () => proxy.control.backends().length === 1);
   const pools = await api(admin, 'GET', '/api/pools');
   t.deepEqual(
     pools.body.map((p: { name: string; algorithm: string; backends: { id: string }[] }) => [p.name, p.algorithm, p.backends.map((x) => x.id)]),
@@ -147,12 +147,12 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
   const write = (backends: string) =>
     writeFileSync(file, `listen: 127.0.0.1:${port}\nworkers: 2\nadmin: { listen: 127.0.0.1:${adminPort} }\nlog: { level: info, access: false }\npools:\n  chat:\n    backends: [${backends}]\n`);
   write(`${a.address}, ${b.address}`);
-  const { child, output } = runCli(t, ['--config', file]);
-  await waitFor('fairway to listen', () => output().includes('admin API, metrics and dashboard listening'), 10_000);
+  const { child, output } = await runCli(t, ['--config', file]);
+  await waitFor('fairway to listen', () => output().includes('admin API, metrics and dashboard listening'), START_DEADLINE);
 
   const sockets: WebSocket[] = [];
   for (let batch = 0; batch < 10; batch++) sockets.push(...(await Promise.all(Array.from({ length: 100 }, () => openSocket(`ws://127.0.0.1:${port}/`)))));
-  await waitFor('sessions open', () => a.openSessions() + b.openSessions() === 1000, 10_000);
+  await waitFor('sessions open', () => a.openSessions() + b.openSessions() === 1000);
   const onA = a.openSessions();
 
   // Reload by API: c joins, b leaves (draining: its sessions stay until they end), a reweighted.
@@ -172,13 +172,13 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
   t.is(refused.status, 400);
   t.regex(refused.body.error, /pools\.chat\.backends\[0\]/);
   child.kill('SIGHUP');
-  await waitFor('the SIGHUP refusal to be logged', () => output().includes('reload refused'), 5000);
+  await waitFor('the SIGHUP refusal to be logged', () => output().includes('reload refused'));
   t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 2);
 
   // SIGHUP with a good file applies it.
   write(`${a.address}, ${b.address}, ${c.address}`);
   child.kill('SIGHUP');
-  await waitFor('SIGHUP reload', () => output().split('config reloaded').length === 3, 5000);
+  await waitFor('SIGHUP reload', () => output().split('config reloaded').length === 3);
   t.is((await api(adminPort, 'GET', '/api/backends')).body.length, 3);
   t.true(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'still no session dropped');
   t.is((await api(adminPort, 'GET', '/api/backends')).body.reduce((n: number, x: { active: number }) => n + x.active, 0), 1001, 'counts exact through both reloads');
@@ -190,8 +190,8 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
 test('access log: one JSON line per HTTP request and per WebSocket session end', async (t) => {
   const a = await startBackend(t, 'a');
   const port = await freePort();
-  const { child, output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', a.address, '--workers', '1']);
-  await waitFor('fairway to listen', () => output().includes('fairway is listening'), 10_000);
+  const { child, output } = await runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', a.address, '--workers', '1']);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), START_DEADLINE);
   await (await request(`http://127.0.0.1:${port}/download?bytes=1234`)).body.text();
   const ws = await openSocket(`ws://127.0.0.1:${port}/room?x=1`);
   ws.send('hello');

@@ -6,6 +6,7 @@ import test from 'ava';
 import { ALL_FULL, BACKEND_DOWN, NO_BACKEND, PICKERS, StateTable, type Picker } from '../dist/src/index.js';
 import { hash32 } from '../dist/src/core/balancers/consistentHash.js';
 import { recordLatency } from '../dist/src/core/balancers/latency.js';
+import { openGate } from './helpers.js';
 import { smoothSequence } from '../dist/src/core/balancers/weightedRoundRobin.js';
 import type { Algorithm, PoolConfig } from '../dist/src/config/schema.js';
 
@@ -308,6 +309,7 @@ async function contend(table: StateTable, algorithm: Algorithm, backends: number
       const table = StateTable.attach(buffer);
       const members = Array.from({ length: backends }, (_, slot) => ({ slot, id: 'p/b' + slot }));
       const picker = PICKERS[algorithm]({ table, members, poolSlot: 0, worker, pool });
+      parentPort.postMessage('ready');
       Atomics.wait(new Int32Array(gate), 0, 0);
       let failed = 0;
       for (let i = 0; i < perThread; i++) if (picker.pick('hot') < 0) failed++;
@@ -316,10 +318,7 @@ async function contend(table: StateTable, algorithm: Algorithm, backends: number
   const gate = new SharedArrayBuffer(4);
   const full: PoolConfig = { name: 'p', algorithm, backends: [], decay: 10_000, slowStart: 0, queue: { size: 0, timeout: 1000 }, ...pool };
   const workers = Array.from({ length: threads }, (_, worker) => new Worker(code, { eval: true, workerData: { buffer: table.buffer, worker, gate, algorithm, backends, perThread, pool: full } }));
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  Atomics.store(new Int32Array(gate), 0, 1);
-  Atomics.notify(new Int32Array(gate), 0);
-  const failed = await Promise.all(workers.map((w) => new Promise<number>((resolve, reject) => w.once('message', resolve).once('error', reject))));
+  const failed = await openGate(gate, workers);
   await Promise.all(workers.map((w) => w.terminate()));
   return failed;
 }

@@ -1,12 +1,17 @@
 // Test helpers: real backends on ephemeral ports that tag replies with their name, and a proxy.
 
 import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer } from 'node:net';
 import type { Socket } from 'node:net';
+import type { Worker } from 'node:worker_threads';
 import type { ExecutionContext } from 'ava';
+import { lock } from 'proper-lockfile';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startFairway, validateConfig, type Fairway } from '../dist/src/index.js';
 import { createLogger } from '../dist/src/log.js';
@@ -160,8 +165,54 @@ export function patternHash(total: number): string {
  */
 export const ENGINE: 'uws' | 'native-free' = process.env.FAIRWAY_TEST_ENGINE === 'native-free' ? 'native-free' : 'uws';
 
+/**
+ * How many heavy tests (a fairway with its worker threads, a child fairway process, a browser)
+ * run at once on this machine, across test files (each a process of its own) and across suites:
+ * on 2 cores, more than this made starts that take 0.5-2 s alone take over 10 s. Cheap tests are
+ * not held back. Each slot is a lock file (proper-lockfile: a holder that dies without letting go
+ * loses its slot once the lock goes stale, 10 s).
+ */
+const HEAVY_SLOTS = Number(process.env.FAIRWAY_TEST_HEAVY_SLOTS) || 2;
+const SLOT_DIR = join(tmpdir(), 'fairway-test-slots');
+const holding = new WeakMap<ExecutionContext, Promise<void>>();
+
+async function takeHeavySlot(): Promise<() => Promise<void>> {
+  mkdirSync(SLOT_DIR, { recursive: true });
+  for (;;) {
+    for (let slot = 0; slot < HEAVY_SLOTS; slot++) {
+      try {
+        return await lock(join(SLOT_DIR, `slot-${slot}`), { realpath: false, retries: 0 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * Waits for one of the suite's heavy slots and holds it until the test's teardown (teardowns run
+ * last-registered first, so whatever the test starts after this is stopped before the slot is
+ * given back). A test takes at most one slot, however many heavy things it starts.
+ */
+export function heavy(t: ExecutionContext): Promise<void> {
+  let slot = holding.get(t);
+  if (!slot) {
+    slot = takeHeavySlot().then((release) => t.teardown(release));
+    holding.set(t, slot);
+  }
+  return slot;
+}
+
+/**
+ * Safety net for a fairway start (in this process or as a child) on a loaded 2-core machine; a
+ * start takes 0.4-2 s alone. A deadline, not the expected duration.
+ */
+export const START_DEADLINE = 60_000;
+
 /** Starts fairway in this process (workers are threads of it) with a quiet logger. */
 export async function startProxy(t: ExecutionContext, raw: Record<string, unknown>): Promise<Fairway> {
+  await heavy(t);
   const config = validateConfig({ listen: '127.0.0.1:0', workers: 2, engine: ENGINE, log: { level: 'warn', access: false }, ...raw });
   const fairway = await startFairway(config, { logger: createLogger('warn', { role: 'primary' }), testHooks: true });
   t.teardown(() => fairway.stop(1000));
@@ -173,11 +224,11 @@ export function onePool(backends: TestBackend[], algorithm = 'least-conn'): Reco
 }
 
 /** Sum of active counts over the given backends, as the shared table says. */
-export function activeTotal(fairway: Fairway, pool: string, backends: TestBackend[]): number {
+export function activeTotal(fairway: Fairway, pool: string, backends: Pick<TestBackend, 'address'>[]): number {
   return backends.reduce((sum, b) => sum + activeOf(fairway, pool, b), 0);
 }
 
-export function activeOf(fairway: Fairway, pool: string, backend: TestBackend): number {
+export function activeOf(fairway: Fairway, pool: string, backend: Pick<TestBackend, 'address'>): number {
   return fairway.table.active(fairway.plan.backendSlots[`${pool}/${backend.address}`]);
 }
 
@@ -200,8 +251,11 @@ export function closed(ws: WebSocket): Promise<{ code: number; reason: string }>
   return new Promise((resolve) => ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
 }
 
-/** Polls until `check` holds; fails with `what` after `timeout` ms. Bounded in count and time. */
-export async function waitFor(what: string, check: () => boolean, timeout = 5000): Promise<void> {
+/**
+ * Polls until `check` holds; fails with `what` after `timeout` ms. Bounded in count and time. The
+ * timeout is a safety net for a loaded machine, never the expected duration.
+ */
+export async function waitFor(what: string, check: () => boolean, timeout = 20_000): Promise<void> {
   const deadline = Date.now() + timeout;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -228,12 +282,31 @@ export async function freePort(): Promise<number> {
   }
 }
 
+/**
+ * A port nobody can take and that refuses every connection: bound by a socket that never listens,
+ * held by a small python3 process until the test's teardown (or until this process exits and its
+ * stdin closes). Node's own sockets set SO_REUSEADDR, so a bound Node socket would let another
+ * listener share the port; this one sets neither SO_REUSEADDR nor SO_REUSEPORT.
+ */
+export async function deadPort(t: ExecutionContext): Promise<number> {
+  const holder = spawn('python3', ['-c', 'import socket, sys\ns = socket.socket()\ns.bind(("127.0.0.1", 0))\nprint(s.getsockname()[1], flush=True)\nsys.stdin.read()'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.teardown(() => void holder.kill());
+  const [chunk] = (await Promise.race([once(holder.stdout!, 'data'), once(holder, 'exit').then(() => Promise.reject(new Error('python3 could not hold a port')))])) as [Buffer];
+  return Number(chunk.toString().trim());
+}
+
 const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 
-/** The real CLI in a child process, killed at teardown if still running; `output()` is what it printed. */
-export function runCli(t: ExecutionContext, args: string[], env: Record<string, string> = {}): { child: ChildProcess; output(): string } {
-  const starts = (args.includes('--config') || args.includes('--to')) && !args.includes('--engine') && !args.includes('--check');
-  const child = spawn(process.execPath, [CLI, ...args, ...(starts ? ['--engine', ENGINE] : [])], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/**
+ * The real CLI in a child process, killed at teardown if still running; `output()` is what it
+ * printed. A CLI that starts fairway (not `--check`) holds a heavy slot: call it with `await`.
+ */
+export async function runCli(t: ExecutionContext, args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; output(): string }> {
+  if (!args.includes('--check')) await heavy(t);
+  const proxies = (args.includes('--config') || args.includes('--to')) && !args.includes('--engine') && !args.includes('--check');
+  const child = spawn(process.execPath, [CLI, ...args, ...(proxies ? ['--engine', ENGINE] : [])], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
@@ -241,6 +314,18 @@ export function runCli(t: ExecutionContext, args: string[], env: Record<string, 
   child.stdout!.on('data', (d) => (text += d));
   child.stderr!.on('data', (d) => (text += d));
   return { child, output: () => text };
+}
+
+/**
+ * Threads that each post 'ready', wait on `gate`, then post one number: opens the gate once every
+ * thread is ready, so that all of them start at once, and returns their numbers.
+ */
+export async function openGate(gate: SharedArrayBuffer, threads: Worker[]): Promise<number[]> {
+  const next = (w: Worker) => new Promise<unknown>((resolve, reject) => w.once('message', resolve).once('error', reject));
+  await Promise.all(threads.map(next));
+  Atomics.store(new Int32Array(gate), 0, 1);
+  Atomics.notify(new Int32Array(gate), 0);
+  return Promise.all(threads.map(next)) as Promise<number[]>;
 }
 
 /** Sends raw bytes and collects what comes back until the proxy closes or `ms` pass. */

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
 import { BACKEND_DOWN, BACKEND_UP } from '../dist/src/index.js';
-import { ENGINE, activeTotal, onePool, patternChunk, patternHash, rawExchange, startBackend, startProxy, waitFor } from './helpers.js';
+import { ENGINE, activeTotal, deadPort, onePool, patternChunk, patternHash, rawExchange, startBackend, startProxy, waitFor } from './helpers.js';
 
 async function get(port: number, path: string, headers: Record<string, string> = {}) {
   const res = await request(`http://127.0.0.1:${port}${path}`, { headers });
@@ -124,8 +124,7 @@ test('HEAD and 204 replies carry no body and keep the connection usable', async 
 
 test('a refusing backend gives 502, a slow one 504, a missing route 404, each named', async (t) => {
   const backend = await startBackend(t, 'a');
-  const refusing = await startBackend(t, 'gone');
-  await refusing.close();
+  const refusing = { address: `127.0.0.1:${await deadPort(t)}` };
   const proxy = await startProxy(t, {
     timeouts: { response: '300ms' },
     pools: { live: { backends: [backend.address] }, dead: { backends: [refusing.address] } },

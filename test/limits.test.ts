@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import test from 'ava';
 import { bucket, ClientLimits } from '../dist/src/core/limits/clientLimits.js';
 import { ConfigError, validateConfig } from '../dist/src/index.js';
-import { closed, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
+import { closed, openGate, openSocket, startBackend, startProxy, waitFor } from './helpers.js';
 
 test('a bucket lets the burst through at once, then one request per interval', (t) => {
   const limits = ClientLimits.create(1, 64);
@@ -71,6 +71,7 @@ async function contend(limits: ClientLimits, threads: number, perThread: number,
     import(${JSON.stringify(module)}).then(({ ClientLimits }) => {
       const { buffer, workers, worker, gate, perThread, limit } = workerData;
       const limits = ClientLimits.attach(buffer, workers, 1024);
+      parentPort.postMessage('ready');
       Atomics.wait(new Int32Array(gate), 0, 0);
       let passed = 0;
       for (let i = 0; i < perThread; i++) if (limits.admit('hot', 5000, worker, limit).allowed) passed++;
@@ -81,10 +82,7 @@ async function contend(limits: ClientLimits, threads: number, perThread: number,
     { length: threads },
     (_, worker) => new Worker(code, { eval: true, workerData: { buffer: limits.buffer, workers: threads, worker, gate, perThread, limit } }),
   );
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  Atomics.store(new Int32Array(gate), 0, 1);
-  Atomics.notify(new Int32Array(gate), 0);
-  const passed = await Promise.all(workers.map((w) => new Promise<number>((resolve, reject) => w.once('message', resolve).once('error', reject))));
+  const passed = await openGate(gate, workers);
   await Promise.all(workers.map((w) => w.terminate()));
   return passed;
 }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import test from 'ava';
 import { request } from 'undici';
-import { freePort, patternChunk, runCli, startBackend, waitFor } from './helpers.js';
+import { freePort, patternChunk, runCli, START_DEADLINE, startBackend, waitFor } from './helpers.js';
 
 const GIB = 1024 ** 3;
 
@@ -19,8 +19,8 @@ function peakRss(pid: number): number {
 test('1 GiB each way streams through in bounded memory', async (t) => {
   const backend = await startBackend(t, 'a');
   const port = await freePort();
-  const { child, output } = runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '1']);
-  await waitFor('fairway to listen', () => output().includes('fairway is listening'), 10_000);
+  const { child, output } = await runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '1']);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), START_DEADLINE);
   // Warm up so that the baseline includes the worker's buffers and one upstream connection.
   await (await request(`http://127.0.0.1:${port}/download?bytes=${1024 * 1024}`)).body.arrayBuffer();
   const baseline = peakRss(child.pid!);

@@ -6,7 +6,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { encodeProxyHeader, parseProxyHeader } from '../dist/src/core/proxyProtocol.js';
 import { BACKEND_DOWN, ConfigError, validateConfig } from '../dist/src/index.js';
-import { freePort, startBackend, startProxy, waitFor } from './helpers.js';
+import { deadPort, freePort, startBackend, startProxy, waitFor } from './helpers.js';
 
 interface TcpBackend {
   name: string;
@@ -139,7 +139,7 @@ test('PROXY protocol: read from clients (v1 and v2), sent to backends (v1 and v2
 
 test('an unreachable backend is passed over; with none reachable the connection closes; idle connections close', async (t) => {
   const live = await startTcpBackend(t, 'live');
-  const dead = `127.0.0.1:${await freePort()}`;
+  const dead = `127.0.0.1:${await deadPort(t)}`;
   const proxy = await startProxy(t, {
     pools: { web: { backends: ['127.0.0.1:1'] }, db: { algorithm: 'round-robin', backends: [dead, live.address] }, gone: { backends: [dead] } },
     routes: [{ pool: 'web' }],
@@ -207,7 +207,7 @@ test('TCP listeners are validated, naming the field', (t) => {
 
 test('TCP pools use active health checks: a backend found down takes no connections', async (t) => {
   const live = await startTcpBackend(t, 'live');
-  const dead = `127.0.0.1:${await freePort()}`;
+  const dead = `127.0.0.1:${await deadPort(t)}`;
   const proxy = await startProxy(t, {
     pools: {
       web: { backends: ['127.0.0.1:1'] },

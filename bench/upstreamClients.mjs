@@ -69,7 +69,7 @@ function fairwayUpstream() {
   const headers = FORWARDED_HEADERS;
   return {
     send(done) {
-      pool.dispatch({ path: '/', method: 'GET', headers, body: null }, collecting(done));
+      pool.dispatch({ path: '/', method: 'GET', headers, length: -1, body: null }, collecting(done));
     },
     close: () => pool.destroy(),
   };

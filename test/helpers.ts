@@ -328,6 +328,56 @@ export async function openGate(gate: SharedArrayBuffer, threads: Worker[]): Prom
   return Promise.all(threads.map(next)) as Promise<number[]>;
 }
 
+/** What reached a backend through a tap: every byte fairway sent toward it, and the connections. */
+export interface Tap {
+  address: string;
+  received(): string;
+  /** Connections fairway made toward the backend, and how many of them are still open. */
+  connections(): number;
+  open(): number;
+}
+
+/**
+ * A TCP relay in front of `target` that records, byte for byte, what fairway sends toward it,
+ * so that a test checks what a backend is given, not only what it answered.
+ */
+export async function startTap(t: ExecutionContext, target: { port: number }): Promise<Tap> {
+  let received = '';
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const clients = new Set<Socket>();
+  const server = createTcpServer((client) => {
+    connections++;
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    const upstream = connect(target.port, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+      upstream.write(chunk);
+    });
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return {
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    received: () => received,
+    connections: () => connections,
+    open: () => clients.size,
+  };
+}
+
 /** Sends raw bytes and collects what comes back until the proxy closes or `ms` pass. */
 export function rawExchange(port: number, payload: string | Buffer, ms: number): Promise<{ reply: string; closedByPeer: boolean }> {
   return new Promise((resolve) => {

@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { request } from 'undici';
-import { rawExchange, startProxy, waitFor } from './helpers.js';
+import { Readable } from 'node:stream';
+import { rawExchange, startBackend, startProxy, startTap, waitFor } from './helpers.js';
 
 interface RawBackend {
   address: string;
@@ -246,4 +247,44 @@ test('an answer that comes before the upload ends is relayed, and that connectio
   const upload = backend.requests.find((r) => pathOf(r.head) === '/upload')!;
   const after = backend.requests.at(-1)!;
   t.not(after.connection, upload.connection);
+});
+
+test('a body that does not match the length the client wrote fails its request and never runs past it on the wire', async (t) => {
+  const { UpstreamHttpPool } = await import('../dist/src/engine/worker/upstreamHttp.js');
+  const backend = await startBackend(t, 'a');
+  const tap = await startTap(t, backend);
+  const pool = new UpstreamHttpPool({ host: '127.0.0.1', port: Number(tap.address.split(':')[1]), tls: undefined, connectTimeout: 5000, responseTimeout: 5000, idleTimeout: 5000, keepAliveTimeout: 4000 });
+  t.teardown(() => pool.destroy());
+  // The body comes once its head is on the wire, as a client's body comes after its head.
+  const send = async (length: number, body: string) => {
+    const stream = new Readable({ read() {} });
+    const outcome = new Promise<string>((resolve) => {
+      pool.dispatch(
+        { path: '/hash', method: 'POST', headers: ['host', 'x'], length, body: stream },
+        {
+          onRequestStart() {},
+          onResponseStart: () => resolve('answered'),
+          onResponseData() {},
+          onResponseEnd() {},
+          onResponseError: (_control: unknown, err: Error & { code?: string }) => resolve(err.code ?? err.message),
+        },
+      );
+    });
+    const head = `content-length: ${length}\r\n\r\n`;
+    await waitFor('the head to reach the backend', () => tap.received().endsWith(head));
+    stream.push(body);
+    stream.push(null);
+    return { outcome: await outcome, sent: () => tap.received().slice(tap.received().lastIndexOf(head) + head.length) };
+  };
+  // Longer: the chunk that would run past the length is not written at all.
+  const longer = await send(3, 'hello');
+  t.is(longer.outcome, 'FAIRWAY_BODY_LENGTH');
+  await waitFor('the connection toward the backend closed', () => tap.open() === 0);
+  t.is(longer.sent(), '', 'not one body byte went out');
+  // Shorter: the backend is left with an incomplete body on a closed connection, never reused.
+  const shorter = await send(5, 'hel');
+  t.is(shorter.outcome, 'FAIRWAY_BODY_LENGTH');
+  await waitFor('the second connection closed', () => tap.open() === 0);
+  t.is(shorter.sent(), 'hel');
+  t.is(tap.connections(), 2);
 });

@@ -11,6 +11,9 @@ export interface ProxyFault {
 }
 
 export const FAULTS = {
+  badFraming: { code: 'bad-framing', source: 'downstream', status: 400, message: 'the request body framing is invalid: send one Content-Length of digits or Transfer-Encoding: chunked, not both' },
+  unsupportedCoding: { code: 'unsupported-coding', source: 'downstream', status: 501, message: 'the request uses a transfer coding other than chunked' },
+  upgradeWithBody: { code: 'upgrade-with-body', source: 'downstream', status: 400, message: 'a WebSocket upgrade request carries no body' },
   noRoute: { code: 'no-route', source: 'downstream', status: 404, message: 'no route matches this request' },
   forbidden: { code: 'forbidden', source: 'downstream', status: 403, message: 'this address may not use this route' },
   websocketNotAllowed: { code: 'websocket-not-allowed', source: 'downstream', status: 403, message: 'WebSocket is not allowed on this route' },

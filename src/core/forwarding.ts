@@ -2,6 +2,7 @@
 // X-Forwarded-* set, and the client's address found through trusted proxies.
 
 import { clientBehind, type Addressing } from './clientAddress.js';
+import { FAULTS, type ProxyFault } from './errors.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself. */
 const NOT_FORWARDED = new Set([
@@ -38,9 +39,15 @@ export interface RequestHead {
   client: string;
   /** Flat [name, value, name, value, …] list for the upstream request. */
   headers: string[];
-  /** -1 when the request has no content-length header. */
+  /**
+   * The body's framing as the client declared it, checked by requestFraming: its Content-Length
+   * (-1 when none), or chunked. The client's own framing headers are not in `headers`: the
+   * upstream client writes one of its own from these.
+   */
   contentLength: number;
   chunked: boolean;
+  /** Set when the framing is invalid: the request is refused and its connection closed. */
+  framingFault: ProxyFault | undefined;
 }
 
 /** What an engine read of a request, before the head for upstream is made of it. */
@@ -70,16 +77,15 @@ export function upstreamHead(
   const connectionTokens = line.connection;
   const headers: string[] = [];
   let forwardedFor = '';
-  let contentLength = -1;
-  let chunked = false;
+  const lengths: string[] = [];
+  const codings: string[] = [];
   forEachHeader((name, value) => {
     if (name === 'x-forwarded-for') {
       forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
     } else if (name === 'content-length') {
-      contentLength = Number(value);
-      headers.push(name, value);
+      lengths.push(value);
     } else if (name === 'transfer-encoding') {
-      chunked = value.toLowerCase().includes('chunked');
+      codings.push(value);
     } else if (
       !NOT_FORWARDED.has(name) &&
       !(websocket && WEBSOCKET_HANDSHAKE.has(name)) &&
@@ -98,7 +104,38 @@ export function upstreamHead(
   if (host) headers.push('x-forwarded-host', host);
   const colon = host.lastIndexOf(':');
   const hostName = (colon > host.lastIndexOf(']') ? host.slice(0, colon) : host).toLowerCase();
-  return { method, path, host, hostName, client, headers, contentLength, chunked };
+  return { method, path, host, hostName, client, headers, ...requestFraming(lengths, codings) };
+}
+
+/** Content-Length as RFC 9110 8.6 writes it (1*DIGIT), short enough to be an exact number. */
+const DIGITS = /^[0-9]{1,15}$/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+/**
+ * The body framing of a request from its Content-Length and Transfer-Encoding values (each
+ * header line's value, in order), as RFC 9112 6.3 and HAProxy read them, refusing whatever two
+ * parsers could read two ways: more than one Content-Length (even identical, even as a list),
+ * one that is not plain digits (`-1`, `+5`, `1.0`, `0 80`), Transfer-Encoding together with
+ * Content-Length, chunked that is not the final coding or appears twice, and codings that are
+ * not tokens. A coding other than chunked is 501: fairway would have to undo it.
+ */
+export function requestFraming(lengths: string[], codings: string[]): Pick<RequestHead, 'contentLength' | 'chunked' | 'framingFault'> {
+  const refused = (fault: ProxyFault) => ({ contentLength: -1, chunked: false, framingFault: fault });
+  if (codings.length > 0) {
+    if (lengths.length > 0) return refused(FAULTS.badFraming);
+    const list = codings.join(',').split(',').map((coding) => coding.trim().toLowerCase());
+    if (list.some((coding) => !TOKEN.test(coding))) return refused(FAULTS.badFraming);
+    if (list.at(-1) !== 'chunked' || list.indexOf('chunked') !== list.length - 1) return refused(FAULTS.badFraming);
+    if (list.length > 1) return refused(FAULTS.unsupportedCoding);
+    return { contentLength: -1, chunked: true, framingFault: undefined };
+  }
+  if (lengths.length > 1) return refused(FAULTS.badFraming);
+  if (lengths.length === 1) {
+    const value = lengths[0].trim();
+    if (!DIGITS.test(value)) return refused(FAULTS.badFraming);
+    return { contentLength: Number(value), chunked: false, framingFault: undefined };
+  }
+  return { contentLength: -1, chunked: false, framingFault: undefined };
 }
 
 function listsToken(list: string, token: string): boolean {

@@ -5,7 +5,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ProxyFault } from '../../core/errors.js';
 import type { RequestFacts } from '../../core/routing.js';
 import { HttpExchange, type ClientReply } from '../worker/httpExchange.js';
-import { gateRequest, runTestFault } from '../worker/requestGate.js';
+import { gateRequest, runTestFault, type Refusal } from '../worker/requestGate.js';
 import type { WorkerContext } from '../worker/workerContext.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 
@@ -19,6 +19,7 @@ const STATUS_TEXT: Record<number, string> = {
   413: 'Payload Too Large',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
@@ -44,12 +45,30 @@ export function writeFault(res: HttpResponse, fault: ProxyFault, closeConnection
   res.end(`${fault.message}\n`, closeConnection);
 }
 
+/**
+ * Answers a gate's refusal inside the uWS handler. One that must close the connection (its body
+ * framing is unknown, or its body will not be read) waits until the handler has returned: while a
+ * handler runs, uWS 20.30 goes on parsing what follows the head as the next request, even past a
+ * response ended there with closeConnection (so `Content-Length: 5` then `Content-Length: 90`
+ * made the rest of the body a request of its own), and it closes the connection only for a
+ * response ended outside the handler. With this one still pending, a request pipelined behind it
+ * makes uWS close the connection at once, before any handler sees it.
+ */
+export function writeRefusal(res: HttpResponse, refusal: Refusal): void {
+  if (!refusal.closeConnection) return writeFault(res, refusal.fault, false, refusal.retryAfter);
+  let aborted = false;
+  res.onAborted(() => (aborted = true));
+  setImmediate(() => {
+    if (!aborted) res.cork(() => writeFault(res, refusal.fault, true, refusal.retryAfter));
+  });
+}
+
 /** Entry point for every non-upgrade request. */
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
   const head = readRequestHead(res, req, false, context.proto, context.addressing);
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const gate = gateRequest(context, head, () => requestFacts(req, head), false);
-  if ('fault' in gate) return writeFault(res, gate.fault, gate.closeConnection, gate.retryAfter);
+  if ('fault' in gate) return writeRefusal(res, gate);
   const reply = new UwsReply(res);
   const exchange = new HttpExchange(context, reply, head, gate.pool, gate.stickySlot >= 0, gate.route);
   res.onAborted(() => {

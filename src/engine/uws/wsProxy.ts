@@ -6,7 +6,7 @@ import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import { gateRequest, runTestFault } from '../worker/requestGate.js';
 import { WebSocketSession, type ClientHandshake } from '../worker/webSocketSession.js';
 import type { WorkerContext } from '../worker/workerContext.js';
-import { asReceived, requestFacts, writeFault } from './httpProxy.js';
+import { asReceived, requestFacts, writeFault, writeRefusal } from './httpProxy.js';
 import { readRequestHead } from './requestHead.js';
 
 /** uWS copies user data shallowly, so the session lives one level down. */
@@ -82,7 +82,7 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   const extensions = req.getHeader('sec-websocket-extensions');
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const gate = gateRequest(context, head, () => requestFacts(req, head), true);
-  if ('fault' in gate) return writeFault(res, gate.fault, gate.closeConnection, gate.retryAfter);
+  if ('fault' in gate) return writeRefusal(res, gate);
   const responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
   const handshake = new UwsHandshake(res, key, protocols, extensions, socketContext);
   const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, responseTimeout, gate.limitSlot);

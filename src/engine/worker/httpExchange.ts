@@ -99,8 +99,8 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
       const timeouts = this.route.timeouts;
       context.upstreams[this.slot].dispatch(
         timeouts
-          ? { path: head.path, method: head.method, headers: head.headers, body: this.body, responseTimeout: timeouts.response, idleTimeout: timeouts.idle }
-          : { path: head.path, method: head.method, headers: head.headers, body: this.body },
+          ? { path: head.path, method: head.method, headers: head.headers, length: head.contentLength, body: this.body, responseTimeout: timeouts.response, idleTimeout: timeouts.idle }
+          : { path: head.path, method: head.method, headers: head.headers, length: head.contentLength, body: this.body },
         this,
       );
     } catch (err) {

@@ -28,9 +28,14 @@ export interface UpstreamRequest {
   method: string;
   /** Path with query string. */
   path: string;
-  /** Flat [name, value, …] list with lower-case names. */
+  /** Flat [name, value, …] list with lower-case names, without Content-Length or Transfer-Encoding. */
   headers: string[];
-  /** Streamed after the head; framed as chunked when `headers` carries no content-length. */
+  /**
+   * The body's length as the client declared it, or -1: the client writes the only framing
+   * header the backend sees (Content-Length: length, else chunked when there is a body).
+   */
+  length: number;
+  /** Streamed after the head. */
   body: Readable | null;
   /** Per-request overrides of the pool's response and idle timeouts, ms. */
   responseTimeout?: number;
@@ -108,6 +113,8 @@ class UpstreamConnection implements UpstreamControl {
   private requestSent = false;
   /** The request body goes out with chunked framing (it has no Content-Length). */
   private chunkedBody = false;
+  /** Body bytes still due under the Content-Length this client wrote. */
+  private bodyLeft = 0;
   /** Response bytes not parsed yet (head or chunk framing split across reads). */
   private pending: Buffer | null = null;
   private framing = Framing.None;
@@ -173,18 +180,15 @@ class UpstreamConnection implements UpstreamControl {
     const { headers } = request;
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
     let hasHost = false;
-    let hasLength = false;
     for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i];
-      if (name === 'host') hasHost = true;
-      else if (name === 'content-length') hasLength = true;
-      head += `${name}: ${headers[i + 1]}\r\n`;
+      if (headers[i] === 'host') hasHost = true;
+      head += `${headers[i]}: ${headers[i + 1]}\r\n`;
     }
     if (!hasHost) head += `host: ${this.pool.hostHeader}\r\n`;
-    if (request.body && !hasLength) {
-      head += 'transfer-encoding: chunked\r\n';
-      this.chunkedBody = true;
-    } else this.chunkedBody = false;
+    this.chunkedBody = request.body !== null && request.length < 0;
+    this.bodyLeft = request.length;
+    if (request.length >= 0) head += `content-length: ${request.length}\r\n`;
+    else if (this.chunkedBody) head += 'transfer-encoding: chunked\r\n';
     return `${head}\r\n`;
   }
 
@@ -199,12 +203,19 @@ class UpstreamConnection implements UpstreamControl {
       socket.write(chunk);
       ok = socket.write(CRLF);
       socket.uncork();
-    } else ok = socket.write(chunk);
+    } else {
+      // Never a byte past the length written in the head: the backend would read it as the
+      // start of another request.
+      this.bodyLeft -= chunk.length;
+      if (this.bodyLeft < 0) return this.fail(upstreamFailure('FAIRWAY_BODY_LENGTH', 'the request body is longer than its Content-Length'));
+      ok = socket.write(chunk);
+    }
     if (!ok) this.request?.body?.pause();
   }
 
   private endBody(): void {
     if (this.phase === Phase.Closed) return;
+    if (!this.chunkedBody && this.bodyLeft > 0) return this.fail(upstreamFailure('FAIRWAY_BODY_LENGTH', 'the request body ended before its Content-Length'));
     if (this.chunkedBody) this.socket.write(LAST_CHUNK);
     this.requestSent = true;
     this.detachBody();

@@ -38,7 +38,7 @@ export function handleHttp(context: WorkerContext, req: ClientRequest, res: Clie
     return;
   }
   const reply = new NodeReply(res);
-  const exchange = new HttpExchange(context, reply, head, gate.pool, gate.stickySlot >= 0, gate.route);
+  const exchange = new HttpExchange(context, reply, head, gate);
   res.once('close', () => {
     if (reply.completed) return;
     reply.finished = true;
@@ -47,7 +47,7 @@ export function handleHttp(context: WorkerContext, req: ClientRequest, res: Clie
   if (head.contentLength > 0 || head.chunked) {
     exchange.body = gate.route.maxBody > 0 ? limitedBody(req, gate.route.maxBody, () => exchange.onBodyTooLarge()) : (req as Readable);
   }
-  exchange.cancelWait = gate.pool.admit(exchange, gate.key, gate.stickySlot);
+  exchange.start(gate);
 }
 
 /** The request body, cut off (and `onTooLarge` called) once it passes `limit` bytes. */

@@ -68,15 +68,14 @@ export function handleUpgrade(context: WorkerContext, server: WebSocketServer, c
   if (context.testHooks) runTestFault(String(req.headers['x-fairway-test-fault'] ?? ''));
   const gate = gateRequest(context, head, () => requestFacts(req, head), true);
   if ('fault' in gate) return answerFault(socket, gate.fault, gate.retryAfter);
-  const responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
   const handshake = new NodeHandshake(context, server, clients, req, socket, early);
-  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, responseTimeout, gate.limitSlot);
+  const session = new WebSocketSession(context, head, gate, handshake);
   handshake.session = session;
   socket.once('close', () => {
     if (handshake.abort()) session.onHandshakeAborted();
   });
   handshake.watch();
-  session.cancelWait = gate.pool.admit(session, gate.key, gate.stickySlot);
+  session.start(gate);
 }
 
 /** The client's upgrade, held until the backend has answered its own. */

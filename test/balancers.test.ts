@@ -3,7 +3,7 @@
 
 import { Worker } from 'node:worker_threads';
 import test from 'ava';
-import { ALL_FULL, BACKEND_DOWN, NO_BACKEND, PICKERS, StateTable, type Picker } from '../dist/src/index.js';
+import { ALL_FULL, BACKEND_DOWN, BACKEND_UP, NO_BACKEND, PICKERS, StateTable, type Picker } from '../dist/src/index.js';
 import { hash32 } from '../dist/src/core/balancers/consistentHash.js';
 import { recordLatency } from '../dist/src/core/balancers/latency.js';
 import { openGate } from './helpers.js';
@@ -272,6 +272,59 @@ test('hash with bounded loads: a hot key spills to the next backends, never abov
 test('hash: a missing key falls back to least-conn', (t) => {
   const pool = makePool('hash', [1, 1, 1], { hash: { key: { from: 'cookie', name: 'sid' }, balanceFactor: 0 } });
   t.deepEqual(tally(pool.pick(9, undefined), 3), [3, 3, 3]);
+});
+
+// Retries: `pick(key, avoid)` keeps the pool's own rule over the backends not yet tried.
+test('retry: a hash pool goes to the key’s next ring member, as if the tried one were down', (t) => {
+  const ring = makePool('hash', [1, 1, 1, 1, 1], { hash: { key: { from: 'header', name: 'x-room' }, balanceFactor: 0 } });
+  const without = makePool('hash', [1, 1, 1, 1, 1], { hash: { key: { from: 'header', name: 'x-room' }, balanceFactor: 0 } });
+  const picker = ring.picker();
+  for (let i = 0; i < 200; i++) {
+    const key = `room-${i}`;
+    const first = picker.pick(key);
+    const retry = picker.pick(key, [first]);
+    ring.table.release(first, 0);
+    ring.table.release(retry, 0);
+    without.table.setState(first, BACKEND_DOWN);
+    const next = without.picker().pick(key);
+    without.table.release(next, 0);
+    without.table.setState(first, BACKEND_UP);
+    t.is(retry, next, key);
+    t.not(retry, first);
+  }
+});
+
+test('retry: a weighted pool keeps its weights over the backends not tried', (t) => {
+  for (const algorithm of ['weighted-round-robin', 'random', 'least-conn'] as const) {
+    const pool = makePool(algorithm, [1, 3, 1], { random: seeded(7) });
+    const picker = pool.picker();
+    const picks: number[] = [];
+    // Backend 0 failed: every retry avoids it. Least-conn keeps the sessions; the others release.
+    for (let i = 0; i < 400; i++) {
+      const slot = picker.pick(undefined, [0]);
+      picks.push(slot);
+      if (algorithm !== 'least-conn') pool.table.release(slot, 0);
+    }
+    const counts = tally(picks, 3);
+    t.is(counts[0], 0, `${algorithm}: the tried backend is never picked again`);
+    if (algorithm === 'random') t.true(Math.abs(counts[1] / counts[2] - 3) < 0.6, `${algorithm}: ${counts}`);
+    else t.deepEqual(counts, [0, 300, 100], algorithm);
+  }
+});
+
+test('retry: every picker avoids the tried backends and says when none is left', (t) => {
+  for (const algorithm of Object.keys(PICKERS) as Algorithm[]) {
+    const pool = makePool(algorithm, [1, 1, 1], { random: seeded(3), hash: { key: { from: 'header', name: 'x' }, balanceFactor: 0 } });
+    const picker = pool.picker();
+    const seen = new Set<number>();
+    for (let i = 0; i < 30; i++) {
+      const slot = picker.pick('k', [0, 1]);
+      seen.add(slot);
+      pool.table.release(slot, 0);
+    }
+    t.deepEqual([...seen], [2], algorithm);
+    t.true(picker.pick('k', [0, 1, 2]) < 0, `${algorithm}: nothing left to try`);
+  }
 });
 
 test('hash32 spreads sequential keys', (t) => {

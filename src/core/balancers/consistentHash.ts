@@ -56,8 +56,8 @@ export class ConsistentHash implements Picker {
     this.owners = Int32Array.from(ring, (p) => p[1]);
   }
 
-  pick(key?: string): number {
-    if (key === undefined || key === '') return this.fallback.pick();
+  pick(key?: string, avoid?: readonly number[]): number {
+    if (key === undefined || key === '') return this.fallback.pick(undefined, avoid);
     const view = this.view;
     if (view.refresh()) this.rebuild();
     const count = view.slots.length;
@@ -77,7 +77,7 @@ export class ConsistentHash implements Picker {
       if (seen[index] === stamp) continue;
       seen[index] = stamp;
       visited++;
-      if (!view.passesRamp(index, now)) continue;
+      if (view.avoids(index, avoid) || !view.passesRamp(index, now)) continue;
       for (;;) {
         const active = table.active(view.slots[index]);
         if (!view.hasRoom(index, active)) break;
@@ -86,7 +86,7 @@ export class ConsistentHash implements Picker {
       }
     }
     // Every backend was over its bound or ramping: fall back to the least loaded one with room.
-    const slot = this.fallback.pick();
+    const slot = this.fallback.pick(undefined, avoid);
     return slot === NO_BACKEND ? ALL_FULL : slot;
   }
 }

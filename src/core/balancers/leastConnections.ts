@@ -32,7 +32,7 @@ export class LeastConnections implements Picker {
     this.groups = Math.ceil(context.members.length / GROUP_SIZE);
   }
 
-  pick(): number {
+  pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     if (view.refresh()) {
       this.useGroups = this.groups > 1 && view.equalWeights && !view.slowStarting;
@@ -42,10 +42,12 @@ export class LeastConnections implements Picker {
       Atomics.store(table.i32, table.poolFloorBase + poolSlot, 0);
     }
     if (view.slots.length === 0) return NO_BACKEND;
+    // A retry's pick scans: it is rare, and the groups' floors stay lower bounds whatever it takes.
+    if (avoid !== undefined && avoid.length > 0) return this.pickByScan(avoid);
     return this.useGroups ? this.pickByGroups() : this.pickByScan();
   }
 
-  private pickByScan(): number {
+  private pickByScan(avoid?: readonly number[]): number {
     const view = this.view;
     const { slots } = view;
     const count = slots.length;
@@ -67,7 +69,7 @@ export class LeastConnections implements Picker {
         const index = offset + k < count ? offset + k : offset + k - count;
         const active = i32[base + slots[index]];
         const max = maxConns[index];
-        if (max !== 0 && active >= max) continue;
+        if ((max !== 0 && active >= max) || view.avoids(index, avoid)) continue;
         const weight = slowStarting ? view.effectiveWeight(index, now) : weights[index];
         // active/weight < bestActive/bestWeight, without division.
         if (best < 0 || active * bestWeight < bestActive * weight) {
@@ -79,7 +81,7 @@ export class LeastConnections implements Picker {
       if (best < 0) return ALL_FULL;
       if (table.tryAcquire(slots[best], bestActive, worker)) return slots[best];
     }
-    return this.view.takeAny();
+    return this.view.takeAny(avoid);
   }
 
   private pickByGroups(): number {

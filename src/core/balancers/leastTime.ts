@@ -17,7 +17,7 @@ export class LeastTime implements Picker {
     this.view = new PoolView(context);
   }
 
-  pick(): number {
+  pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     view.refresh();
     const { slots } = view;
@@ -48,7 +48,7 @@ export class LeastTime implements Picker {
       for (let k = 0; k < count; k++) {
         const index = offset + k < count ? offset + k : offset + k - count;
         const active = table.active(slots[index]);
-        if (!view.hasRoom(index, active)) continue;
+        if (view.avoids(index, avoid) || !view.hasRoom(index, active)) continue;
         const score = (costs[index] * (active + 1)) / view.effectiveWeight(index, now);
         if (score < bestScore) {
           best = index;
@@ -59,6 +59,6 @@ export class LeastTime implements Picker {
       if (best < 0) return ALL_FULL;
       if (table.tryAcquire(slots[best], bestActive, worker)) return slots[best];
     }
-    return view.takeAny();
+    return view.takeAny(avoid);
   }
 }

@@ -33,11 +33,14 @@ export interface PickerContext {
 /**
  * A picker only picks: it reads health, weight and load from the shared table and does no I/O.
  * `pick` returns the slot it took one session on (already counted as active), NO_BACKEND or
- * ALL_FULL. `key` is the request's hash key, for pickers that hash. The caller releases the slot
- * with `table.release(slot, worker)` when the session ends.
+ * ALL_FULL. `key` is the request's hash key, for pickers that hash. `avoid` lists slots not to
+ * pick (the backends a retry already tried): the picker's own rule chooses among the others, as
+ * HAProxy's `srvtoavoid` and Pingora's `select_with(accept)`, so a hash pool's retry goes to the
+ * key's next ring member and a weighted pool's retries keep its weights. The caller releases the
+ * slot with `table.release(slot, worker)` when the session ends.
  */
 export interface Picker {
-  pick(key?: string): number;
+  pick(key?: string, avoid?: readonly number[]): number;
 }
 
 export type PickerFactory = (context: PickerContext) => Picker;

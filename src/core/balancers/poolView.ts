@@ -88,14 +88,19 @@ export class PoolView {
     return share >= 1 || this.random() < share;
   }
 
+  /** Member `index` is one of the slots a retry avoids. */
+  avoids(index: number, avoid: readonly number[] | undefined): boolean {
+    return avoid !== undefined && avoid.includes(this.slots[index]);
+  }
+
   hasRoom(index: number, active: number): boolean {
     const max = this.maxConns[index];
     return max === 0 || active < max;
   }
 
-  /** The fallback of every picker: the first member with room, taken, or ALL_FULL. */
-  takeAny(): number {
-    for (let index = 0; index < this.slots.length; index++) if (this.takeIfRoom(index)) return this.slots[index];
+  /** The fallback of every picker: the first member with room and not avoided, taken, or ALL_FULL. */
+  takeAny(avoid?: readonly number[]): number {
+    for (let index = 0; index < this.slots.length; index++) if (!this.avoids(index, avoid) && this.takeIfRoom(index)) return this.slots[index];
     return ALL_FULL;
   }
 

@@ -12,14 +12,14 @@ export class PowerOfTwoChoices implements Picker {
     this.view = new PoolView(context);
   }
 
-  pick(): number {
+  pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     view.refresh();
     const count = view.slots.length;
     if (count === 0) return NO_BACKEND;
     const { table, worker } = view.context;
     const { slots } = view;
-    if (count === 1) return view.takeIfRoom(0) ? slots[0] : ALL_FULL;
+    if (count === 1) return !view.avoids(0, avoid) && view.takeIfRoom(0) ? slots[0] : ALL_FULL;
     const now = view.slowStarting ? view.now() : 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const first = Math.floor(view.random() * count);
@@ -27,8 +27,8 @@ export class PowerOfTwoChoices implements Picker {
       if (second >= first) second++;
       const firstActive = table.active(slots[first]);
       const secondActive = table.active(slots[second]);
-      const firstRoom = view.hasRoom(first, firstActive);
-      const secondRoom = view.hasRoom(second, secondActive);
+      const firstRoom = !view.avoids(first, avoid) && view.hasRoom(first, firstActive);
+      const secondRoom = !view.avoids(second, avoid) && view.hasRoom(second, secondActive);
       if (!firstRoom && !secondRoom) continue;
       let chosen = first;
       let seen = firstActive;
@@ -38,6 +38,6 @@ export class PowerOfTwoChoices implements Picker {
       }
       if (table.tryAcquire(slots[chosen], seen, worker)) return slots[chosen];
     }
-    return view.takeAny();
+    return view.takeAny(avoid);
   }
 }

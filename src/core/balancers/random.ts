@@ -12,7 +12,7 @@ export class WeightedRandom implements Picker {
     this.view = new PoolView(context);
   }
 
-  pick(): number {
+  pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     if (view.refresh()) {
       let sum = 0;
@@ -23,12 +23,12 @@ export class WeightedRandom implements Picker {
     const now = view.slowStarting ? view.now() : 0;
     for (let tried = 0; tried < 2 * count; tried++) {
       const index = this.draw(view.random() * view.totalWeight);
-      if (view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
+      if (!view.avoids(index, avoid) && view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
     }
     const start = Math.floor(view.random() * count);
     for (let k = 0; k < count; k++) {
       const index = (start + k) % count;
-      if (view.takeIfRoom(index)) return view.slots[index];
+      if (!view.avoids(index, avoid) && view.takeIfRoom(index)) return view.slots[index];
     }
     return ALL_FULL;
   }

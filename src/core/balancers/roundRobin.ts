@@ -10,7 +10,7 @@ export class RoundRobin implements Picker {
     this.view = new PoolView(context);
   }
 
-  pick(): number {
+  pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     view.refresh();
     const count = view.slots.length;
@@ -19,8 +19,8 @@ export class RoundRobin implements Picker {
     const now = view.slowStarting ? view.now() : 0;
     for (let tried = 0; tried < count; tried++) {
       const index = table.nextRoundRobin(poolSlot) % count;
-      if (view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
+      if (!view.avoids(index, avoid) && view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
     }
-    return view.takeAny();
+    return view.takeAny(avoid);
   }
 }

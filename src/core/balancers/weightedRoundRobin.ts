@@ -42,7 +42,7 @@ export class WeightedRoundRobin implements Picker {
     this.view = new PoolView(context);
   }
 
-  pick(): number {
+  pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     if (view.refresh()) this.sequence = smoothSequence(view.weights);
     const count = view.slots.length;
@@ -52,8 +52,8 @@ export class WeightedRoundRobin implements Picker {
     const now = view.slowStarting ? view.now() : 0;
     for (let tried = 0; tried < sequence.length; tried++) {
       const index = sequence[table.nextRoundRobin(poolSlot) % sequence.length];
-      if (view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
+      if (!view.avoids(index, avoid) && view.passesRamp(index, now) && view.takeIfRoom(index)) return view.slots[index];
     }
-    return view.takeAny();
+    return view.takeAny(avoid);
   }
 }

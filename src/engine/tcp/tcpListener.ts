@@ -6,6 +6,7 @@ import type { TcpListenerConfig } from '../../config/schema.js';
 import { isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import { encodeProxyHeader, parseProxyHeader, type ParsedProxyHeader } from '../../core/proxyProtocol.js';
 import type { Admittable, PoolRuntime } from '../worker/admission.js';
+import { BackendLease } from '../worker/backendLease.js';
 import type { OpenSession, WorkerContext } from '../worker/workerContext.js';
 
 /** How long a client of an accept_proxy listener has to send its PROXY header. */
@@ -89,20 +90,20 @@ export class TcpListener {
       client.destroy();
       return;
     }
-    const session = new TcpSession(this.context, this, pool, client, address.startsWith('::ffff:') ? address.slice(7) : address, port, early);
+    const clientAddress = address.startsWith('::ffff:') ? address.slice(7) : address;
+    const key = pool.hashKey(undefined, clientAddress);
+    const session = new TcpSession(this.context, this, new BackendLease(this.context.table, this.context.worker, pool, key), client, clientAddress, port, early);
     this.context.tcpSessions.add(session);
-    session.cancelWait = pool.admit(session, pool.config.hash?.key.from === 'ip' ? session.clientAddress : undefined, -1);
+    session.cancelWait = pool.admit(session, key, -1);
   }
 }
 
 /** One proxied TCP connection; holds one session on its backend until both sides are closed. */
 class TcpSession implements Admittable, OpenSession {
   cancelWait: (() => void) | undefined;
-  private slot = -1;
-  private readonly tried: number[] = [];
   private upstream: Socket | null = null;
   private connected = false;
-  private released = false;
+  private finished = false;
   private bytesIn = 0;
   private bytesOut = 0;
   readonly startedAt = performance.now();
@@ -110,7 +111,7 @@ class TcpSession implements Admittable, OpenSession {
   constructor(
     private readonly context: WorkerContext,
     private readonly listener: TcpListener,
-    private readonly pool: PoolRuntime,
+    private readonly lease: BackendLease,
     private readonly client: Socket,
     readonly clientAddress: string,
     private readonly clientPort: number,
@@ -120,7 +121,11 @@ class TcpSession implements Admittable, OpenSession {
   }
 
   get backendSlot(): number {
-    return this.slot;
+    return this.lease.slot;
+  }
+
+  private get slot(): number {
+    return this.lease.slot;
   }
 
   get isOpen(): boolean {
@@ -137,13 +142,10 @@ class TcpSession implements Admittable, OpenSession {
   admit(slot: number): void {
     this.cancelWait = undefined;
     if (this.client.destroyed) {
-      this.context.table.release(slot, this.context.worker);
+      this.lease.decline(slot);
       return;
     }
-    this.slot = slot;
-    this.tried.push(slot);
-    this.context.table.countRequest(slot);
-    this.pool.earnRetry();
+    this.lease.take(slot);
     this.connect();
   }
 
@@ -207,13 +209,12 @@ class TcpSession implements Admittable, OpenSession {
 
   /** A backend that could not be reached is swapped for another before any byte went to it. */
   private retry(err: NodeJS.ErrnoException): boolean {
-    const { pool, context } = this;
+    const { lease, context } = this;
     const unreachable = isConnectFailure(err) || err.code === 'ETIMEDOUT';
-    if (!unreachable || this.tried.length > pool.config.retries.count || this.client.destroyed) return false;
-    const next = pool.switchBackend(this.slot, this.tried);
-    if (next < 0) return false;
-    context.logger.debug({ from: context.backends[this.slot].origin, to: context.backends[next].origin }, 'TCP connection retried on another backend');
-    this.slot = next;
+    if (!unreachable || this.client.destroyed) return false;
+    const from = lease.slot;
+    if (!lease.switch()) return false;
+    context.logger.debug({ from: context.backends[from].origin, to: context.backends[lease.slot].origin }, 'TCP connection retried on another backend');
     this.connect();
     return true;
   }
@@ -247,11 +248,11 @@ class TcpSession implements Admittable, OpenSession {
   }
 
   private finish(): void {
-    if (this.released) return;
-    this.released = true;
+    if (this.finished) return;
+    this.finished = true;
     const { context } = this;
     context.tcpSessions.delete(this);
-    if (this.slot >= 0) context.table.release(this.slot, context.worker);
+    this.lease.release();
     if (context.accessLog) {
       context.logger.info({
         type: 'tcp',

@@ -70,7 +70,7 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   const gate = gateRequest(context, head, () => requestFacts(req, head), false);
   if ('fault' in gate) return writeRefusal(res, gate);
   const reply = new UwsReply(res);
-  const exchange = new HttpExchange(context, reply, head, gate.pool, gate.stickySlot >= 0, gate.route);
+  const exchange = new HttpExchange(context, reply, head, gate);
   res.onAborted(() => {
     reply.finished = true;
     exchange.onClientGone();
@@ -80,7 +80,7 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
     const idle = gate.route.timeouts?.idle ?? context.config.timeouts.idle;
     exchange.body = new RequestBody(res, idle, gate.route.maxBody, () => res.close(), () => exchange.onBodyTooLarge());
   }
-  exchange.cancelWait = gate.pool.admit(exchange, gate.key, gate.stickySlot);
+  exchange.start(gate);
 }
 
 /** What routing and hashing may read of a uWS request; inside the handler only, like `req`. */

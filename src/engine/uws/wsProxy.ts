@@ -83,12 +83,11 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
   const gate = gateRequest(context, head, () => requestFacts(req, head), true);
   if ('fault' in gate) return writeRefusal(res, gate);
-  const responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
   const handshake = new UwsHandshake(res, key, protocols, extensions, socketContext);
-  const session = new WebSocketSession(context, head, gate.pool, gate.stickySlot >= 0, handshake, responseTimeout, gate.limitSlot);
+  const session = new WebSocketSession(context, head, gate, handshake);
   handshake.session = session;
   handshake.watchAbort();
-  session.cancelWait = gate.pool.admit(session, gate.key, gate.stickySlot);
+  session.start(gate);
 }
 
 /** The uWS upgrade request as the session's ClientHandshake; answered inside a cork. */

@@ -31,8 +31,6 @@ export class PoolRuntime {
   private readonly stickySlots = new Map<string, number>();
   /** Slot → sticky-cookie value. */
   readonly names = new Map<number, string>();
-  /** Slots of the pool's backends. */
-  private readonly slots: number[];
   private readonly waiting: Waiter[] = [];
   private timer: NodeJS.Timeout | null = null;
   /** Retry budget of this worker for this pool: earns `retries.budget` per request, up to 10. */
@@ -46,20 +44,22 @@ export class PoolRuntime {
     private readonly worker: number,
     slots: Record<string, number>,
   ) {
-    this.slots = config.backends.map((b) => slots[b.id]);
     for (const backend of config.backends) {
       this.stickySlots.set(backend.name, slots[backend.id]);
       this.names.set(slots[backend.id], backend.name);
     }
   }
 
-  /** The hash key of a request for this pool, or undefined (no hashing, or the key is absent). */
-  hashKey(request: RequestFacts, client: string): string | undefined {
+  /**
+   * The hash key of a request or connection for this pool, or undefined (no hashing, or the key
+   * is absent). A TCP connection has no request: only a key from the client's address applies.
+   */
+  hashKey(request: RequestFacts | undefined, client: string): string | undefined {
     const source = this.config.hash?.key;
     if (!source) return undefined;
+    if (source.from === 'ip') return client;
+    if (!request) return undefined;
     switch (source.from) {
-      case 'ip':
-        return client;
       case 'path': {
         const query = request.path.indexOf('?');
         return query < 0 ? request.path : request.path.slice(0, query);
@@ -160,50 +160,6 @@ export class PoolRuntime {
     if (this.retryTokens < 1) return false;
     this.retryTokens--;
     return true;
-  }
-
-  /**
-   * Moves a session that failed on `from` to another untried backend that is up: it is released
-   * on `from`, counted as a retry there, and taken on the new backend, which joins `tried`.
-   * Returns the new slot, or -1 when there is none (then nothing changes).
-   */
-  switchBackend(from: number, tried: number[]): number {
-    const next = this.pickAnother(tried);
-    if (next < 0) return -1;
-    this.table.countRetry(from);
-    this.table.release(from, this.worker);
-    this.table.countRequest(next);
-    tried.push(next);
-    return next;
-  }
-
-  /**
-   * For a retry: the least loaded backend of the pool, by active/weight, that is up and was not
-   * tried yet, taken with one session; -1 if there is none. Whatever the pool's algorithm: a
-   * retry wants a backend that works, and the first choice already failed.
-   */
-  pickAnother(tried: number[]): number {
-    const { table } = this;
-    for (let attempt = 0; attempt < 100; attempt++) {
-      let best = -1;
-      let bestActive = 0;
-      let bestWeight = 1;
-      for (const slot of this.slots) {
-        if (tried.includes(slot) || table.state(slot) !== BACKEND_UP) continue;
-        const weight = table.weight(slot);
-        const active = table.active(slot);
-        const max = table.maxConns(slot);
-        if (weight <= 0 || (max > 0 && active >= max)) continue;
-        if (best < 0 || active * bestWeight < bestActive * weight) {
-          best = slot;
-          bestActive = active;
-          bestWeight = weight;
-        }
-      }
-      if (best < 0) return -1;
-      if (table.tryAcquire(best, bestActive, this.worker)) return best;
-    }
-    return -1;
   }
 
   /** Refuses everything still waiting (shutdown). */

@@ -7,6 +7,8 @@ import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFa
 import type { RequestHead } from '../../core/forwarding.js';
 import type { MatchedRoute } from '../../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
+import { BackendLease } from './backendLease.js';
+import type { Admission } from './requestGate.js';
 import type { UpstreamControl, UpstreamResponseHandler } from './upstreamHttp.js';
 import type { WorkerContext } from './workerContext.js';
 
@@ -33,22 +35,23 @@ export interface ClientReply {
   fail(fault: ProxyFault): void;
 }
 
-/** One proxied request: owns the slot it is given until the upstream exchange ends. */
+/** One proxied request: holds a backend lease until the upstream exchange ends. */
 export class HttpExchange implements UpstreamResponseHandler, Admittable {
   /** Set while the request waits in its pool's queue: takes it out when the client leaves. */
   cancelWait: (() => void) | undefined;
   /** The request body streamed upstream, or null when there is none. */
   body: Readable | null = null;
-  /** -1 until a backend is admitted. */
-  private slot = -1;
-  /** Backends this request was sent to, the current one last. */
-  private readonly tried: number[] = [];
+  private readonly lease: BackendLease;
+  private readonly pool: PoolRuntime;
+  private readonly route: MatchedRoute;
+  private readonly stickyMatched: boolean;
   private setCookie: string | undefined;
   private controller: UpstreamControl | null = null;
   private clientGone = false;
   /** Set once the response is complete or failed: the reply must not be touched again. */
   private responseDone = false;
-  private released = false;
+  /** Set once the exchange is over and counted (access log written). */
+  private finished = false;
   /** Set once the backend's status line arrived: from then on, errors can only cut. */
   private answered = false;
   private status = 0;
@@ -61,11 +64,22 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     private readonly context: WorkerContext,
     private readonly reply: ClientReply,
     private readonly head: RequestHead,
-    private readonly pool: PoolRuntime,
-    private readonly stickyMatched: boolean,
-    private readonly route: MatchedRoute,
+    gate: Admission,
   ) {
+    this.pool = gate.pool;
+    this.route = gate.route;
+    this.stickyMatched = gate.stickySlot >= 0;
+    this.lease = new BackendLease(context.table, context.worker, gate.pool, gate.key);
     context.inFlightHttp++;
+  }
+
+  /** Asks the pool for a backend (now, or after waiting in its queue). */
+  start(gate: Admission): void {
+    this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
+  }
+
+  private get slot(): number {
+    return this.lease.slot;
   }
 
   refuse(fault: ProxyFault): void {
@@ -79,16 +93,12 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
 
   admit(slot: number): void {
     this.cancelWait = undefined;
-    const { context } = this;
     if (this.clientGone) {
-      context.table.release(slot, context.worker);
+      this.lease.decline(slot);
       return;
     }
-    this.slot = slot;
-    this.tried.push(slot);
+    this.lease.take(slot);
     if (!this.stickyMatched) this.setCookie = this.pool.stickyCookie(slot);
-    context.table.countRequest(slot);
-    if (this.tried.length === 1) this.pool.earnRetry();
     this.send();
   }
 
@@ -177,20 +187,17 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
    * retries after a reset also spend the pool's retry budget.
    */
   private retry(err: Error): boolean {
-    const { pool, context } = this;
-    if (this.answered || this.responseDone || this.body !== null) return false;
-    if (this.tried.length > pool.config.retries.count) return false;
+    const { pool, context, lease } = this;
+    if (this.answered || this.responseDone || this.body !== null || !lease.canSwitch) return false;
     const refused = isConnectFailure(err);
     if (!refused && !(isReset(err) && isIdempotent(this.head.method))) return false;
     // A backend that was never reached did no work: only retries that resend work spend budget.
     if (!refused && !pool.spendRetry()) return false;
-    const from = this.slot;
-    const next = pool.switchBackend(from, this.tried);
-    if (next < 0) return false;
-    context.logger.debug({ from: context.backends[from].origin, to: context.backends[next].origin, err: (err as { code?: string }).code }, 'retrying on another backend');
-    this.slot = next;
+    const from = lease.slot;
+    if (!lease.switch()) return false;
+    context.logger.debug({ from: context.backends[from].origin, to: context.backends[lease.slot].origin, err: (err as { code?: string }).code }, 'retrying on another backend');
     this.controller = null;
-    if (!this.stickyMatched) this.setCookie = pool.stickyCookie(next);
+    if (!this.stickyMatched) this.setCookie = pool.stickyCookie(lease.slot);
     this.send();
     return true;
   }
@@ -224,19 +231,19 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
       this.cancelWait();
       this.cancelWait = undefined;
       this.finish();
-    } else if (this.controller && !this.released) {
+    } else if (this.controller && !this.finished) {
       // The upstream client reports the abort through onResponseError, which releases the slot.
       this.controller.abort(new Error('client went away'));
     }
   }
 
   private finish(): void {
-    if (this.released) return;
-    this.released = true;
+    if (this.finished) return;
+    this.finished = true;
     const { context } = this;
+    this.lease.release();
     if (this.slot >= 0) {
       const { table } = context;
-      table.release(this.slot, context.worker);
       if (this.status >= 100 && this.status !== 499) table.countStatus(this.slot, this.status);
       if (this.status >= 100 && this.status < 500) table.observeLatency(this.slot, (performance.now() - this.sentAt) / 1000);
     }

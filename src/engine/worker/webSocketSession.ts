@@ -7,6 +7,8 @@ import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/
 import type { RequestHead } from '../../core/forwarding.js';
 import { tlsConnectOptions } from '../../core/upstreamTls.js';
 import type { Admittable, PoolRuntime } from './admission.js';
+import { BackendLease } from './backendLease.js';
+import type { Admission } from './requestGate.js';
 import { UpstreamWebSocket, type UpstreamHandler } from './upstreamWebSocket.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -50,18 +52,19 @@ export const SEND_DROPPED = 2;
 export class WebSocketSession implements OpenSession, Admittable, UpstreamHandler {
   /** Set while the upgrade waits in its pool's queue: takes it out when the client leaves. */
   cancelWait: (() => void) | undefined;
-  /** -1 until a backend is admitted. */
-  private slot = -1;
+  private readonly lease: BackendLease;
+  private readonly pool: PoolRuntime;
+  private readonly stickyMatched: boolean;
+  /** The client's slot in the shared limits when its session is counted there, else -1. */
+  private readonly limitSlot: number;
   /** Messages and a close from the backend that arrive after its handshake, before the client's open. */
   private early: [Buffer, boolean][] | null = null;
   private earlyClose: [number, Buffer] | null = null;
-  /** Backends the upgrade was tried on, the current one last. */
-  private readonly tried: number[] = [];
   private upstream: UpstreamWebSocket | null = null;
   private client: ClientSocket | null = null;
   /** The client's upgrade until it is answered. */
   private pending: ClientHandshake | null;
-  private released = false;
+  private finished = false;
   private upstreamPaused = false;
   /** Cleared when a ping goes out, set by any sign of life; still clear at the next ping = dead. */
   upstreamAlive = true;
@@ -75,9 +78,15 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   private bytesIn = 0;
   private bytesOut = 0;
   readonly startedAt = performance.now();
+  /** The route's response timeout for the backend's handshake, ms. */
+  private readonly responseTimeout: number;
 
   get backendSlot(): number {
-    return this.slot;
+    return this.lease.slot;
+  }
+
+  private get slot(): number {
+    return this.lease.slot;
   }
 
   get isOpen(): boolean {
@@ -91,14 +100,14 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   constructor(
     private readonly context: WorkerContext,
     head: RequestHead,
-    private readonly pool: PoolRuntime,
-    private readonly stickyMatched: boolean,
+    gate: Admission,
     handshake: ClientHandshake,
-    /** The route's response timeout for the backend's handshake, ms. */
-    private readonly responseTimeout: number,
-    /** The client's slot in the shared limits when its session is counted there, else -1. */
-    private readonly limitSlot: number,
   ) {
+    this.pool = gate.pool;
+    this.stickyMatched = gate.stickySlot >= 0;
+    this.limitSlot = gate.limitSlot;
+    this.responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
+    this.lease = new BackendLease(context.table, context.worker, gate.pool, gate.key);
     this.pending = handshake;
     this.path = head.path;
     this.fromAddress = head.client;
@@ -116,16 +125,18 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     this.finish();
   }
 
+  /** Asks the pool for a backend (now, or after waiting in its queue). */
+  start(gate: Admission): void {
+    this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
+  }
+
   admit(slot: number): void {
     this.cancelWait = undefined;
     if (!this.pending) {
-      this.context.table.release(slot, this.context.worker);
+      this.lease.decline(slot);
       return;
     }
-    this.slot = slot;
-    this.tried.push(slot);
-    this.context.table.countRequest(slot);
-    this.pool.earnRetry();
+    this.lease.take(slot);
     this.connect();
   }
 
@@ -204,14 +215,12 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
    * on another backend before the client hears of it.
    */
   private retryUpgrade(err: Error | null): boolean {
-    const { pool, context } = this;
-    if ((err && !isConnectFailure(err)) || this.tried.length > pool.config.retries.count) return false;
-    const from = this.slot;
-    const next = pool.switchBackend(from, this.tried);
-    if (next < 0) return false;
+    const { lease, context } = this;
+    if (err && !isConnectFailure(err)) return false;
+    const from = lease.slot;
+    if (!lease.switch()) return false;
     context.table.countFailure(from);
-    context.logger.debug({ from: context.backends[from].origin, to: context.backends[next].origin }, 'retrying the upgrade on another backend');
-    this.slot = next;
+    context.logger.debug({ from: context.backends[from].origin, to: context.backends[lease.slot].origin }, 'retrying the upgrade on another backend');
     this.connect();
     return true;
   }
@@ -320,11 +329,11 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   }
 
   private finish(): void {
-    if (this.released) return;
-    this.released = true;
+    if (this.finished) return;
+    this.finished = true;
     const { context } = this;
     context.webSockets.delete(this);
-    if (this.slot >= 0) context.table.release(this.slot, context.worker);
+    this.lease.release();
     if (this.limitSlot >= 0) context.limits.release(this.limitSlot, context.worker);
     if (context.accessLog) {
       context.logger.info({

@@ -1,0 +1,76 @@
+// A request's or session's hold on one backend: admitted, switched on retry through the pool's
+// own picker, and released exactly once. HTTP exchanges, WebSocket sessions and TCP sessions
+// hold one each; nothing else takes or gives back a backend's slot.
+
+import type { StateTable } from '../../core/state/stateTable.js';
+import type { PoolRuntime } from './admission.js';
+
+export class BackendLease {
+  /** The backend held: -1 until admitted. */
+  slot = -1;
+  /** Backends tried, the current one last. */
+  private readonly tried: number[] = [];
+  private released = false;
+
+  constructor(
+    private readonly table: StateTable,
+    private readonly worker: number,
+    readonly pool: PoolRuntime,
+    /** The request's hash key, so that a retry stays on the key's ring. */
+    private readonly key: string | undefined,
+  ) {}
+
+  /** Backends tried so far, the current one included. */
+  get attempts(): number {
+    return this.tried.length;
+  }
+
+  /** Whether retries.count leaves room for another backend. */
+  get canSwitch(): boolean {
+    return this.tried.length <= this.pool.config.retries.count;
+  }
+
+  /**
+   * Holds `slot`, on which the picker (or the sticky cookie) already took one session: counts the
+   * request there, and, for the first backend, earns the pool's retry budget.
+   */
+  take(slot: number): void {
+    this.slot = slot;
+    this.tried.push(slot);
+    this.table.countRequest(slot);
+    if (this.tried.length === 1) this.pool.earnRetry();
+  }
+
+  /** A slot admitted for a holder that has gone meanwhile: given back, nothing counted. */
+  decline(slot: number): void {
+    this.table.release(slot, this.worker);
+  }
+
+  /**
+   * After a failure on the current backend: the pool's picker chooses another among those not
+   * tried yet; the failed one is released and counted as a retry. Returns false, changing
+   * nothing, when retries.count is spent or no other backend can be had.
+   */
+  switch(): boolean {
+    if (!this.canSwitch || this.released) return false;
+    const next = this.pool.picker.pick(this.key, this.tried);
+    if (next < 0) return false;
+    const from = this.slot;
+    this.table.countRetry(from);
+    this.table.release(from, this.worker);
+    this.slot = -1;
+    this.take(next);
+    return true;
+  }
+
+  /** Gives the backend back; later calls do nothing, so every counter is fixed exactly once. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.slot >= 0) this.table.release(this.slot, this.worker);
+  }
+
+  get isReleased(): boolean {
+    return this.released;
+  }
+}

@@ -5,8 +5,11 @@ import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import { Transform, type Readable } from 'node:stream';
 import { FAULTS, type ProxyFault } from '../src/core/errors.js';
-import { HttpExchange, type ClientReply } from '../src/engine/worker/httpExchange.js';
-import { gateRequest, runTestFault } from '../src/engine/worker/requestGate.js';
+import type { RequestHead } from '../src/core/forwarding.js';
+import type { MatchedRoute, RequestFacts } from '../src/core/routing.js';
+import type { HttpExchange, ClientReply } from '../src/engine/worker/httpExchange.js';
+import type { Refusal } from '../src/engine/worker/requestGate.js';
+import { serveHttp, type IncomingHttp } from '../src/engine/worker/serve.js';
 import type { WorkerContext } from '../src/engine/worker/workerContext.js';
 import { readRequestHead, requestFacts, type ClientRequest } from './requestHead.js';
 
@@ -28,26 +31,53 @@ function isHttp2(res: ClientResponse): res is Http2ServerResponse {
 
 /** Entry point for every request that is not a WebSocket upgrade. */
 export function handleHttp(context: WorkerContext, req: ClientRequest, res: ClientResponse): void {
-  const head = readRequestHead(context, req, false);
-  if (context.testHooks) runTestFault(String(req.headers['x-fairway-test-fault'] ?? ''));
-  const gate = gateRequest(context, head, () => requestFacts(req, head), false);
-  if ('fault' in gate) {
-    writeFault(res, gate.fault, gate.closeConnection, gate.retryAfter);
+  serveHttp(context, new NodeRequest(context, req, res));
+}
+
+/** A node:http (or HTTP/2) request for the shared layer. */
+class NodeRequest implements IncomingHttp {
+  readonly head: RequestHead;
+  private readonly nodeReply: NodeReply;
+
+  constructor(
+    context: WorkerContext,
+    private readonly req: ClientRequest,
+    private readonly res: ClientResponse,
+  ) {
+    this.head = readRequestHead(context, req, false);
+    this.nodeReply = new NodeReply(res);
+  }
+
+  facts(): RequestFacts {
+    return requestFacts(this.req, this.head);
+  }
+
+  testFault(): string {
+    return String(this.req.headers['x-fairway-test-fault'] ?? '');
+  }
+
+  refuse(refusal: Refusal): void {
+    writeFault(this.res, refusal.fault, refusal.closeConnection, refusal.retryAfter);
     // A request body nobody will read must not hold the connection.
-    req.resume();
-    return;
+    this.req.resume();
   }
-  const reply = new NodeReply(res);
-  const exchange = new HttpExchange(context, reply, head, gate);
-  res.once('close', () => {
-    if (reply.completed) return;
-    reply.finished = true;
-    exchange.onClientGone();
-  });
-  if (head.contentLength > 0 || head.chunked) {
-    exchange.body = gate.route.maxBody > 0 ? limitedBody(req, gate.route.maxBody, () => exchange.onBodyTooLarge()) : (req as Readable);
+
+  reply(): ClientReply {
+    return this.nodeReply;
   }
-  exchange.start(gate);
+
+  watch(exchange: HttpExchange): void {
+    const reply = this.nodeReply;
+    this.res.once('close', () => {
+      if (reply.completed) return;
+      reply.finished = true;
+      exchange.onClientGone();
+    });
+  }
+
+  body(route: MatchedRoute, onTooLarge: () => void): Readable {
+    return route.maxBody > 0 ? limitedBody(this.req, route.maxBody, onTooLarge) : (this.req as Readable);
+  }
 }
 
 /** The request body, cut off (and `onTooLarge` called) once it passes `limit` bytes. */

@@ -5,8 +5,8 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { FAULTS, type ProxyFault } from '../src/core/errors.js';
-import { gateRequest, runTestFault } from '../src/engine/worker/requestGate.js';
-import { SEND_DROPPED, WebSocketSession, type ClientHandshake, type ClientSocket } from '../src/engine/worker/webSocketSession.js';
+import { serveUpgrade } from '../src/engine/worker/serve.js';
+import { SEND_DROPPED, type WebSocketSession, type ClientHandshake, type ClientSocket } from '../src/engine/worker/webSocketSession.js';
 import type { WorkerContext } from '../src/engine/worker/workerContext.js';
 import { readRequestHead, requestFacts } from './requestHead.js';
 
@@ -64,18 +64,23 @@ function answerFault(socket: Duplex, fault: ProxyFault, retryAfter = 0): void {
 export function handleUpgrade(context: WorkerContext, server: WebSocketServer, clients: ClientSockets, req: IncomingMessage, socket: Duplex, early: Buffer): void {
   socket.on('error', () => socket.destroy());
   if (!validUpgrade(req)) return answerRaw(socket, 400, 'Bad Request', { 'content-type': 'text/plain' }, 'not a valid WebSocket upgrade\n');
-  const head = readRequestHead(context, req, true);
-  if (context.testHooks) runTestFault(String(req.headers['x-fairway-test-fault'] ?? ''));
-  const gate = gateRequest(context, head, () => requestFacts(req, head), true);
-  if ('fault' in gate) return answerFault(socket, gate.fault, gate.retryAfter);
   const handshake = new NodeHandshake(context, server, clients, req, socket, early);
-  const session = new WebSocketSession(context, head, gate, handshake);
-  handshake.session = session;
-  socket.once('close', () => {
-    if (handshake.abort()) session.onHandshakeAborted();
+  serveUpgrade(context, {
+    head: readRequestHead(context, req, true),
+    facts() {
+      return requestFacts(req, this.head);
+    },
+    testFault: () => String(req.headers['x-fairway-test-fault'] ?? ''),
+    refuse: (refusal) => answerFault(socket, refusal.fault, refusal.retryAfter),
+    handshake: () => handshake,
+    watch: (session) => {
+      handshake.session = session;
+      socket.once('close', () => {
+        if (handshake.abort()) session.onHandshakeAborted();
+      });
+      handshake.watch();
+    },
   });
-  handshake.watch();
-  session.start(gate);
 }
 
 /** The client's upgrade, held until the backend has answered its own. */

@@ -60,7 +60,7 @@ export class TcpListener {
     });
   }
 
-  /** Stops accepting; open connections go on until `closeSessions`. */
+  /** Stops accepting; open connections go on until they end, or are ended by drain or shutdown (`TcpSession.shutdown`). */
   stopAccepting(): void {
     this.server.close();
   }

@@ -4,8 +4,10 @@ import { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ProxyFault } from '../../core/errors.js';
 import type { RequestFacts } from '../../core/routing.js';
-import { HttpExchange, type ClientReply } from '../worker/httpExchange.js';
-import { gateRequest, runTestFault, type Refusal } from '../worker/requestGate.js';
+import type { MatchedRoute } from '../../core/routing.js';
+import type { HttpExchange, ClientReply } from '../worker/httpExchange.js';
+import type { Refusal } from '../worker/requestGate.js';
+import { serveHttp, type IncomingHttp } from '../worker/serve.js';
 import type { WorkerContext } from '../worker/workerContext.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 
@@ -65,22 +67,52 @@ export function writeRefusal(res: HttpResponse, refusal: Refusal): void {
 
 /** Entry point for every non-upgrade request. */
 export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpRequest): void {
-  const head = readRequestHead(res, req, false, context.proto, context.addressing);
-  if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const gate = gateRequest(context, head, () => requestFacts(req, head), false);
-  if ('fault' in gate) return writeRefusal(res, gate);
-  const reply = new UwsReply(res);
-  const exchange = new HttpExchange(context, reply, head, gate);
-  res.onAborted(() => {
-    reply.finished = true;
-    exchange.onClientGone();
-  });
-  // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).
-  if (head.contentLength > 0 || head.chunked) {
-    const idle = gate.route.timeouts?.idle ?? context.config.timeouts.idle;
-    exchange.body = new RequestBody(res, idle, gate.route.maxBody, () => res.close(), () => exchange.onBodyTooLarge());
+  serveHttp(context, new UwsRequest(context, res, req));
+}
+
+/** A uWS request for the shared layer; `req` is valid only while the handler runs. */
+class UwsRequest implements IncomingHttp {
+  readonly head: RequestHead;
+  private readonly uwsReply: UwsReply;
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly res: HttpResponse,
+    private readonly req: HttpRequest,
+  ) {
+    this.head = readRequestHead(res, req, false, context.proto, context.addressing);
+    this.uwsReply = new UwsReply(res);
   }
-  exchange.start(gate);
+
+  facts(): RequestFacts {
+    return requestFacts(this.req, this.head);
+  }
+
+  testFault(): string {
+    return this.req.getHeader('x-fairway-test-fault');
+  }
+
+  refuse(refusal: Refusal): void {
+    writeRefusal(this.res, refusal);
+  }
+
+  reply(): ClientReply {
+    return this.uwsReply;
+  }
+
+  watch(exchange: HttpExchange): void {
+    const reply = this.uwsReply;
+    this.res.onAborted(() => {
+      reply.finished = true;
+      exchange.onClientGone();
+    });
+  }
+
+  body(route: MatchedRoute, onTooLarge: () => void): Readable {
+    const { res } = this;
+    const idle = route.timeouts?.idle ?? this.context.config.timeouts.idle;
+    return new RequestBody(res, idle, route.maxBody, () => res.close(), onTooLarge);
+  }
 }
 
 /** What routing and hashing may read of a uWS request; inside the handler only, like `req`. */

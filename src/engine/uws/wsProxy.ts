@@ -1,13 +1,15 @@
-// WebSocket proxying on uWS: the upgrade and the client socket, relayed to an upstream `ws`
-// client by the engine-neutral WebSocketSession.
+// WebSocket proxying on uWS: the client's upgrade and socket; the engine-neutral WebSocketSession
+// relays them to fairway's own RFC 6455 client toward the backend (upstreamWebSocket.ts).
 
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as UwsSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { FAULTS, type ProxyFault } from '../../core/errors.js';
-import { gateRequest, runTestFault } from '../worker/requestGate.js';
-import { WebSocketSession, type ClientHandshake } from '../worker/webSocketSession.js';
+import type { RequestFacts } from '../../core/routing.js';
+import type { Refusal } from '../worker/requestGate.js';
+import { serveUpgrade, type IncomingUpgrade } from '../worker/serve.js';
+import type { WebSocketSession, ClientHandshake } from '../worker/webSocketSession.js';
 import type { WorkerContext } from '../worker/workerContext.js';
 import { asReceived, requestFacts, writeFault, writeRefusal } from './httpProxy.js';
-import { readRequestHead } from './requestHead.js';
+import { readRequestHead, type RequestHead } from './requestHead.js';
 
 /** uWS copies user data shallowly, so the session lives one level down. */
 interface SessionData {
@@ -76,18 +78,46 @@ function endAfterError(context: WorkerContext, ws: UwsSocket<SessionData>, err: 
 }
 
 function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
-  const head = readRequestHead(res, req, true, context.proto, context.addressing);
-  const key = req.getHeader('sec-websocket-key');
-  const protocols = req.getHeader('sec-websocket-protocol');
-  const extensions = req.getHeader('sec-websocket-extensions');
-  if (context.testHooks) runTestFault(req.getHeader('x-fairway-test-fault'));
-  const gate = gateRequest(context, head, () => requestFacts(req, head), true);
-  if ('fault' in gate) return writeRefusal(res, gate);
-  const handshake = new UwsHandshake(res, key, protocols, extensions, socketContext);
-  const session = new WebSocketSession(context, head, gate, handshake);
-  handshake.session = session;
-  handshake.watchAbort();
-  session.start(gate);
+  serveUpgrade(context, new UwsUpgrade(context, res, req, socketContext));
+}
+
+/** A uWS upgrade request for the shared layer; `req` is valid only while the handler runs. */
+class UwsUpgrade implements IncomingUpgrade {
+  readonly head: RequestHead;
+  private made: UwsHandshake | null = null;
+
+  constructor(
+    context: WorkerContext,
+    private readonly res: HttpResponse,
+    private readonly req: HttpRequest,
+    private readonly socketContext: us_socket_context_t,
+  ) {
+    this.head = readRequestHead(res, req, true, context.proto, context.addressing);
+  }
+
+  facts(): RequestFacts {
+    return requestFacts(this.req, this.head);
+  }
+
+  testFault(): string {
+    return this.req.getHeader('x-fairway-test-fault');
+  }
+
+  refuse(refusal: Refusal): void {
+    writeRefusal(this.res, refusal);
+  }
+
+  handshake(): ClientHandshake {
+    const { req } = this;
+    this.made = new UwsHandshake(this.res, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), this.socketContext);
+    return this.made;
+  }
+
+  watch(session: WebSocketSession): void {
+    const handshake = this.made!;
+    handshake.session = session;
+    handshake.watchAbort();
+  }
 }
 
 /** The uWS upgrade request as the session's ClientHandshake; answered inside a cork. */

@@ -15,7 +15,7 @@ import { UpstreamHttpPool } from './upstreamHttp.js';
 /** Idle upstream connections close after this long: below the 5 s of Node's and many servers' keep-alive. */
 const KEEP_ALIVE_MS = 4_000;
 
-/** A session the worker can end on shutdown: a WebSocket or an in-flight HTTP exchange. */
+/** A long-lived session the worker can end (shutdown, drain, rebalance): a WebSocket session or a TCP connection. */
 export interface OpenSession {
   /** Ends the session from our side with a WebSocket close code. */
   shutdown(code: number, reason: string): void;

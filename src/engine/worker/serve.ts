@@ -1,0 +1,60 @@
+// One entry per protocol, the same for every engine: gate → lease → exchange (HTTP) or session
+// (WebSocket). An engine supplies only what reads and writes its sockets.
+
+import type { Readable } from 'node:stream';
+import type { RequestHead } from '../../core/forwarding.js';
+import type { MatchedRoute, RequestFacts } from '../../core/routing.js';
+import { HttpExchange, type ClientReply } from './httpExchange.js';
+import { gateRequest, runTestFault, type Refusal } from './requestGate.js';
+import { WebSocketSession, type ClientHandshake } from './webSocketSession.js';
+import type { WorkerContext } from './workerContext.js';
+
+/** What the shared layer needs of one request or upgrade, while the engine's handler runs. */
+export interface IncomingRequest {
+  readonly head: RequestHead;
+  /** What routing, limits and hashing may read of the request; valid during the call only. */
+  facts(): RequestFacts;
+  /** The x-fairway-test-fault header (read only when test hooks are on). */
+  testFault(): string;
+  /** Answers the gate's refusal. */
+  refuse(refusal: Refusal): void;
+}
+
+/** An HTTP request as an engine hands it over. */
+export interface IncomingHttp extends IncomingRequest {
+  /** The reply the exchange writes its response with. */
+  reply(): ClientReply;
+  /** Tells the exchange once if the client leaves before its response is complete. */
+  watch(exchange: HttpExchange): void;
+  /** The request body as a stream, cut at the route's max_body (`onTooLarge` then). */
+  body(route: MatchedRoute, onTooLarge: () => void): Readable;
+}
+
+/** A WebSocket upgrade as an engine hands it over. */
+export interface IncomingUpgrade extends IncomingRequest {
+  /** The client's handshake, answered once the backend's is done. */
+  handshake(): ClientHandshake;
+  /** Tells the session if the client leaves before its upgrade is answered. */
+  watch(session: WebSocketSession): void;
+}
+
+export function serveHttp(context: WorkerContext, request: IncomingHttp): void {
+  const { head } = request;
+  if (context.testHooks) runTestFault(request.testFault());
+  const gate = gateRequest(context, head, () => request.facts(), false);
+  if ('fault' in gate) return request.refuse(gate);
+  const exchange = new HttpExchange(context, request.reply(), head, gate);
+  request.watch(exchange);
+  // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).
+  if (head.contentLength > 0 || head.chunked) exchange.body = request.body(gate.route, () => exchange.onBodyTooLarge());
+  exchange.start(gate);
+}
+
+export function serveUpgrade(context: WorkerContext, upgrade: IncomingUpgrade): void {
+  if (context.testHooks) runTestFault(upgrade.testFault());
+  const gate = gateRequest(context, upgrade.head, () => upgrade.facts(), true);
+  if ('fault' in gate) return upgrade.refuse(gate);
+  const session = new WebSocketSession(context, upgrade.head, gate, upgrade.handshake());
+  upgrade.watch(session);
+  session.start(gate);
+}

@@ -378,6 +378,21 @@ export async function startTap(t: ExecutionContext, target: { port: number }): P
   };
 }
 
+/**
+ * Backend answer heads that both upstream clients (HTTP and WebSocket) refuse the same way, each
+ * with a refusal status so that an upgrade would otherwise relay it: [case, raw answer].
+ */
+export const MALFORMED_HEADS: [string, string][] = [
+  ['a status that is not digits', 'HTTP/1.1 4O3 Forbidden\r\ncontent-length: 0\r\n\r\n'],
+  ['two different Content-Lengths', 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nno!'],
+  ['a Content-Length that is not digits', 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2x\r\n\r\nno'],
+  ['a folded header line', 'HTTP/1.1 403 Forbidden\r\nx-a: 1\r\n folded\r\ncontent-length: 0\r\n\r\n'],
+  ['a line without a colon', 'HTTP/1.1 403 Forbidden\r\nno colon here\r\ncontent-length: 0\r\n\r\n'],
+  ['a header name that is not a token', 'HTTP/1.1 403 Forbidden\r\nbad name: 1\r\ncontent-length: 0\r\n\r\n'],
+  ['a chunk size that is not hex', 'HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n2zz\r\nno\r\n0\r\n\r\n'],
+  ['chunk data without its CRLF', 'HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n2\r\nnoXX0\r\n\r\n'],
+];
+
 /** Sends raw bytes and collects what comes back until the proxy closes or `ms` pass. */
 export function rawExchange(port: number, payload: string | Buffer, ms: number): Promise<{ reply: string; closedByPeer: boolean }> {
   return new Promise((resolve) => {

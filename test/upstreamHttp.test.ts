@@ -7,7 +7,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { request } from 'undici';
 import { Readable } from 'node:stream';
-import { rawExchange, startBackend, startProxy, startTap, waitFor } from './helpers.js';
+import { MALFORMED_HEADS, rawExchange, startBackend, startProxy, startTap, waitFor } from './helpers.js';
 
 interface RawBackend {
   address: string;
@@ -287,4 +287,20 @@ test('a body that does not match the length the client wrote fails its request a
   await waitFor('the second connection closed', () => tap.open() === 0);
   t.is(shorter.sent(), 'hel');
   t.is(tap.connections(), 2);
+});
+
+test('the same malformed heads a WebSocket handshake is refused for are a 502 for HTTP; the next request is served', async (t) => {
+  const cases = new Map(MALFORMED_HEADS.map(([name, answer], i) => [`/case${i}`, { name, answer }]));
+  const backend = await rawBackend(t, (socket, head) => socket.write(cases.get(pathOf(head))?.answer ?? 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfine'));
+  const proxy = await startProxy(t, { workers: 1, pools: { main: { backends: [backend.address] } } });
+  for (const [path, { name, answer }] of cases) {
+    // A chunked body streams: once its first bytes reached the client, only a cut can say it broke.
+    const streamed = answer.includes('chunked');
+    const res = await get(proxy.port, path).catch((err: Error) => (streamed ? null : Promise.reject(err)));
+    if (res) {
+      t.is(res.status, 502, name);
+      t.is(res.headers['x-fairway-error'], 'upstream-error', name);
+    }
+    t.is((await get(proxy.port, '/')).body, 'fine');
+  }
 });

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { WebSocket } from 'ws';
-import { closed, nextMessage, openSocket, startProxy, waitFor } from './helpers.js';
+import { MALFORMED_HEADS, closed, nextMessage, openSocket, startProxy, waitFor } from './helpers.js';
 
 interface ClientFrame {
   fin: boolean;
@@ -151,6 +151,26 @@ test('client messages reach the backend masked and intact, at every length encod
   t.is(frames.at(-1)!.payload.subarray(2).toString(), 'done');
 });
 
+/** Sends an upgrade with `x-case: which` and reads the answer; rejects if it upgrades. */
+function upgradeVia(port: number, which: string): Promise<{ status: number; type: string | undefined; body: string; injected?: string | string[]; error?: string | string[] }> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      path: '/',
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'x-case': which },
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body, injected: res.headers['x-injected'], error: res.headers['x-fairway-error'] }));
+    });
+    req.on('upgrade', () => reject(new Error('upgraded')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 test('a refusal with a chunked body is relayed whole; a 101 with a wrong accept value, or a head with a bare LF, is a 502', async (t) => {
   const backend = await scriptedBackend(t, (c) => {
     if (c.headers.get('x-case') === 'bare-lf') {
@@ -163,24 +183,8 @@ test('a refusal with a chunked body is relayed whole; a 101 with a wrong accept 
     }
   });
   const proxy = await startProxy(t, proxyTo(backend.address));
-  const upgrade = (which: string) =>
-    new Promise<{ status: number; type: string | undefined; body: string; injected?: string | string[] }>((resolve, reject) => {
-      const req = request({
-        host: '127.0.0.1',
-        port: proxy.port,
-        path: '/',
-        headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'x-case': which },
-      });
-      req.on('response', (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body, injected: res.headers['x-injected'] }));
-      });
-      req.on('upgrade', () => reject(new Error('upgraded')));
-      req.on('error', reject);
-      req.end();
-    });
-  t.deepEqual(await upgrade('chunked'), { status: 401, type: 'text/plain', body: 'not allowed', injected: undefined });
+  const upgrade = (which: string) => upgradeVia(proxy.port, which);
+  t.like(await upgrade('chunked'), { status: 401, type: 'text/plain', body: 'not allowed', injected: undefined });
   const wrong = await upgrade('wrong-accept');
   t.is(wrong.status, 502);
   const bareLf = await upgrade('bare-lf');
@@ -221,3 +225,14 @@ async function waitForCloseFrames(connections: ScriptedConnection[]): Promise<nu
   await waitFor('close frames at the backend', () => connections.every((c) => c.frames.some((f) => f.opcode === 0x8)));
   return connections.map((c) => c.frames.find((f) => f.opcode === 0x8)!.payload.readUInt16BE(0));
 }
+
+test('the same malformed heads the HTTP client refuses are a 502 for an upgrade, never relayed', async (t) => {
+  const backend = await scriptedBackend(t, (c) => c.socket.write(MALFORMED_HEADS[Number(c.headers.get('x-case'))][1]));
+  const proxy = await startProxy(t, proxyTo(backend.address));
+  for (const [i, [name]] of MALFORMED_HEADS.entries()) {
+    const answer = await upgradeVia(proxy.port, String(i));
+    t.is(answer.status, 502, name);
+    t.is(answer.error, 'upstream-handshake', name);
+  }
+  await waitFor('counter back to zero', () => proxy.table.active(proxy.plan.backendSlots[`main/${backend.address}`]) === 0);
+});

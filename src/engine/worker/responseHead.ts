@@ -61,3 +61,81 @@ export function withoutSpaces(head: string, from: number, to: number): string {
   while (to > from && (head.charCodeAt(to - 1) === 32 || head.charCodeAt(to - 1) === 9)) to--;
   return head.slice(from, to);
 }
+
+/** A backend's response head as both upstream clients read it, with one strictness. */
+export interface ResponseHead {
+  statusCode: number;
+  statusMessage: string;
+  /** Flat [name, value, …] list: names in lower case, values without the spaces around them. */
+  headers: string[];
+  /** Content-Length, or -1 when there is none. */
+  length: number;
+  /** A Transfer-Encoding was sent; `chunked` when chunked is its final coding. */
+  transferEncoding: boolean;
+  chunked: boolean;
+  /** The connection may carry another request (HTTP/1.1 without `close`, or `keep-alive`). */
+  keepAlive: boolean;
+}
+
+/**
+ * Parses a response head (without its final CRLF CRLF), walking it by index (this runs once per
+ * response), or says why it is refused: a control character or bare CR/LF, no HTTP/1.x status
+ * line, a line without a name or a folded one (obsolete, RFC 9112 5.2, refused as NGINX does), a
+ * name that is not a token, a Content-Length that is not digits or two that differ.
+ */
+export function parseResponseHead(text: string): ResponseHead | string {
+  if (hasStrayByte(text)) return 'the backend sent a control character in its response head';
+  let end = lineEnd(text, 0);
+  const statusCode = statusOf(text, end);
+  if (statusCode < 0) return 'the backend did not answer in HTTP/1.x';
+  const head: ResponseHead = {
+    statusCode,
+    statusMessage: reasonOf(text, end),
+    headers: [],
+    length: -1,
+    transferEncoding: false,
+    chunked: false,
+    keepAlive: text.charCodeAt(7) === 49, // HTTP/1.1
+  };
+  for (let at = end + 2; at < text.length; at = end + 2) {
+    end = lineEnd(text, at);
+    const colon = text.indexOf(':', at);
+    const first = text.charCodeAt(at);
+    if (colon <= at || colon > end || first === 32 || first === 9) return 'the backend sent a malformed header line';
+    const name = lowerCase(text.slice(at, colon));
+    if (!isToken(name)) return 'the backend sent an invalid header name';
+    const value = withoutSpaces(text, colon + 1, end);
+    if (name === 'content-length') {
+      const n = DIGITS.test(value) ? Number(value) : -1;
+      if (n < 0 || (head.length >= 0 && n !== head.length)) return 'the backend sent an invalid Content-Length';
+      head.length = n;
+    } else if (name === 'transfer-encoding') {
+      head.transferEncoding = true;
+      head.chunked = FINAL_CHUNKED.test(value);
+    } else if (name === 'connection') {
+      const tokens = value.toLowerCase();
+      if (tokens.includes('close')) head.keepAlive = false;
+      else if (tokens.includes('keep-alive')) head.keepAlive = true;
+    }
+    head.headers.push(name, value);
+  }
+  return head;
+}
+
+const DIGITS = /^\d{1,15}$/;
+const FINAL_CHUNKED = /(?:^|,)\s*chunked\s*$/i;
+const CHUNK_SIZE = /^[0-9a-fA-F]{1,12}$/;
+
+/** The size on a chunk-size line (extensions after `;` ignored), or -1 when it is malformed. */
+export function chunkSizeOf(line: string): number {
+  const semicolon = line.indexOf(';');
+  const size = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
+  return CHUNK_SIZE.test(size) ? parseInt(size, 16) : -1;
+}
+
+/** The value of header `name` in a flat list, duplicates joined with ", "; undefined when absent. */
+export function headerValue(headers: string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) value = value === undefined ? headers[i + 1] : `${value}, ${headers[i + 1]}`;
+  return value;
+}

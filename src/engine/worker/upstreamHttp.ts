@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
-import { hasStrayByte, isToken, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
+import { chunkSizeOf, parseResponseHead } from './responseHead.js';
 
 export interface UpstreamHttpOptions {
   host: string;
@@ -303,43 +303,13 @@ class UpstreamConnection implements UpstreamControl {
    * has failed). It walks the text by index: this runs once per response.
    */
   private readHead(text: string): boolean {
-    if (hasStrayByte(text)) return this.refuseResponse('the backend sent a control character in its response head');
-    let end = lineEnd(text, 0);
-    const statusCode = statusOf(text, end);
-    if (statusCode < 0) return this.refuseResponse('the backend did not answer in HTTP/1.x');
+    const parsed = parseResponseHead(text);
+    if (typeof parsed === 'string') return this.refuseResponse(parsed);
+    const { statusCode, statusMessage, headers, length, chunked, transferEncoding } = parsed;
     // 100 Continue and 103 Early Hints come before the answer: nothing to relay, read on.
     if (statusCode === 101) return this.refuseResponse('the backend switched protocols on a plain request');
     if (statusCode < 200) return true;
-    const statusMessage = reasonOf(text, end);
-    const headers: string[] = [];
-    let length = -1;
-    let chunked = false;
-    let transferEncoding = false;
-    let keepAlive = text.charCodeAt(7) === 49; // HTTP/1.1
-    for (let at = end + 2; at < text.length; at = end + 2) {
-      end = lineEnd(text, at);
-      const colon = text.indexOf(':', at);
-      const first = text.charCodeAt(at);
-      // No name, or a folded continuation line (obsolete, RFC 9112 5.2): refused, as NGINX does.
-      if (colon <= at || colon > end || first === 32 || first === 9) return this.refuseResponse('the backend sent a malformed header line');
-      const name = lowerCase(text.slice(at, colon));
-      if (!isToken(name)) return this.refuseResponse('the backend sent an invalid header name');
-      const value = withoutSpaces(text, colon + 1, end);
-      if (name === 'content-length') {
-        const n = /^\d{1,15}$/.test(value) ? Number(value) : -1;
-        if (n < 0 || (length >= 0 && n !== length)) return this.refuseResponse('the backend sent an invalid Content-Length');
-        length = n;
-      } else if (name === 'transfer-encoding') {
-        transferEncoding = true;
-        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-      } else if (name === 'connection') {
-        const tokens = value.toLowerCase();
-        if (tokens.includes('close')) keepAlive = false;
-        else if (tokens.includes('keep-alive')) keepAlive = true;
-      }
-      headers.push(name, value);
-    }
-    if (!keepAlive) this.reusable = false;
+    if (!parsed.keepAlive) this.reusable = false;
     const bodiless = this.request!.method === 'HEAD' || statusCode === 204 || statusCode === 304;
     // RFC 9112 6.3: Transfer-Encoding wins over Content-Length; chunked if it is the last coding,
     // else the body runs to the end of the connection.
@@ -408,13 +378,12 @@ class UpstreamConnection implements UpstreamControl {
         }
         this.chunkStage = ChunkStage.Size;
       } else if (this.chunkStage === ChunkStage.Size) {
-        const semicolon = line.indexOf(';');
-        const sizeText = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
-        if (!/^[0-9a-fA-F]{1,12}$/.test(sizeText)) {
+        const size = chunkSizeOf(line);
+        if (size < 0) {
           this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent a malformed chunk size'));
           break;
         }
-        this.remaining = parseInt(sizeText, 16);
+        this.remaining = size;
         this.chunkStage = this.remaining === 0 ? ChunkStage.Trailer : ChunkStage.Data;
       } else if (line === '') {
         // Trailers are read and dropped: the client's response is streaming without a trailer section.

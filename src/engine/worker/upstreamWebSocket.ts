@@ -10,7 +10,7 @@ import bufferUtil from 'bufferutil';
 import { upstreamFailure } from '../../core/errors.js';
 import type { TlsConnectOptions } from '../../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
-import { hasStrayByte, isToken, lineEnd, lowerCase, reasonOf, statusOf, withoutSpaces } from './responseHead.js';
+import { chunkSizeOf, headerValue, parseResponseHead } from './responseHead.js';
 
 /** What the session is told by its upstream leg. Exactly one of open, refusal or error ends the handshake. */
 export interface UpstreamHandler {
@@ -115,21 +115,23 @@ function closePayload(code: number, reason: Buffer | string): Buffer {
 }
 
 /** The body of a chunked response as far as it has come, and whether its last chunk has. */
-function decodeChunked(raw: Buffer): { body: Buffer; complete: boolean } {
+function decodeChunked(raw: Buffer): { body: Buffer; complete: boolean; malformed: boolean } {
   const parts: Buffer[] = [];
   let at = 0;
   for (;;) {
     const lineEnd = raw.indexOf('\r\n', at);
     if (lineEnd < 0) break;
-    const size = parseInt(raw.toString('latin1', at, lineEnd), 16);
-    if (!(size >= 0)) break;
-    if (size === 0) return { body: Buffer.concat(parts), complete: true };
+    const size = chunkSizeOf(raw.toString('latin1', at, lineEnd));
+    if (size < 0) return { body: Buffer.concat(parts), complete: false, malformed: true };
+    if (size === 0) return { body: Buffer.concat(parts), complete: true, malformed: false };
     const start = lineEnd + 2;
     parts.push(raw.subarray(start, Math.min(start + size, raw.length)));
     if (start + size + 2 > raw.length) break;
+    // The same rule as the HTTP client's: chunk data ends with CRLF.
+    if (raw[start + size] !== 13 || raw[start + size + 1] !== 10) return { body: Buffer.concat(parts), complete: false, malformed: true };
     at = start + size + 2;
   }
-  return { body: Buffer.concat(parts), complete: false };
+  return { body: Buffer.concat(parts), complete: false, malformed: false };
 }
 
 /** Close codes a peer may send (RFC 6455 7.4.1, 7.4.2). */
@@ -302,44 +304,30 @@ export class UpstreamWebSocket {
       if (all.length > HEAD_LIMIT) this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an oversized response head'));
       return;
     }
-    const head = all.toString('latin1', 0, end);
+    const parsed = parseResponseHead(all.toString('latin1', 0, end));
     this.take(end + 4);
-    if (hasStrayByte(head)) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent a control character in its response head'));
-    let lineTo = lineEnd(head, 0);
-    const code = statusOf(head, lineTo);
-    if (code < 0) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend did not answer in HTTP/1.1'));
-    const statusMessage = reasonOf(head, lineTo);
-    const headers = new Map<string, string>();
-    for (let at = lineTo + 2; at < head.length; at = lineTo + 2) {
-      lineTo = lineEnd(head, at);
-      const colon = head.indexOf(':', at);
-      if (colon <= at || colon > lineTo) continue;
-      const name = lowerCase(withoutSpaces(head, at, colon));
-      if (!isToken(name)) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an invalid header name'));
-      const value = withoutSpaces(head, colon + 1, lineTo);
-      const previous = headers.get(name);
-      headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
-    }
+    if (typeof parsed === 'string') return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', parsed));
+    const { statusCode: code, statusMessage, headers } = parsed;
     if (code === 101) return this.completeHandshake(headers);
-    const length = headers.get('content-length');
     const bodiless = code === 204 || code === 304 || code < 200;
     this.phase = Phase.Refusal;
     this.refusal = {
       status: code,
       statusMessage,
-      contentType: headers.get('content-type'),
-      length: bodiless ? 0 : length === undefined ? -1 : Number(length) || 0,
-      chunked: !bodiless && /chunked/i.test(headers.get('transfer-encoding') ?? ''),
+      contentType: headerValue(headers, 'content-type'),
+      // Transfer-Encoding wins over Content-Length (RFC 9112 6.3), as in the HTTP client.
+      length: bodiless ? 0 : parsed.transferEncoding ? -1 : parsed.length,
+      chunked: !bodiless && parsed.chunked,
     };
   }
 
-  private completeHandshake(headers: Map<string, string>): void {
+  private completeHandshake(headers: string[]): void {
     const expected = createHash('sha1').update(`${this.key}${ACCEPT_GUID}`).digest('base64');
-    const protocol = headers.get('sec-websocket-protocol') ?? '';
+    const protocol = headerValue(headers, 'sec-websocket-protocol') ?? '';
     let problem = '';
-    if (headers.get('upgrade')?.toLowerCase() !== 'websocket') problem = 'no "Upgrade: websocket"';
-    else if (headers.get('sec-websocket-accept') !== expected) problem = 'a wrong Sec-WebSocket-Accept';
-    else if (headers.has('sec-websocket-extensions')) problem = 'an extension that was not offered';
+    if (headerValue(headers, 'upgrade')?.toLowerCase() !== 'websocket') problem = 'no "Upgrade: websocket"';
+    else if (headerValue(headers, 'sec-websocket-accept') !== expected) problem = 'a wrong Sec-WebSocket-Accept';
+    else if (headerValue(headers, 'sec-websocket-extensions') !== undefined) problem = 'an extension that was not offered';
     else if (protocol && !this.offered!.includes(protocol)) problem = 'a subprotocol that was not offered';
     if (problem) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', `the backend's 101 had ${problem}`));
     clearTimeout(this.timer);
@@ -357,8 +345,11 @@ export class UpstreamWebSocket {
     this.chunks = [raw];
     let body: Buffer;
     let complete: boolean;
-    if (refusal.chunked) ({ body, complete } = decodeChunked(raw));
-    else {
+    if (refusal.chunked) {
+      let malformed: boolean;
+      ({ body, complete, malformed } = decodeChunked(raw));
+      if (malformed) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent a malformed chunk in its refusal'));
+    } else {
       complete = refusal.length >= 0 && raw.length >= refusal.length;
       body = refusal.length >= 0 ? raw.subarray(0, refusal.length) : raw;
     }

@@ -77,15 +77,16 @@ export function upstreamHead(
   const connectionTokens = line.connection;
   const headers: string[] = [];
   let forwardedFor = '';
-  const lengths: string[] = [];
-  const codings: string[] = [];
+  // Framing headers as sent: most requests have none, so nothing is allocated for them.
+  let lengths: string[] | null = null;
+  let codings: string[] | null = null;
   forEachHeader((name, value) => {
     if (name === 'x-forwarded-for') {
       forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
     } else if (name === 'content-length') {
-      lengths.push(value);
+      (lengths ??= []).push(value);
     } else if (name === 'transfer-encoding') {
-      codings.push(value);
+      (codings ??= []).push(value);
     } else if (
       !NOT_FORWARDED.has(name) &&
       !(websocket && WEBSOCKET_HANDSHAKE.has(name)) &&
@@ -104,38 +105,43 @@ export function upstreamHead(
   if (host) headers.push('x-forwarded-host', host);
   const colon = host.lastIndexOf(':');
   const hostName = (colon > host.lastIndexOf(']') ? host.slice(0, colon) : host).toLowerCase();
-  return { method, path, host, hostName, client, headers, ...requestFraming(lengths, codings) };
+  const head: RequestHead = { method, path, host, hostName, client, headers, contentLength: -1, chunked: false, framingFault: undefined };
+  if (lengths !== null || codings !== null) requestFraming(head, lengths ?? NONE, codings ?? NONE);
+  return head;
 }
+
+const NONE: string[] = [];
 
 /** Content-Length as RFC 9110 8.6 writes it (1*DIGIT), short enough to be an exact number. */
 const DIGITS = /^[0-9]{1,15}$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
 /**
- * The body framing of a request from its Content-Length and Transfer-Encoding values (each
+ * Sets the body framing of `head` from its Content-Length and Transfer-Encoding values (each
  * header line's value, in order), as RFC 9112 6.3 and HAProxy read them, refusing whatever two
  * parsers could read two ways: more than one Content-Length (even identical, even as a list),
  * one that is not plain digits (`-1`, `+5`, `1.0`, `0 80`), Transfer-Encoding together with
  * Content-Length, chunked that is not the final coding or appears twice, and codings that are
  * not tokens. A coding other than chunked is 501: fairway would have to undo it.
  */
-export function requestFraming(lengths: string[], codings: string[]): Pick<RequestHead, 'contentLength' | 'chunked' | 'framingFault'> {
-  const refused = (fault: ProxyFault) => ({ contentLength: -1, chunked: false, framingFault: fault });
+export function requestFraming(head: Pick<RequestHead, 'contentLength' | 'chunked' | 'framingFault'>, lengths: string[], codings: string[]): void {
+  head.framingFault = framingFault(lengths, codings);
+  if (head.framingFault) return;
+  if (codings.length > 0) head.chunked = true;
+  else if (lengths.length === 1) head.contentLength = Number(lengths[0].trim());
+}
+
+function framingFault(lengths: string[], codings: string[]): ProxyFault | undefined {
   if (codings.length > 0) {
-    if (lengths.length > 0) return refused(FAULTS.badFraming);
+    if (lengths.length > 0) return FAULTS.badFraming;
     const list = codings.join(',').split(',').map((coding) => coding.trim().toLowerCase());
-    if (list.some((coding) => !TOKEN.test(coding))) return refused(FAULTS.badFraming);
-    if (list.at(-1) !== 'chunked' || list.indexOf('chunked') !== list.length - 1) return refused(FAULTS.badFraming);
-    if (list.length > 1) return refused(FAULTS.unsupportedCoding);
-    return { contentLength: -1, chunked: true, framingFault: undefined };
+    if (list.some((coding) => !TOKEN.test(coding))) return FAULTS.badFraming;
+    if (list.at(-1) !== 'chunked' || list.indexOf('chunked') !== list.length - 1) return FAULTS.badFraming;
+    if (list.length > 1) return FAULTS.unsupportedCoding;
+    return undefined;
   }
-  if (lengths.length > 1) return refused(FAULTS.badFraming);
-  if (lengths.length === 1) {
-    const value = lengths[0].trim();
-    if (!DIGITS.test(value)) return refused(FAULTS.badFraming);
-    return { contentLength: Number(value), chunked: false, framingFault: undefined };
-  }
-  return { contentLength: -1, chunked: false, framingFault: undefined };
+  if (lengths.length > 1 || (lengths.length === 1 && !DIGITS.test(lengths[0].trim()))) return FAULTS.badFraming;
+  return undefined;
 }
 
 function listsToken(list: string, token: string): boolean {

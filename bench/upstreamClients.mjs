@@ -1,5 +1,5 @@
 // The HTTP client toward backends, alone: CPU per request and requests per second of fairway's
-// own upstream client (src/engine/worker/upstreamHttp.ts), undici as fairway drove it before
+// own upstream client (src/dataplane/upstreamHttp.ts), undici as fairway drove it before
 // (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a naive client on raw
 // sockets that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
 // Each client's answer is checked before it is timed.
@@ -15,7 +15,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { UpstreamHttpPool } from '../dist/src/engine/worker/upstreamHttp.js';
+import { UpstreamHttpPool } from '../dist/src/dataplane/upstreamHttp.js';
 import { cpuSeconds } from './procStats.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 5);

@@ -7,10 +7,10 @@ import { Transform, type Readable } from 'node:stream';
 import { FAULTS, type ProxyFault } from '../src/core/errors.js';
 import type { RequestHead } from '../src/core/forwarding.js';
 import type { MatchedRoute, RequestFacts } from '../src/core/routing.js';
-import type { HttpExchange, ClientReply } from '../src/engine/worker/httpExchange.js';
-import type { Refusal } from '../src/engine/worker/requestGate.js';
-import { serveHttp, type IncomingHttp } from '../src/engine/worker/serve.js';
-import type { WorkerContext } from '../src/engine/worker/workerContext.js';
+import type { HttpExchange, ClientReply } from '../src/dataplane/httpExchange.js';
+import type { Refusal } from '../src/dataplane/requestGate.js';
+import { serveHttp, type IncomingHttp } from '../src/dataplane/serve.js';
+import type { WorkerContext } from '../src/dataplane/workerContext.js';
 import { readRequestHead, requestFacts, type ClientRequest } from './requestHead.js';
 
 export type ClientResponse = ServerResponse | Http2ServerResponse;

@@ -6,7 +6,7 @@ import type { Http2ServerRequest } from 'node:http2';
 import type { Socket } from 'node:net';
 import { upstreamHead, type RequestHead } from '../src/core/forwarding.js';
 import type { RequestFacts } from '../src/core/routing.js';
-import type { WorkerContext } from '../src/engine/worker/workerContext.js';
+import type { WorkerContext } from '../src/dataplane/workerContext.js';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
 

@@ -11,10 +11,10 @@ import { FAULTS } from '../src/core/errors.js';
 import { ClientLimits } from '../src/core/limits/clientLimits.js';
 import { StateTable } from '../src/core/state/stateTable.js';
 import type { ServeResult, ServeTask } from '../src/engine/messages.js';
-import { netReusePort, readProxyHeader } from '../src/engine/tcp/tcpListener.js';
-import { startProfile } from '../src/engine/worker/sessionControl.js';
-import { PrimaryChannel, runWorker, startTcpListeners } from '../src/engine/worker/workerLoop.js';
-import { WorkerContext } from '../src/engine/worker/workerContext.js';
+import { netReusePort, readProxyHeader } from '../src/engine/sockets.js';
+import { startProfile } from '../src/dataplane/cpuProfile.js';
+import { PrimaryChannel, runWorker, startTcpListeners } from '../src/dataplane/workerLoop.js';
+import { WorkerContext } from '../src/dataplane/workerContext.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
 import type { ClientRequest } from './requestHead.js';
@@ -86,7 +86,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     tcpListeners = await startTcpListeners(context, config.tcp);
   } catch (err) {
     const message = `worker ${worker} could not listen: ${(err as Error).message}`;
-    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
+    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
     for (const listener of listeners) listener.close();
     context.closeUpstreams();
     throw new Error(message);

@@ -5,9 +5,9 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { FAULTS, type ProxyFault } from '../src/core/errors.js';
-import { serveUpgrade } from '../src/engine/worker/serve.js';
-import { SEND_DROPPED, type WebSocketSession, type ClientHandshake, type ClientSocket } from '../src/engine/worker/webSocketSession.js';
-import type { WorkerContext } from '../src/engine/worker/workerContext.js';
+import { serveUpgrade } from '../src/dataplane/serve.js';
+import { SEND_DROPPED, type WebSocketSession, type ClientHandshake, type ClientSocket } from '../src/dataplane/webSocketSession.js';
+import type { WorkerContext } from '../src/dataplane/workerContext.js';
 import { readRequestHead, requestFacts } from './requestHead.js';
 
 /** The subprotocol and cookie chosen for an upgrade, for the `ws` server's hooks. */

@@ -250,7 +250,7 @@ test('an answer that comes before the upload ends is relayed, and that connectio
 });
 
 test('a body that does not match the length the client wrote fails its request and never runs past it on the wire', async (t) => {
-  const { UpstreamHttpPool } = await import('../dist/src/engine/worker/upstreamHttp.js');
+  const { UpstreamHttpPool } = await import('../dist/src/dataplane/upstreamHttp.js');
   const backend = await startBackend(t, 'a');
   const tap = await startTap(t, backend);
   const pool = new UpstreamHttpPool({ host: '127.0.0.1', port: Number(tap.address.split(':')[1]), tls: undefined, connectTimeout: 5000, responseTimeout: 5000, idleTimeout: 5000, keepAliveTimeout: 4000 });

@@ -235,7 +235,7 @@ export const CONFIG_KEYS = {
 
 /** A config problem: where it is, what was expected, what was given. */
 export class ConfigError extends Error {
-  readonly code = 'FAIRWAY_ERR_CONFIG';
+  readonly code = 'FAIRWAY_CONFIG';
   constructor(readonly problems: string[]) {
     super(problems.map((p) => `config: ${p}`).join('\n'));
   }

@@ -1,6 +1,28 @@
 // Error codes that cross threads and reach users: a stable code, a source, and the HTTP status.
+// Two vocabularies, each one union: ErrorCode for errors inside fairway (thrown, logged, posted
+// between threads), FaultCode for what a client is told in x-fairway-error.
 
 export type ErrorSource = 'upstream' | 'downstream' | 'internal';
+
+/** Every code an error of fairway's own carries, next to Node's system codes (ECONNREFUSED, …). */
+export type ErrorCode =
+  // Start-up and configuration (the primary's and workers' failures to start).
+  | 'FAIRWAY_CONFIG'
+  | 'FAIRWAY_START'
+  | 'FAIRWAY_LISTEN'
+  | 'FAIRWAY_ENGINE'
+  // The upstream clients.
+  | 'FAIRWAY_CONNECT_TIMEOUT'
+  | 'FAIRWAY_RESPONSE_TIMEOUT'
+  | 'FAIRWAY_BODY_TIMEOUT'
+  | 'FAIRWAY_HANDSHAKE_TIMEOUT'
+  | 'FAIRWAY_IDLE'
+  | 'FAIRWAY_BAD_RESPONSE'
+  | 'FAIRWAY_BAD_HANDSHAKE'
+  | 'FAIRWAY_UPSTREAM_CLOSED'
+  | 'FAIRWAY_UPSTREAM_PROTOCOL'
+  | 'FAIRWAY_CLIENT_CLOSED'
+  | 'FAIRWAY_BODY_LENGTH';
 
 export interface ProxyFault {
   /** Short stable name, sent in the x-fairway-error header. */
@@ -34,8 +56,11 @@ export const FAULTS = {
   internal: { code: 'internal', source: 'internal', status: 500, message: 'internal error in the load balancer' },
 } as const satisfies Record<string, ProxyFault>;
 
+/** What a client is told in x-fairway-error: one of the FAULTS. */
+export type FaultCode = (typeof FAULTS)[keyof typeof FAULTS]['code'];
+
 /** An error carrying a code for faultFor: what the upstream clients fail a request or session with. */
-export function upstreamFailure(code: string, message: string): Error & { code: string } {
+export function upstreamFailure(code: ErrorCode | 'ECONNRESET', message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code });
 }
 

@@ -4,6 +4,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
+import type { ErrorCode } from '../core/errors.js';
 
 export interface ServeTask {
   worker: number;
@@ -20,7 +21,7 @@ export interface ServeTask {
 }
 
 /** Worker → primary. */
-export type WorkerMessage = { type: 'ready' } | { type: 'listening' } | { type: 'failed'; code: string; message: string };
+export type WorkerMessage = { type: 'ready' } | { type: 'listening' } | { type: 'failed'; code: ErrorCode; message: string };
 /** Primary → worker. */
 export type PrimaryMessage =
   /** Every worker is ready and the primary has let go of the ports: listen now. */

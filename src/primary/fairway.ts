@@ -2,10 +2,11 @@
 
 import { createServer, type Server } from 'node:net';
 import type { Config, TcpListenerConfig } from '../config/schema.js';
-import { netReusePort } from '../engine/tcp/tcpListener.js';
+import { netReusePort } from '../engine/sockets.js';
 import { ClientLimits } from '../core/limits/clientLimits.js';
 import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
 import { StateTable } from '../core/state/stateTable.js';
+import type { ErrorCode } from '../core/errors.js';
 import { loadUws } from '../engine/uws/binding.js';
 import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from './adminServer.js';
@@ -19,7 +20,7 @@ const POOL_CAPACITY = 256;
 
 export class StartupError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
@@ -67,7 +68,7 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
       // Port 0 is resolved in the primary, then listened on by the workers: another process can
       // take it in between. A port the user chose is never silently changed.
       const ephemeral = config.listen.port === 0 || config.tls?.redirect?.port === 0 || config.tcp.some((l) => l.listen.port === 0);
-      if (!ephemeral || attempt >= EPHEMERAL_ATTEMPTS || !(err instanceof StartupError) || err.code !== 'FAIRWAY_ERR_START') throw err;
+      if (!ephemeral || attempt >= EPHEMERAL_ATTEMPTS || !(err instanceof StartupError) || err.code !== 'FAIRWAY_START') throw err;
     }
   }
 }
@@ -126,7 +127,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   } catch (err) {
     await releasePorts(held);
     await supervisor.stop(0);
-    throw new StartupError('FAIRWAY_ERR_START', (err as Error).message);
+    throw new StartupError('FAIRWAY_START', (err as Error).message);
   }
   const lifecycle = new Lifecycle(control, table, supervisor, logger);
   let admin: AdminServer | undefined;
@@ -136,7 +137,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     } catch (err) {
       lifecycle.close();
       await supervisor.stop(0);
-      throw new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen for the admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
+      throw new StartupError('FAIRWAY_LISTEN', `cannot listen for the admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
     }
   }
   logger.info({ listen: `${config.listen.host}:${port}`, workers, engine, pools: Object.keys(config.pools) }, 'fairway is listening');
@@ -190,7 +191,7 @@ function chooseEngine(config: Config, logger: Logger): RunningEngine {
     return 'uws';
   }
   if (config.engine === 'uws') {
-    throw new StartupError('FAIRWAY_ERR_ENGINE', `engine uws was asked for, but no uWebSockets.js build loads on this host (${binding.reasons.join('; ')})`);
+    throw new StartupError('FAIRWAY_ENGINE', `engine uws was asked for, but no uWebSockets.js build loads on this host (${binding.reasons.join('; ')})`);
   }
   logger.warn({ engine: 'native-free', reasons: binding.reasons }, `engine native-free: no uWebSockets.js build loads on this host (${binding.reasons.join('; ')})`);
   return 'native-free';
@@ -207,7 +208,7 @@ function preflightPort(host: string, port: number, held: Server[]): Promise<numb
     // would keep the probe's close() (and so the workers' listen) waiting for as long as it stays.
     const probe = createServer((socket) => socket.destroy());
     probe.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new StartupError('FAIRWAY_ERR_LISTEN', `cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`)),
+      reject(new StartupError('FAIRWAY_LISTEN', `cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`)),
     );
     probe.listen({ host, port, exclusive: true }, () => {
       // Held until the workers are ready to listen, so that nothing else takes the port meanwhile.

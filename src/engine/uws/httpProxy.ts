@@ -5,10 +5,10 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ProxyFault } from '../../core/errors.js';
 import type { RequestFacts } from '../../core/routing.js';
 import type { MatchedRoute } from '../../core/routing.js';
-import type { HttpExchange, ClientReply } from '../worker/httpExchange.js';
-import type { Refusal } from '../worker/requestGate.js';
-import { serveHttp, type IncomingHttp } from '../worker/serve.js';
-import type { WorkerContext } from '../worker/workerContext.js';
+import type { HttpExchange, ClientReply } from '../../dataplane/httpExchange.js';
+import type { Refusal } from '../../dataplane/requestGate.js';
+import { serveHttp, type IncomingHttp } from '../../dataplane/serve.js';
+import type { WorkerContext } from '../../dataplane/workerContext.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 
 /** Headers uWS writes itself. */

@@ -11,9 +11,9 @@ import { createLogger } from '../../log.js';
 import type { ServeResult, ServeTask } from '../messages.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
-import { WorkerContext } from '../worker/workerContext.js';
-import { startProfile } from '../worker/sessionControl.js';
-import { PrimaryChannel, runWorker, startTcpListeners } from '../worker/workerLoop.js';
+import { WorkerContext } from '../../dataplane/workerContext.js';
+import { startProfile } from '../../dataplane/cpuProfile.js';
+import { PrimaryChannel, runWorker, startTcpListeners } from '../../dataplane/workerLoop.js';
 import { webSocketBehavior } from './wsProxy.js';
 
 export default async function serve(task: ServeTask): Promise<ServeResult> {
@@ -24,7 +24,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
   const { uws } = loadUws();
   if (!uws) {
-    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_ENGINE', message: 'no uWebSockets.js build loads in this worker' });
+    channel.post({ type: 'failed', code: 'FAIRWAY_ENGINE', message: 'no uWebSockets.js build loads in this worker' });
     throw new Error('no uWebSockets.js build loads in this worker');
   }
   const table = StateTable.attach(task.buffer);
@@ -73,7 +73,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   let listenSocket = await listenApp(app);
   if (!listenSocket) {
     const message = `worker ${worker} could not listen on ${config.listen.host}:${config.listen.port}`;
-    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
+    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
     context.closeUpstreams();
     throw new Error(message);
   }
@@ -82,7 +82,7 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     tcpListeners = await startTcpListeners(context, config.tcp);
   } catch (err) {
     const message = `worker ${worker} could not open a TCP listener: ${(err as Error).message}`;
-    channel.post({ type: 'failed', code: 'FAIRWAY_ERR_LISTEN', message });
+    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
     uws.us_listen_socket_close(listenSocket);
     closeApp(app);
     context.closeUpstreams();

@@ -4,10 +4,10 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as UwsSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import type { RequestFacts } from '../../core/routing.js';
-import type { Refusal } from '../worker/requestGate.js';
-import { serveUpgrade, type IncomingUpgrade } from '../worker/serve.js';
-import type { WebSocketSession, ClientHandshake } from '../worker/webSocketSession.js';
-import type { WorkerContext } from '../worker/workerContext.js';
+import type { Refusal } from '../../dataplane/requestGate.js';
+import { serveUpgrade, type IncomingUpgrade } from '../../dataplane/serve.js';
+import type { WebSocketSession, ClientHandshake } from '../../dataplane/webSocketSession.js';
+import type { WorkerContext } from '../../dataplane/workerContext.js';
 import { asReceived, requestFacts, writeFault, writeRefusal } from './httpProxy.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 

@@ -2,9 +2,9 @@
 // its route, the route's access list and per-client limits, the body limit, then the pool's
 // hash key and sticky backend.
 
-import { FAULTS, type ProxyFault } from '../../core/errors.js';
-import type { RequestHead } from '../../core/forwarding.js';
-import { editHeaders, rewritePath, type MatchedRoute, type RequestFacts, type RouteLimit } from '../../core/routing.js';
+import { FAULTS, type ProxyFault } from '../core/errors.js';
+import type { RequestHead } from '../core/forwarding.js';
+import { editHeaders, rewritePath, type MatchedRoute, type RequestFacts, type RouteLimit } from '../core/routing.js';
 import type { PoolRuntime } from './admission.js';
 import type { WorkerContext } from './workerContext.js';
 
@@ -87,17 +87,4 @@ function checkLimit(context: WorkerContext, head: RequestHead, limit: RouteLimit
   if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, reason: verdict.reason, client: head.client });
   const fault = verdict.reason === 'concurrent-sessions' ? FAULTS.tooManySessions : FAULTS.rateLimited;
   return refusal(fault, Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
-}
-
-/**
- * Test-only faults (enabled by FAIRWAY_TEST_HOOKS=1) that exercise the real error paths: an
- * exception inside a handler, and an uncaught exception that takes the worker thread down.
- */
-export function runTestFault(fault: string): void {
-  if (fault === 'throw') throw new Error('test fault: thrown inside a handler');
-  if (fault === 'crash') {
-    setImmediate(() => {
-      throw new Error('test fault: uncaught exception in a worker');
-    });
-  }
 }

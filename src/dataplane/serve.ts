@@ -2,10 +2,11 @@
 // (WebSocket). An engine supplies only what reads and writes its sockets.
 
 import type { Readable } from 'node:stream';
-import type { RequestHead } from '../../core/forwarding.js';
-import type { MatchedRoute, RequestFacts } from '../../core/routing.js';
+import type { RequestHead } from '../core/forwarding.js';
+import type { MatchedRoute, RequestFacts } from '../core/routing.js';
 import { HttpExchange, type ClientReply } from './httpExchange.js';
-import { gateRequest, runTestFault, type Refusal } from './requestGate.js';
+import { gateRequest, type Refusal } from './requestGate.js';
+import { runTestFault } from './testFaults.js';
 import { WebSocketSession, type ClientHandshake } from './webSocketSession.js';
 import type { WorkerContext } from './workerContext.js';
 

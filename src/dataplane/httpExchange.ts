@@ -2,10 +2,10 @@
 // counting and the access log. The engine gives it a ClientReply to write the response with.
 
 import type { Readable } from 'node:stream';
-import { recordLatency } from '../../core/balancers/latency.js';
-import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../../core/errors.js';
-import type { RequestHead } from '../../core/forwarding.js';
-import type { MatchedRoute } from '../../core/routing.js';
+import { recordLatency } from '../core/balancers/latency.js';
+import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../core/errors.js';
+import type { RequestHead } from '../core/forwarding.js';
+import type { MatchedRoute } from '../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
 import type { Admission } from './requestGate.js';

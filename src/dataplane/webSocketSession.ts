@@ -2,10 +2,10 @@
 // to the client's upgrade, retries, message relay with backpressure, keepalive, counting and the
 // access log. The engine gives it the client's handshake and, once open, socket.
 
-import { recordLatency } from '../../core/balancers/latency.js';
-import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../../core/errors.js';
-import type { RequestHead } from '../../core/forwarding.js';
-import { tlsConnectOptions } from '../../core/upstreamTls.js';
+import { recordLatency } from '../core/balancers/latency.js';
+import { FAULTS, faultFor, isConnectFailure, type ProxyFault } from '../core/errors.js';
+import type { RequestHead } from '../core/forwarding.js';
+import { tlsConnectOptions } from '../core/upstreamTls.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
 import type { Admission } from './requestGate.js';

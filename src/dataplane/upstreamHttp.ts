@@ -6,8 +6,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { isIdempotent, isReset, upstreamFailure } from '../../core/errors.js';
-import type { TlsConnectOptions } from '../../core/upstreamTls.js';
+import { isIdempotent, isReset, upstreamFailure } from '../core/errors.js';
+import type { TlsConnectOptions } from '../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
 import { chunkSizeOf, parseResponseHead } from './responseHead.js';
 

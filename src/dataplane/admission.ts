@@ -1,12 +1,12 @@
 // Choosing a backend for a request: sticky cookie, then the pool's picker, then the bounded wait
 // queue when every backend is at max_conns.
 
-import type { PoolConfig } from '../../config/schema.js';
-import { NO_BACKEND, type Picker } from '../../core/balancers/picker.js';
-import { cookieValue } from '../../core/cookies.js';
-import { FAULTS, type ProxyFault } from '../../core/errors.js';
-import { BACKEND_UP, type StateTable } from '../../core/state/stateTable.js';
-import type { RequestFacts } from '../../core/routing.js';
+import type { PoolConfig } from '../config/schema.js';
+import { NO_BACKEND, type Picker } from '../core/balancers/picker.js';
+import { cookieValue } from '../core/cookies.js';
+import { FAULTS, type ProxyFault } from '../core/errors.js';
+import { BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
+import type { RequestFacts } from '../core/routing.js';
 
 /** A request or upgrade waiting to be given a backend. */
 export interface Admittable {

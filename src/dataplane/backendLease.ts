@@ -2,7 +2,7 @@
 // own picker, and released exactly once. HTTP exchanges, WebSocket sessions and TCP sessions
 // hold one each; nothing else takes or gives back a backend's slot.
 
-import type { StateTable } from '../../core/state/stateTable.js';
+import type { StateTable } from '../core/state/stateTable.js';
 import type { PoolRuntime } from './admission.js';
 
 export class BackendLease {

@@ -1,14 +1,14 @@
 // What one worker thread holds while serving: routing, pickers, upstream clients, open sessions.
 
-import type { BackendConfig, Config } from '../../config/schema.js';
-import { PICKERS } from '../../core/balancers/registry.js';
-import type { ClientLimits } from '../../core/limits/clientLimits.js';
-import { addressing, type Addressing } from '../../core/clientAddress.js';
-import { Router } from '../../core/routing.js';
-import { tlsConnectOptions } from '../../core/upstreamTls.js';
-import type { SlotPlan } from '../../core/state/slotRegistry.js';
-import type { StateTable } from '../../core/state/stateTable.js';
-import type { Logger } from '../../log.js';
+import type { BackendConfig, Config } from '../config/schema.js';
+import { PICKERS } from '../core/balancers/registry.js';
+import type { ClientLimits } from '../core/limits/clientLimits.js';
+import { addressing, type Addressing } from '../core/clientAddress.js';
+import { Router } from '../core/routing.js';
+import { tlsConnectOptions } from '../core/upstreamTls.js';
+import type { SlotPlan } from '../core/state/slotRegistry.js';
+import type { StateTable } from '../core/state/stateTable.js';
+import type { Logger } from '../log.js';
 import { PoolRuntime } from './admission.js';
 import { UpstreamHttpPool } from './upstreamHttp.js';
 

@@ -7,8 +7,8 @@ import { isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import bufferUtil from 'bufferutil';
-import { upstreamFailure } from '../../core/errors.js';
-import type { TlsConnectOptions } from '../../core/upstreamTls.js';
+import { upstreamFailure } from '../core/errors.js';
+import type { TlsConnectOptions } from '../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
 import { chunkSizeOf, headerValue, parseResponseHead } from './responseHead.js';
 

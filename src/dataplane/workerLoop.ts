@@ -2,10 +2,11 @@
 // rounds, messages from the primary, closing on an uncaught exception, and graceful shutdown.
 
 import type { MessagePort } from 'node:worker_threads';
-import type { Config, TcpListenerConfig } from '../../config/schema.js';
-import type { Logger } from '../../log.js';
-import type { PrimaryMessage, WorkerMessage } from '../messages.js';
-import { netReusePort, TcpListener } from '../tcp/tcpListener.js';
+import type { Config, TcpListenerConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { PrimaryMessage, WorkerMessage } from '../engine/messages.js';
+import { netReusePort } from '../engine/sockets.js';
+import { TcpListener } from '../engine/tcp/tcpListener.js';
 import { closeSpread, shed } from './sessionControl.js';
 import type { WorkerContext } from './workerContext.js';
 

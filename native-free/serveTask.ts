@@ -6,7 +6,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { Config } from '../src/config/schema.js';
+import type { Config } from '../src/config/types.js';
 import { FAULTS } from '../src/core/errors.js';
 import { ClientLimits } from '../src/core/limits/clientLimits.js';
 import { StateTable } from '../src/core/state/stateTable.js';

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { CONFIG_KEYS, ConfigError, parseDuration, parseSize, validateConfig } from '../dist/src/index.js';
+import { DEFAULTS } from '../dist/src/config/defaults.js';
 
 const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fairway-config-'));
@@ -151,4 +152,34 @@ test('the chat example config passes --check once its certificate files exist', 
   const shipped = spawnSync(process.execPath, [CLI, '--config', new URL('../examples/chat.yaml', import.meta.url).pathname, '--check'], { encoding: 'utf8' });
   t.is(shipped.status, 2);
   t.regex(shipped.stderr, /tls\.cert: cannot read/);
+});
+
+test('docs/configuration.md shows every default of the DEFAULTS table the parsers use', (t) => {
+  const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8');
+  const rows = doc
+    .split('\n')
+    .filter((line) => line.startsWith('| `'))
+    .map((line) => line.split('|').map((cell) => cell.trim()))
+    .map(([, keys, shown, meaning]) => ({ keys: keys.split(/,\s*/), shown, meaning }));
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    const own = rows.find((row) => row.keys.includes(`\`${key}\``));
+    if (own) {
+      t.is(own.shown, `\`${value}\``, key);
+      continue;
+    }
+    // A key of a section described in one row, as `{ name: value, ... }`.
+    const section = key.slice(0, key.lastIndexOf('.'));
+    const name = key.slice(key.lastIndexOf('.') + 1);
+    const row = rows.find((r) => r.keys.includes(`\`${section}\``));
+    t.true(row !== undefined && `${row.shown} ${row.meaning}`.includes(`${name}: ${value}`), key);
+  }
+  // And the defaults are what a config without those keys gets.
+  const config = validateConfig({ pools: { a: { health: {}, rebalance: {}, backends: ['127.0.0.1:1'] } } });
+  t.like(config, { listen: { host: '127.0.0.1', port: 8080 }, engine: 'auto', log: { level: 'info', access: true }, timeouts: { connect: 5000, response: 60_000, idle: 60_000 } });
+  t.like(config.websocket, { maxMessage: 16 * 1024 * 1024, pingInterval: 30_000, maxBuffered: 16 * 1024 * 1024 });
+  t.like(config.pools.a, { algorithm: 'least-conn', decay: 10_000, queue: { size: 0, timeout: 5000 }, retries: { count: 2, budget: 0.2 } });
+  t.deepEqual(config.pools.a.health, { type: 'http', path: '/health', interval: 5000, timeout: 2000, rise: 2, fall: 3, expectStatus: [200, 399] });
+  t.deepEqual(config.pools.a.outlier, { consecutiveFailures: 5, consecutive5xx: 0, baseEjection: 30_000, maxEjectedShare: 0.5 });
+  t.deepEqual(config.pools.a.drain, { timeout: 30_000, window: 10_000, rate: 100, code: 1001 });
+  t.deepEqual(config.pools.a.rebalance, { maxSkew: 1.25, rate: 20, order: 'newest' });
 });

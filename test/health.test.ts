@@ -275,7 +275,7 @@ test.serial('rebalancing brings a skewed pool within max_skew at the rate bound,
 });
 
 test.serial('check types: http (status range), tcp and websocket, each against a live and a dead backend', async (t) => {
-  const { runCheck } = await import('../dist/src/primary/lifecycle.js');
+  const { runCheck } = await import('../dist/src/primary/healthChecks.js');
   const live = await processBackend(t, 'live');
   const [host, port] = live.address.split(':');
   const dead = await deadPort(t);

@@ -1,7 +1,8 @@
 // Matching a request to a pool by host, path prefix, method, headers and query parameters; the
 // first matching route wins, and its access list decides who may use it.
 
-import { httpPools, type Config, type HeaderEdit, type RouteConfig } from '../config/schema.js';
+import { httpPools } from '../config/listeners.js';
+import type { Config, HeaderEdit, RouteConfig } from '../config/types.js';
 import { AccessList } from './accessList.js';
 import { bucket, type Bucket } from './limits/clientLimits.js';
 

@@ -2,7 +2,7 @@
 // the health checks.
 
 import { isIP } from 'node:net';
-import type { BackendConfig, PoolConfig } from '../config/schema.js';
+import type { BackendConfig, PoolConfig } from '../config/types.js';
 
 export interface TlsConnectOptions {
   ca?: string;

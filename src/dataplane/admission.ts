@@ -1,7 +1,7 @@
 // Choosing a backend for a request: sticky cookie, then the pool's picker, then the bounded wait
 // queue when every backend is at max_conns.
 
-import type { PoolConfig } from '../config/schema.js';
+import type { PoolConfig } from '../config/types.js';
 import { NO_BACKEND, type Picker } from '../core/balancers/picker.js';
 import { cookieValue } from '../core/cookies.js';
 import { FAULTS, type ProxyFault } from '../core/errors.js';

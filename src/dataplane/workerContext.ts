@@ -1,6 +1,6 @@
 // What one worker thread holds while serving: routing, pickers, upstream clients, open sessions.
 
-import type { BackendConfig, Config } from '../config/schema.js';
+import type { BackendConfig, Config } from '../config/types.js';
 import { PICKERS } from '../core/balancers/registry.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import { addressing, type Addressing } from '../core/clientAddress.js';

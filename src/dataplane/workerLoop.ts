@@ -2,7 +2,7 @@
 // rounds, messages from the primary, closing on an uncaught exception, and graceful shutdown.
 
 import type { MessagePort } from 'node:worker_threads';
-import type { Config, TcpListenerConfig } from '../config/schema.js';
+import type { Config, TcpListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { PrimaryMessage, WorkerMessage } from '../engine/messages.js';
 import { netReusePort } from '../engine/sockets.js';

@@ -2,7 +2,7 @@
 // every engine.
 
 import type { MessagePort } from 'node:worker_threads';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../config/types.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
 import type { ErrorCode } from '../core/errors.js';
 

@@ -2,7 +2,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AdminConfig } from '../config/schema.js';
+import type { AdminConfig } from '../config/types.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import { ControlError, type ControlPlane } from './controlPlane.js';

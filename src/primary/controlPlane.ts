@@ -2,7 +2,8 @@
 // and sent to every worker, without touching open sessions on backends that stay.
 
 import { loadConfigFile } from '../config/load.js';
-import { ConfigError, validateBackend, type BackendConfig, type Config } from '../config/schema.js';
+import { ConfigError, validateBackend } from '../config/schema.js';
+import type { BackendConfig, Config } from '../config/types.js';
 import type { SlotPlan, SlotRegistry } from '../core/state/slotRegistry.js';
 import { BACKEND_DOWN, BACKEND_DRAINING, BACKEND_EJECTED, BACKEND_REMOVED, BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
 import { BackendStates } from './backendStates.js';

@@ -1,7 +1,7 @@
 // Starting and stopping a fairway instance in the primary thread.
 
 import { createServer, type Server } from 'node:net';
-import type { Config, TcpListenerConfig } from '../config/schema.js';
+import type { Config, TcpListenerConfig } from '../config/types.js';
 import { netReusePort } from '../engine/sockets.js';
 import { ClientLimits } from '../core/limits/clientLimits.js';
 import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';

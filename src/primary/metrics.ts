@@ -1,7 +1,7 @@
 // Prometheus exposition of the shared counters, read straight from shared memory at each scrape.
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../config/types.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
 import { BACKEND_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';

@@ -1,6 +1,6 @@
 // The interface every balancing algorithm implements, and what a picker is built from.
 
-import type { PoolConfig } from '../../config/schema.js';
+import type { PoolConfig } from '../../config/types.js';
 import type { StateTable } from '../state/stateTable.js';
 
 /** Returned by a picker when no backend of the pool is up. */

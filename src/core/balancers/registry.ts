@@ -1,6 +1,6 @@
 // The balancing algorithms by their config name.
 
-import type { Algorithm } from '../../config/schema.js';
+import type { Algorithm } from '../../config/types.js';
 import { ConsistentHash } from './consistentHash.js';
 import { LeastConnections } from './leastConnections.js';
 import { LeastTime } from './leastTime.js';

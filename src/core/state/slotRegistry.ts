@@ -1,6 +1,6 @@
 // Assigns state-table slots to backends (by identity) and pools, in the primary thread.
 
-import type { Config } from '../../config/schema.js';
+import type { Config } from '../../config/types.js';
 import { BACKEND_REMOVED, BACKEND_UP, type StateTable } from './stateTable.js';
 
 /** What a worker needs besides the config: where each backend and pool lives in the table. */

@@ -2,7 +2,7 @@
 // draining as HTTP and WebSocket sessions. Built on node:net, so it runs in any engine.
 
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import type { TcpListenerConfig } from '../../config/schema.js';
+import type { TcpListenerConfig } from '../../config/types.js';
 import { isConnectFailure, type ProxyFault } from '../../core/errors.js';
 import { encodeProxyHeader } from '../../core/proxyProtocol.js';
 import { readProxyHeader } from '../sockets.js';

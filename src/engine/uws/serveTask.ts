@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import type { Config } from '../../config/schema.js';
+import type { Config } from '../../config/types.js';
 import { FAULTS } from '../../core/errors.js';
 import { StateTable } from '../../core/state/stateTable.js';
 import { ClientLimits } from '../../core/limits/clientLimits.js';

@@ -1,0 +1,40 @@
+// Every key the config accepts, by where it sits.
+
+/**
+ * Every key the config accepts, by where it sits ("NAME" is a pool name, "[]" a list item). The
+ * validators take their allowed keys from here, and a test checks that docs/configuration.md
+ * describes each one, so the reference cannot fall behind the schema.
+ */
+const BUCKET_KEYS = ['rate', 'burst'] as const;
+const HEADER_EDIT_KEYS = ['set', 'remove'] as const;
+export const CONFIG_KEYS = {
+  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
+  tls: ['cert', 'key', 'certs', 'redirect'],
+  'tls.certs[]': ['names', 'cert', 'key'],
+  log: ['level', 'access'],
+  timeouts: ['connect', 'response', 'idle'],
+  websocket: ['max_message', 'ping_interval', 'max_buffered'],
+  shutdown: ['grace'],
+  admin: ['listen', 'token'],
+  'pools.NAME': ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'],
+  'pools.NAME.backends[]': ['url', 'weight', 'name', 'max_conns'],
+  'pools.NAME.hash': ['key', 'balance_factor'],
+  'pools.NAME.least_time': ['decay'],
+  'pools.NAME.sticky': ['cookie'],
+  'pools.NAME.queue': ['size', 'timeout'],
+  'pools.NAME.health': ['type', 'path', 'interval', 'timeout', 'rise', 'fall', 'expect_status'],
+  'pools.NAME.outlier': ['consecutive_failures', 'consecutive_5xx', 'base_ejection', 'max_ejected_share'],
+  'pools.NAME.retries': ['count', 'budget'],
+  'pools.NAME.drain': ['timeout', 'window', 'rate', 'code'],
+  'pools.NAME.rebalance': ['max_skew', 'rate', 'order'],
+  'pools.NAME.tls': ['verify', 'ca', 'server_name'],
+  'routes[]': ['match', 'pool', 'allow', 'deny', 'websocket', 'max_body', 'timeouts', 'strip_prefix', 'add_prefix', 'request_headers', 'response_headers', 'rate_limit'],
+  'routes[].match': ['path', 'host', 'headers', 'method', 'query'],
+  'routes[].timeouts': ['response', 'idle'],
+  'routes[].request_headers': HEADER_EDIT_KEYS,
+  'routes[].response_headers': HEADER_EDIT_KEYS,
+  'routes[].rate_limit': ['key', 'requests', 'new_sessions', 'concurrent_sessions'],
+  'routes[].rate_limit.requests': BUCKET_KEYS,
+  'routes[].rate_limit.new_sessions': BUCKET_KEYS,
+  'tcp[]': ['listen', 'pool', 'idle_timeout', 'send_proxy', 'accept_proxy'],
+} as const satisfies Record<string, readonly string[]>;

@@ -1,0 +1,191 @@
+// The shapes of a validated config: what every layer imports. Validation lives in schema.ts and
+// the per-section parsers; defaults in defaults.ts.
+
+export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'random', 'p2c', 'least-time', 'hash'] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+export const ENGINES = ['auto', 'uws', 'native-free'] as const;
+export type EngineName = (typeof ENGINES)[number];
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface BackendConfig {
+  /** Identity of the backend across reloads: pool name and address. */
+  id: string;
+  /** Public name (sticky cookies, logs): configured, or derived from the identity. */
+  name: string;
+  pool: string;
+  /** Origin for the HTTP client, e.g. http://127.0.0.1:9001 */
+  origin: string;
+  /** https:// backend: TLS to it (wss:// for WebSocket sessions), per its pool's `tls` settings. */
+  tls: boolean;
+  host: string;
+  port: number;
+  weight: number;
+  /** Most sessions at once on this backend; 0 = no limit. */
+  maxConns: number;
+}
+
+/** Where a hash key comes from: the client address, the path, or a named header/cookie/query parameter. */
+export interface HashKeySource {
+  from: 'ip' | 'path' | 'header' | 'cookie' | 'query';
+  name: string;
+}
+
+export interface PoolConfig {
+  name: string;
+  algorithm: Algorithm;
+  backends: BackendConfig[];
+  /** For `hash`: the key and the bounded-load factor (0 = unbounded). */
+  hash?: { key: HashKeySource; balanceFactor: number };
+  /** least-time: decay time of the latency estimate, ms. */
+  decay: number;
+  /** Slow start ramp, ms; 0 = off. */
+  slowStart: number;
+  sticky?: { cookie: string };
+  /** Requests that wait for a backend under max_conns: how many at most (0 = none), how long. */
+  queue: { size: number; timeout: number };
+  /** Active health checks; absent = backends are taken to be up. */
+  health?: HealthConfig;
+  /** Passive outlier ejection. */
+  outlier: OutlierConfig;
+  /** Retries on another backend. */
+  retries: { count: number; budget: number };
+  /** Draining: how long sessions may stay, then how their closes are spread. */
+  drain: { timeout: number; window: number; rate: number; code: number };
+  /** Active rebalancing of long-lived sessions; absent = off. */
+  rebalance?: { maxSkew: number; rate: number; order: 'newest' | 'oldest' };
+  /** TLS to https:// backends. */
+  tls: UpstreamTlsConfig;
+}
+
+export interface UpstreamTlsConfig {
+  /** Check the backend's certificate (chain and name); on by default. */
+  verify: boolean;
+  /** PEM of the CAs trusted for backends (read from the `ca` file), instead of Node's default list. */
+  ca?: string;
+  /** Name to ask for (SNI) and to check the certificate against, instead of the backend's host. */
+  serverName?: string;
+}
+
+export interface HealthConfig {
+  type: 'http' | 'tcp' | 'websocket';
+  path: string;
+  interval: number;
+  timeout: number;
+  rise: number;
+  fall: number;
+  /** Inclusive status range that counts as healthy. */
+  expectStatus: [number, number];
+}
+
+export interface OutlierConfig {
+  /** Consecutive connect failures, resets and timeouts that eject (0 = off). */
+  consecutiveFailures: number;
+  /** Consecutive 5xx responses that eject (0 = off). */
+  consecutive5xx: number;
+  baseEjection: number;
+  /** Most of the pool that may be ejected at once (0–1). */
+  maxEjectedShare: number;
+}
+
+export interface RouteMatch {
+  path?: string;
+  host?: string;
+  headers?: Record<string, string>;
+  /** Upper-case methods, any of which matches. */
+  methods?: string[];
+  query?: Record<string, string>;
+}
+
+export interface RouteConfig {
+  match: RouteMatch;
+  pool: string;
+  /** Client addresses (CIDR) let through; absent = everyone not denied. */
+  allow?: string[];
+  deny?: string[];
+  /** Whether WebSocket upgrades may use the route. */
+  websocket: boolean;
+  /** Largest request body in bytes (413 past it); 0 = no limit. */
+  maxBody: number;
+  /** Upstream response and idle timeouts for this route, ms (default: the top-level ones). */
+  timeouts: { response: number; idle: number };
+  /** Path rewriting on the way upstream: this prefix taken off, then `addPrefix` put on. */
+  stripPrefix?: string;
+  addPrefix?: string;
+  /** Headers set (replacing any of the same name) or removed on the request and on the response. */
+  requestHeaders?: HeaderEdit;
+  responseHeaders?: HeaderEdit;
+  /** Per-client limits, shared by every worker; absent = none. */
+  rateLimit?: RateLimitConfig;
+}
+
+export interface RateLimitConfig {
+  /** Who a client is: its address (after trusted proxies), or a header's value. */
+  key: { from: 'ip' | 'header'; name: string };
+  /** Token bucket for HTTP requests and WebSocket upgrades. */
+  requests?: { rate: number; burst: number };
+  /** Token bucket for new WebSocket sessions (reconnect loops). */
+  newSessions?: { rate: number; burst: number };
+  /** Most WebSocket sessions open at once per client; 0 = no limit. */
+  concurrentSessions: number;
+}
+
+export interface HeaderEdit {
+  /** Lower-case names and values. */
+  set: [string, string][];
+  /** Lower-case names. */
+  remove: string[];
+}
+
+export interface AdminConfig {
+  listen: HostPort;
+  token?: string;
+}
+
+export interface TlsConfig {
+  /** Default certificate and key files (PEM). */
+  cert: string;
+  key: string;
+  /** More certificates, chosen by the SNI name the client asks for. */
+  certs: { names: string[]; cert: string; key: string }[];
+  /** A plain-HTTP listener that redirects every request to HTTPS. */
+  redirect?: HostPort;
+}
+
+export interface Config {
+  listen: HostPort;
+  /** TLS termination on the listener; absent = plain HTTP. */
+  tls?: TlsConfig;
+  /** Admin API, metrics and dashboard; off when absent. */
+  admin?: AdminConfig;
+  workers: number;
+  engine: EngineName;
+  log: { level: (typeof LOG_LEVELS)[number]; access: boolean };
+  /** Upstream HTTP timeouts, in milliseconds. */
+  timeouts: { connect: number; response: number; idle: number };
+  websocket: { maxMessage: number; pingInterval: number; maxBuffered: number };
+  shutdown: { grace: number };
+  pools: Record<string, PoolConfig>;
+  routes: RouteConfig[];
+  /** Peers (CIDR) whose X-Forwarded-For names the client; empty = none. */
+  trustedProxies: string[];
+  /** The listener takes PROXY protocol (v2) headers from an L4 balancer in front. */
+  proxyProtocol: boolean;
+  /** L4 listeners: raw TCP connections balanced over a pool. */
+  tcp: TcpListenerConfig[];
+}
+
+export interface TcpListenerConfig {
+  listen: HostPort;
+  pool: string;
+  /** A connection with no byte either way for this long is closed, ms; 0 = never. */
+  idleTimeout: number;
+  /** PROXY protocol header sent to the backend first: 0 = none, 1 = text, 2 = binary. */
+  sendProxy: 0 | 1 | 2;
+  /** Clients must start with a PROXY header (v1 or v2): its source is the client address. */
+  acceptProxy: boolean;
+}

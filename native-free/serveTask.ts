@@ -1,5 +1,5 @@
-// The long-lived piscina task of one worker thread of the native-free engine: node:http (or
-// HTTP/2 with HTTP/1.1 fallback over TLS) on the shared port until shutdown.
+// The native-free engine's serve task: node:http (or HTTP/2 with HTTP/1.1 fallback over TLS) on
+// the listen address until shutdown (the task itself is the shared serveWorker).
 
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -8,14 +8,11 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../src/config/types.js';
 import { FAULTS } from '../src/core/errors.js';
-import { ClientLimits } from '../src/core/limits/clientLimits.js';
-import { StateTable } from '../src/core/state/stateTable.js';
 import type { ServeResult, ServeTask } from '../src/engine/messages.js';
 import { netReusePort, readProxyHeader } from '../src/engine/sockets.js';
-import { startProfile } from '../src/dataplane/cpuProfile.js';
-import { PrimaryChannel, runWorker, startTcpListeners } from '../src/dataplane/workerLoop.js';
-import { WorkerContext } from '../src/dataplane/workerContext.js';
-import { createLogger, type Logger } from '../src/log.js';
+import { serveWorker, type Engine } from '../src/dataplane/workerLoop.js';
+import type { WorkerContext } from '../src/dataplane/workerContext.js';
+import type { Logger } from '../src/log.js';
 import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
 import type { ClientRequest } from './requestHead.js';
 import { proxiedAddresses } from './requestHead.js';
@@ -24,15 +21,13 @@ import { createWebSocketServer, handleUpgrade, type ClientSockets } from './wsPr
 
 type FrontServer = HttpServer | Http2SecureServer;
 
-export default async function serve(task: ServeTask): Promise<ServeResult> {
-  const { worker, config } = task;
-  // Listening to the primary from the first moment: nothing it sends while this sets up is lost.
-  const channel = new PrimaryChannel(task.port);
-  const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
-  const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
-  const table = StateTable.attach(task.buffer);
-  const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
-  const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
+export default function serve(task: ServeTask): Promise<ServeResult> {
+  return serveWorker(task, nativeEngine);
+}
+
+/** node:http (or node:http2 over TLS) on the listen address, `ws` for upgrades. */
+function nativeEngine(context: WorkerContext, logger: Logger): Engine {
+  const { config } = context;
   const clients: ClientSockets = new Set();
   const webSockets = createWebSocketServer(context);
   const certificates = config.tls ? new Certificates(config.tls) : undefined;
@@ -71,51 +66,32 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
 
   const listeners: (NetServer | FrontServer)[] = [];
   const redirect = config.tls?.redirect ? createHttpServer((req, res) => redirectToHttps(req, res, config.listen.port)) : undefined;
-  let tcpListeners;
-  if (!(await channel.readyToListen())) {
-    // Stopped while starting (a replacement the primary no longer wants).
-    context.closeUpstreams();
-    channel.close();
-    return { worker };
-  }
-  try {
-    const reusePort = netReusePort();
-    if (config.proxyProtocol) listeners.push(await listen(proxyProtocolFront(server, logger), config.listen, reusePort));
-    else listeners.push(await listen(server, config.listen, reusePort));
-    if (redirect && config.tls?.redirect) listeners.push(await listen(redirect, config.tls.redirect, reusePort));
-    tcpListeners = await startTcpListeners(context, config.tcp);
-  } catch (err) {
-    const message = `worker ${worker} could not listen: ${(err as Error).message}`;
-    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
+  const stopListening = () => {
     for (const listener of listeners) listener.close();
-    context.closeUpstreams();
-    throw new Error(message);
-  }
-  channel.post({ type: 'listening' });
+  };
 
-  await runWorker(
-    channel,
-    context,
-    logger,
-    {
-      stopListening() {
-        for (const listener of listeners) listener.close();
-      },
-      configApplied(next) {
-        if (certificates && next.tls) certificates.reload(next.tls, server as Http2SecureServer, logger);
-      },
-      keepalive() {
-        for (const client of clients) client.keepalive();
-      },
-      closeConnections() {
-        for (const socket of connections) socket.destroy();
-        redirect?.closeAllConnections();
-      },
+  return {
+    async listen() {
+      const reusePort = netReusePort();
+      if (config.proxyProtocol) listeners.push(await listen(proxyProtocolFront(server, logger), config.listen, reusePort));
+      else listeners.push(await listen(server, config.listen, reusePort));
+      if (redirect && config.tls?.redirect) listeners.push(await listen(redirect, config.tls.redirect, reusePort));
+      return {
+        stopListening,
+        configApplied(next) {
+          if (certificates && next.tls) certificates.reload(next.tls, server as Http2SecureServer, logger);
+        },
+        keepalive() {
+          for (const client of clients) client.keepalive();
+        },
+        closeConnections() {
+          for (const socket of connections) socket.destroy();
+          redirect?.closeAllConnections();
+        },
+      };
     },
-    tcpListeners,
-    profile,
-  );
-  return { worker };
+    discard: stopListening,
+  };
 }
 
 function listen(server: NetServer | FrontServer, at: { host: string; port: number }, reusePort: boolean): Promise<NetServer | FrontServer> {

@@ -31,19 +31,24 @@ export class BackendLease {
   }
 
   /**
-   * Holds `slot`, on which the picker (or the sticky cookie) already took one session: counts the
-   * request there, and, for the first backend, earns the pool's retry budget.
+   * The pool admitted `slot` (the picker or the sticky cookie already took one session on it):
+   * held, counting the request there and, for the first backend, earning the pool's retry
+   * budget; or, when the holder has gone meanwhile, given back with nothing counted. True when held.
    */
-  take(slot: number): void {
+  admit(slot: number, holderGone: boolean): boolean {
+    if (holderGone) {
+      this.table.release(slot, this.worker);
+      return false;
+    }
+    this.take(slot);
+    return true;
+  }
+
+  private take(slot: number): void {
     this.slot = slot;
     this.tried.push(slot);
     this.table.countRequest(slot);
     if (this.tried.length === 1) this.pool.earnRetry();
-  }
-
-  /** A slot admitted for a holder that has gone meanwhile: given back, nothing counted. */
-  decline(slot: number): void {
-    this.table.release(slot, this.worker);
   }
 
   /**

@@ -93,11 +93,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
 
   admit(slot: number): void {
     this.cancelWait = undefined;
-    if (this.clientGone) {
-      this.lease.decline(slot);
-      return;
-    }
-    this.lease.take(slot);
+    if (!this.lease.admit(slot, this.clientGone)) return;
     if (!this.stickyMatched) this.setCookie = this.pool.stickyCookie(slot);
     this.send();
   }

@@ -132,12 +132,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
 
   admit(slot: number): void {
     this.cancelWait = undefined;
-    if (!this.pending) {
-      this.lease.decline(slot);
-      return;
-    }
-    this.lease.take(slot);
-    this.connect();
+    if (this.lease.admit(slot, !this.pending)) this.connect();
   }
 
   private connect(): void {

@@ -1,17 +1,81 @@
-// The life of a worker thread once its engine listens, the same for every engine: keepalive
-// rounds, messages from the primary, closing on an uncaught exception, and graceful shutdown.
+// The life of a worker thread, the same for every engine: its serve task (set up, wait for the
+// word to listen, listen or fail), then keepalive rounds, messages from the primary, closing on
+// an uncaught exception, and graceful shutdown.
 
 import type { MessagePort } from 'node:worker_threads';
 import type { Config, TcpListenerConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
-import type { PrimaryMessage, WorkerMessage } from '../engine/messages.js';
+import type { ErrorCode } from '../core/errors.js';
+import { ClientLimits } from '../core/limits/clientLimits.js';
+import { StateTable } from '../core/state/stateTable.js';
+import { createLogger, type Logger } from '../log.js';
+import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/messages.js';
 import { netReusePort } from '../engine/sockets.js';
 import { TcpListener } from '../engine/tcp/tcpListener.js';
+import { startProfile } from './cpuProfile.js';
 import { closeSpread, shed } from './sessionControl.js';
-import type { WorkerContext } from './workerContext.js';
+import { WorkerContext } from './workerContext.js';
 
 const CLOSE_GOING_AWAY = 1001;
 const CLOSE_INTERNAL_ERROR = 1011;
+
+/** An engine as a worker's serve task drives it; made once the worker's context is set up. */
+export interface Engine {
+  /** Opens the engine's listeners (after the primary's word); rejects when one cannot listen. */
+  listen(): Promise<EngineSockets>;
+  /** Closes whatever the engine set up, when the worker stops or fails before it serves. */
+  discard(): void;
+}
+
+/** An engine that cannot run in this worker at all (its native binding does not load, say). */
+export class EngineUnavailable extends Error {
+  readonly code: ErrorCode = 'FAIRWAY_ENGINE';
+}
+
+/**
+ * The long-lived piscina task of one worker thread, for any engine: sets up the worker's view of
+ * the shared table, makes the engine, waits for the primary's word to listen, listens (or tells
+ * the primary why not), then serves until shutdown.
+ */
+export async function serveWorker(task: ServeTask, makeEngine: (context: WorkerContext, logger: Logger) => Engine): Promise<ServeResult> {
+  const { worker, config } = task;
+  // Listening to the primary from the first moment: nothing it sends while this sets up is lost.
+  const channel = new PrimaryChannel(task.port);
+  const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
+  const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
+  const table = StateTable.attach(task.buffer);
+  const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
+  const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
+  let engine: Engine;
+  try {
+    engine = makeEngine(context, logger);
+  } catch (err) {
+    channel.post({ type: 'failed', code: err instanceof EngineUnavailable ? err.code : 'FAIRWAY_START', message: (err as Error).message });
+    context.closeUpstreams();
+    throw err;
+  }
+  if (!(await channel.readyToListen())) {
+    // Stopped while starting (a replacement the primary no longer wants).
+    engine.discard();
+    context.closeUpstreams();
+    channel.close();
+    return { worker };
+  }
+  let sockets: EngineSockets;
+  let tcpListeners: TcpListener[];
+  try {
+    sockets = await engine.listen();
+    tcpListeners = await startTcpListeners(context, config.tcp);
+  } catch (err) {
+    const message = `worker ${worker} could not listen: ${(err as Error).message}`;
+    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
+    engine.discard();
+    context.closeUpstreams();
+    throw new Error(message);
+  }
+  channel.post({ type: 'listening' });
+  await runWorker(channel, context, logger, sockets, tcpListeners, profile);
+  return { worker };
+}
 
 /** What an engine's sockets do at the points of the worker's life the loop decides. */
 export interface EngineSockets {

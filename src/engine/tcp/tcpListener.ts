@@ -112,12 +112,7 @@ class TcpSession implements Admittable, OpenSession {
 
   admit(slot: number): void {
     this.cancelWait = undefined;
-    if (this.client.destroyed) {
-      this.lease.decline(slot);
-      return;
-    }
-    this.lease.take(slot);
-    this.connect();
+    if (this.lease.admit(slot, this.client.destroyed)) this.connect();
   }
 
   private connect(): void {

@@ -7,7 +7,7 @@ import type { RequestFacts } from '../../core/routing.js';
 import type { MatchedRoute } from '../../core/routing.js';
 import type { HttpExchange, ClientReply } from '../../dataplane/httpExchange.js';
 import type { Refusal } from '../../dataplane/requestGate.js';
-import { serveHttp, type IncomingHttp } from '../../dataplane/serve.js';
+import { serveHttp, type IncomingHttp, type IncomingRequest } from '../../dataplane/serve.js';
 import type { WorkerContext } from '../../dataplane/workerContext.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 
@@ -70,18 +70,20 @@ export function handleHttp(context: WorkerContext, res: HttpResponse, req: HttpR
   serveHttp(context, new UwsRequest(context, res, req));
 }
 
-/** A uWS request for the shared layer; `req` is valid only while the handler runs. */
-class UwsRequest implements IncomingHttp {
+/**
+ * What a uWS request and a uWS upgrade give the shared layer alike; `req` is valid only while the
+ * handler runs.
+ */
+export class UwsIncoming implements IncomingRequest {
   readonly head: RequestHead;
-  private readonly uwsReply: UwsReply;
 
   constructor(
-    private readonly context: WorkerContext,
-    private readonly res: HttpResponse,
-    private readonly req: HttpRequest,
+    protected readonly context: WorkerContext,
+    protected readonly res: HttpResponse,
+    protected readonly req: HttpRequest,
+    upgrade: boolean,
   ) {
-    this.head = readRequestHead(res, req, false, context.proto, context.addressing);
-    this.uwsReply = new UwsReply(res);
+    this.head = readRequestHead(res, req, upgrade, context.proto, context.addressing);
   }
 
   facts(): RequestFacts {
@@ -94,6 +96,15 @@ class UwsRequest implements IncomingHttp {
 
   refuse(refusal: Refusal): void {
     writeRefusal(this.res, refusal);
+  }
+}
+
+class UwsRequest extends UwsIncoming implements IncomingHttp {
+  private readonly uwsReply: UwsReply;
+
+  constructor(context: WorkerContext, res: HttpResponse, req: HttpRequest) {
+    super(context, res, req, false);
+    this.uwsReply = new UwsReply(res);
   }
 
   reply(): ClientReply {

@@ -1,35 +1,28 @@
-// The long-lived piscina task of one worker thread: a uWS App on the shared port until shutdown.
+// The uws engine's serve task: uWS apps on the shared port until shutdown (the task itself is
+// the shared serveWorker).
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Config } from '../../config/types.js';
 import { FAULTS } from '../../core/errors.js';
-import { StateTable } from '../../core/state/stateTable.js';
-import { ClientLimits } from '../../core/limits/clientLimits.js';
-import { createLogger } from '../../log.js';
+import type { Logger } from '../../log.js';
 import type { ServeResult, ServeTask } from '../messages.js';
 import { loadUws, type UwsModule } from './binding.js';
 import { handleHttp, writeFault } from './httpProxy.js';
-import { WorkerContext } from '../../dataplane/workerContext.js';
-import { startProfile } from '../../dataplane/cpuProfile.js';
-import { PrimaryChannel, runWorker, startTcpListeners } from '../../dataplane/workerLoop.js';
+import type { WorkerContext } from '../../dataplane/workerContext.js';
+import { EngineUnavailable, serveWorker, type Engine } from '../../dataplane/workerLoop.js';
 import { webSocketBehavior } from './wsProxy.js';
 
-export default async function serve(task: ServeTask): Promise<ServeResult> {
-  const { worker, config } = task;
-  // Listening to the primary from the first moment: nothing it sends while this sets up is lost.
-  const channel = new PrimaryChannel(task.port);
-  const logger = createLogger(config.log.level, { worker }, task.prettyLogs);
-  const profile = await startProfile(process.env.FAIRWAY_CPU_PROFILE, worker);
+export default function serve(task: ServeTask): Promise<ServeResult> {
+  return serveWorker(task, uwsEngine);
+}
+
+/** uWS apps on the shared port (SO_REUSEPORT): one per certificate set, kept across reloads. */
+function uwsEngine(context: WorkerContext, logger: Logger): Engine {
   const { uws } = loadUws();
-  if (!uws) {
-    channel.post({ type: 'failed', code: 'FAIRWAY_ENGINE', message: 'no uWebSockets.js build loads in this worker' });
-    throw new Error('no uWebSockets.js build loads in this worker');
-  }
-  const table = StateTable.attach(task.buffer);
-  const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
-  const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
+  if (!uws) throw new EngineUnavailable('no uWebSockets.js build loads in this worker');
+  const { config } = context;
   const serveOn = (target: TemplatedApp) =>
     target.ws('/*', webSocketBehavior(context)).any('/*', (res, req) => {
       try {
@@ -61,36 +54,19 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
   /** Apps replaced by a certificate reload: they keep serving the connections they have. */
   const retired: TemplatedApp[] = [];
   let certificates = config.tls ? fingerprint(config.tls) : '';
-  if (!(await channel.readyToListen())) {
-    // Stopped while starting (a replacement the primary no longer wants).
-    closeApp(app);
-    context.closeUpstreams();
-    channel.close();
-    return { worker };
-  }
-  const redirect = config.tls?.redirect ? await listenRedirect(uws, config.tls.redirect, config.listen.port) : undefined;
-
-  let listenSocket = await listenApp(app);
-  if (!listenSocket) {
-    const message = `worker ${worker} could not listen on ${config.listen.host}:${config.listen.port}`;
-    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
-    context.closeUpstreams();
-    throw new Error(message);
-  }
-  let tcpListeners;
-  try {
-    tcpListeners = await startTcpListeners(context, config.tcp);
-  } catch (err) {
-    const message = `worker ${worker} could not open a TCP listener: ${(err as Error).message}`;
-    channel.post({ type: 'failed', code: 'FAIRWAY_LISTEN', message });
-    uws.us_listen_socket_close(listenSocket);
-    closeApp(app);
-    context.closeUpstreams();
-    throw new Error(message);
-  }
-  channel.post({ type: 'listening' });
-
+  let listenSocket: us_listen_socket | false = false;
+  let redirect: { app: TemplatedApp; socket: us_listen_socket } | undefined;
   let stopped = false;
+
+  const stopListening = () => {
+    stopped = true;
+    if (listenSocket) uws.us_listen_socket_close(listenSocket);
+    if (redirect) {
+      uws.us_listen_socket_close(redirect.socket);
+      closeApp(redirect.app);
+    }
+  };
+
   /**
    * Certificate files changed (reload): a new app with the new certificates listens on the same
    * port (SO_REUSEPORT), then the old listen socket closes. Connections already open stay on the
@@ -121,29 +97,25 @@ export default async function serve(task: ServeTask): Promise<ServeResult> {
     logger.info('certificates reloaded: new connections use the new ones');
   };
 
-  await runWorker(
-    channel,
-    context,
-    logger,
-    {
-      stopListening() {
-        stopped = true;
-        uws.us_listen_socket_close(listenSocket as us_listen_socket);
-        if (redirect) {
-          uws.us_listen_socket_close(redirect.socket);
-          closeApp(redirect.app);
-        }
-      },
-      configApplied: (next) => void reloadCertificates(next.tls),
-      // uWS closes every connection of an app at once, WebSockets included.
-      closeConnections: () => {
-        for (const old of [...retired, app]) closeApp(old);
-      },
+  return {
+    async listen() {
+      if (config.tls?.redirect) redirect = await listenRedirect(uws, config.tls.redirect, config.listen.port);
+      listenSocket = await listenApp(app);
+      if (!listenSocket) throw new Error(`uWS could not listen on ${config.listen.host}:${config.listen.port}`);
+      return {
+        stopListening,
+        configApplied: (next) => void reloadCertificates(next.tls),
+        // uWS closes every connection of an app at once, WebSockets included.
+        closeConnections: () => {
+          for (const old of [...retired, app]) closeApp(old);
+        },
+      };
     },
-    tcpListeners,
-    profile,
-  );
-  return { worker };
+    discard() {
+      stopListening();
+      closeApp(app);
+    },
+  };
 }
 
 /** A plain-HTTP listener that answers every request with a 308 to the same URL over HTTPS. */

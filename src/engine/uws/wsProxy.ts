@@ -3,13 +3,10 @@
 
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as UwsSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { FAULTS, type ProxyFault } from '../../core/errors.js';
-import type { RequestFacts } from '../../core/routing.js';
-import type { Refusal } from '../../dataplane/requestGate.js';
 import { serveUpgrade, type IncomingUpgrade } from '../../dataplane/serve.js';
 import type { WebSocketSession, ClientHandshake } from '../../dataplane/webSocketSession.js';
 import type { WorkerContext } from '../../dataplane/workerContext.js';
-import { asReceived, requestFacts, writeFault, writeRefusal } from './httpProxy.js';
-import { readRequestHead, type RequestHead } from './requestHead.js';
+import { asReceived, UwsIncoming, writeFault } from './httpProxy.js';
 
 /** uWS copies user data shallowly, so the session lives one level down. */
 interface SessionData {
@@ -81,30 +78,17 @@ function handleUpgrade(context: WorkerContext, res: HttpResponse, req: HttpReque
   serveUpgrade(context, new UwsUpgrade(context, res, req, socketContext));
 }
 
-/** A uWS upgrade request for the shared layer; `req` is valid only while the handler runs. */
-class UwsUpgrade implements IncomingUpgrade {
-  readonly head: RequestHead;
+/** A uWS upgrade request for the shared layer. */
+class UwsUpgrade extends UwsIncoming implements IncomingUpgrade {
   private made: UwsHandshake | null = null;
 
   constructor(
     context: WorkerContext,
-    private readonly res: HttpResponse,
-    private readonly req: HttpRequest,
+    res: HttpResponse,
+    req: HttpRequest,
     private readonly socketContext: us_socket_context_t,
   ) {
-    this.head = readRequestHead(res, req, true, context.proto, context.addressing);
-  }
-
-  facts(): RequestFacts {
-    return requestFacts(this.req, this.head);
-  }
-
-  testFault(): string {
-    return this.req.getHeader('x-fairway-test-fault');
-  }
-
-  refuse(refusal: Refusal): void {
-    writeRefusal(this.res, refusal);
+    super(context, res, req, true);
   }
 
   handshake(): ClientHandshake {

@@ -20,11 +20,6 @@ export class BackendLease {
     private readonly key: string | undefined,
   ) {}
 
-  /** Backends tried so far, the current one included. */
-  get attempts(): number {
-    return this.tried.length;
-  }
-
   /** Whether retries.count leaves room for another backend. */
   get canSwitch(): boolean {
     return this.tried.length <= this.pool.config.retries.count;
@@ -73,9 +68,5 @@ export class BackendLease {
     if (this.released) return;
     this.released = true;
     if (this.slot >= 0) this.table.release(this.slot, this.worker);
-  }
-
-  get isReleased(): boolean {
-    return this.released;
   }
 }

@@ -2,6 +2,7 @@
 // from backends above max_skew × the pool's average, at most `rate` per second.
 
 import type { PoolConfig } from '../config/types.js';
+import { shedPlan } from '../core/rebalancePlan.js';
 import { BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import type { ControlPlane } from './controlPlane.js';
@@ -31,14 +32,10 @@ export class Rebalancing {
     };
     const loads = slots.map((slot) => table.active(slot) - pending(slot));
     const average = loads.reduce((a, b) => a + b, 0) / slots.length;
-    const limit = Math.floor(maxSkew * average);
-    let tokens = Math.min(rate, (this.shedTokens.get(pool.name) ?? 0) + rate * elapsed);
+    const plan = shedPlan(loads, maxSkew, Math.min(rate, (this.shedTokens.get(pool.name) ?? 0) + rate * elapsed));
     for (const [i, slot] of slots.entries()) {
-      const excess = loads[i] - Math.max(limit, Math.ceil(average));
-      if (excess <= 0 || average < 1) continue;
-      const count = Math.min(excess, Math.floor(tokens));
-      if (count <= 0) break;
-      tokens -= count;
+      const count = plan.counts[i];
+      if (count === 0) continue;
       this.shedPending.set(slot, [pending(slot) + count, now]);
       table.countSheds(slot, count);
       this.logger.info({ backend: pool.backends.find((b) => this.control.plan.backendSlots[b.id] === slot)?.id, count, active: loads[i], average }, 'rebalancing: closing sessions with 1012');
@@ -52,6 +49,6 @@ export class Rebalancing {
         left -= share;
       }
     }
-    this.shedTokens.set(pool.name, tokens);
+    this.shedTokens.set(pool.name, plan.tokens);
   }
 }

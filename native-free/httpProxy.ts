@@ -37,7 +37,8 @@ export function handleHttp(context: WorkerContext, req: ClientRequest, res: Clie
 /** A node:http (or HTTP/2) request for the shared layer. */
 class NodeRequest implements IncomingHttp {
   readonly head: RequestHead;
-  private readonly nodeReply: NodeReply;
+  /** Made only for a request the gate lets through. */
+  private nodeReply: NodeReply | null = null;
 
   constructor(
     context: WorkerContext,
@@ -45,7 +46,6 @@ class NodeRequest implements IncomingHttp {
     private readonly res: ClientResponse,
   ) {
     this.head = readRequestHead(context, req, false);
-    this.nodeReply = new NodeReply(res);
   }
 
   facts(): RequestFacts {
@@ -63,11 +63,11 @@ class NodeRequest implements IncomingHttp {
   }
 
   reply(): ClientReply {
-    return this.nodeReply;
+    return (this.nodeReply = new NodeReply(this.res));
   }
 
   watch(exchange: HttpExchange): void {
-    const reply = this.nodeReply;
+    const reply = this.nodeReply!;
     this.res.once('close', () => {
       if (reply.completed) return;
       reply.finished = true;

@@ -1,6 +1,7 @@
 // Parsing of `routes[]`: matches, access lists, limits, timeouts, rewrites and header edits.
 
 import { isRange } from '../core/accessList.js';
+import { isToken } from '../core/httpSyntax.js';
 import type { Config, HeaderEdit, RateLimitConfig, RouteConfig, RouteMatch } from './types.js';
 import { Checker, join, parseRate } from './checker.js';
 import { CONFIG_KEYS } from './keys.js';
@@ -32,7 +33,6 @@ function parseRateLimit(check: Checker, path: string, raw: unknown): RateLimitCo
   return { key, requests, newSessions, concurrentSessions };
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Headers a route may not set or remove: they describe the connection or the message framing. */
 const FRAMING_HEADERS = new Set(['connection', 'content-length', 'transfer-encoding', 'upgrade', 'host', 'keep-alive', 'te', 'trailer']);
 
@@ -41,7 +41,7 @@ function parseHeaderEdit(check: Checker, path: string, raw: unknown): HeaderEdit
   if (!obj) return undefined;
   const edit: HeaderEdit = { set: [], remove: [] };
   const allowedName = (at: string, name: string): boolean => {
-    if (!HEADER_NAME.test(name)) return check.fail(at, 'a header name', name) ?? false;
+    if (!isToken(name)) return check.fail(at, 'a header name', name) ?? false;
     if (FRAMING_HEADERS.has(name.toLowerCase())) return check.fail(at, 'a header other than connection, content-length, transfer-encoding, upgrade, host, keep-alive, te and trailer', name) ?? false;
     return true;
   };

@@ -3,6 +3,7 @@
 
 import { clientBehind, type Addressing } from './clientAddress.js';
 import { FAULTS, type ProxyFault } from './errors.js';
+import { contentLengthOf, isToken } from './httpSyntax.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself. */
 const NOT_FORWARDED = new Set([
@@ -112,10 +113,6 @@ export function upstreamHead(
 
 const NONE: string[] = [];
 
-/** Content-Length as RFC 9110 8.6 writes it (1*DIGIT), short enough to be an exact number. */
-const DIGITS = /^[0-9]{1,15}$/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-
 /**
  * Sets the body framing of `head` from its Content-Length and Transfer-Encoding values (each
  * header line's value, in order), as RFC 9112 6.3 and HAProxy read them, refusing whatever two
@@ -128,19 +125,19 @@ export function requestFraming(head: Pick<RequestHead, 'contentLength' | 'chunke
   head.framingFault = framingFault(lengths, codings);
   if (head.framingFault) return;
   if (codings.length > 0) head.chunked = true;
-  else if (lengths.length === 1) head.contentLength = Number(lengths[0].trim());
+  else if (lengths.length === 1) head.contentLength = contentLengthOf(lengths[0].trim());
 }
 
 function framingFault(lengths: string[], codings: string[]): ProxyFault | undefined {
   if (codings.length > 0) {
     if (lengths.length > 0) return FAULTS.badFraming;
     const list = codings.join(',').split(',').map((coding) => coding.trim().toLowerCase());
-    if (list.some((coding) => !TOKEN.test(coding))) return FAULTS.badFraming;
+    if (list.some((coding) => !isToken(coding))) return FAULTS.badFraming;
     if (list.at(-1) !== 'chunked' || list.indexOf('chunked') !== list.length - 1) return FAULTS.badFraming;
     if (list.length > 1) return FAULTS.unsupportedCoding;
     return undefined;
   }
-  if (lengths.length > 1 || (lengths.length === 1 && !DIGITS.test(lengths[0].trim()))) return FAULTS.badFraming;
+  if (lengths.length > 1 || (lengths.length === 1 && contentLengthOf(lengths[0].trim()) < 0)) return FAULTS.badFraming;
   return undefined;
 }
 

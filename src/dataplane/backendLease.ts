@@ -58,7 +58,6 @@ export class BackendLease {
     const from = this.slot;
     this.table.countRetry(from);
     this.table.release(from, this.worker);
-    this.slot = -1;
     this.take(next);
     return true;
   }

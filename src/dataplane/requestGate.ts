@@ -1,6 +1,6 @@
 // What every request and upgrade passes before a backend is chosen, the same for every engine:
-// its route, the route's access list and per-client limits, the body limit, then the pool's
-// hash key and sticky backend.
+// its body framing, its route, the route's access list and per-client limits, the body limit,
+// then the pool's hash key and sticky backend.
 
 import { FAULTS, type ProxyFault } from '../core/errors.js';
 import type { RequestHead } from '../core/forwarding.js';

@@ -1,5 +1,7 @@
 // Pieces of reading a backend's HTTP/1.x response head, shared by both upstream clients.
 
+import { contentLengthOf, isToken } from '../core/httpSyntax.js';
+
 /**
  * A control character other than HTAB (NUL, DEL, …), or a CR or LF that is not part of a CRLF.
  * None may stand in a status line or a field (RFC 9110 5.5, RFC 9112 4): a bare CR or LF would
@@ -9,13 +11,6 @@ const STRAY_BYTE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 
 export function hasStrayByte(head: string): boolean {
   return STRAY_BYTE.test(head);
-}
-
-/** A field name is a token (RFC 9110 5.1). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-export function isToken(name: string): boolean {
-  return TOKEN.test(name);
 }
 
 /**
@@ -106,7 +101,7 @@ export function parseResponseHead(text: string): ResponseHead | string {
     if (!isToken(name)) return 'the backend sent an invalid header name';
     const value = withoutSpaces(text, colon + 1, end);
     if (name === 'content-length') {
-      const n = DIGITS.test(value) ? Number(value) : -1;
+      const n = contentLengthOf(value);
       if (n < 0 || (head.length >= 0 && n !== head.length)) return 'the backend sent an invalid Content-Length';
       head.length = n;
     } else if (name === 'transfer-encoding') {
@@ -122,7 +117,6 @@ export function parseResponseHead(text: string): ResponseHead | string {
   return head;
 }
 
-const DIGITS = /^\d{1,15}$/;
 const FINAL_CHUNKED = /(?:^|,)\s*chunked\s*$/i;
 const CHUNK_SIZE = /^[0-9a-fA-F]{1,12}$/;
 

@@ -23,9 +23,9 @@ export interface IncomingRequest {
 
 /** An HTTP request as an engine hands it over. */
 export interface IncomingHttp extends IncomingRequest {
-  /** The reply the exchange writes its response with. */
+  /** The reply the exchange writes its response with (asked once, after the gate passed). */
   reply(): ClientReply;
-  /** Tells the exchange once if the client leaves before its response is complete. */
+  /** Tells the exchange once if the client leaves before its response is complete (after reply()). */
   watch(exchange: HttpExchange): void;
   /** The request body as a stream, cut at the route's max_body (`onTooLarge` then). */
   body(route: MatchedRoute, onTooLarge: () => void): Readable;

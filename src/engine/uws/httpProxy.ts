@@ -3,8 +3,7 @@
 import { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ProxyFault } from '../../core/errors.js';
-import type { RequestFacts } from '../../core/routing.js';
-import type { MatchedRoute } from '../../core/routing.js';
+import type { MatchedRoute, RequestFacts } from '../../core/routing.js';
 import type { HttpExchange, ClientReply } from '../../dataplane/httpExchange.js';
 import type { Refusal } from '../../dataplane/requestGate.js';
 import { serveHttp, type IncomingHttp, type IncomingRequest } from '../../dataplane/serve.js';
@@ -100,19 +99,19 @@ export class UwsIncoming implements IncomingRequest {
 }
 
 class UwsRequest extends UwsIncoming implements IncomingHttp {
-  private readonly uwsReply: UwsReply;
+  /** Made only for a request the gate lets through. */
+  private uwsReply: UwsReply | null = null;
 
   constructor(context: WorkerContext, res: HttpResponse, req: HttpRequest) {
     super(context, res, req, false);
-    this.uwsReply = new UwsReply(res);
   }
 
   reply(): ClientReply {
-    return this.uwsReply;
+    return (this.uwsReply = new UwsReply(this.res));
   }
 
   watch(exchange: HttpExchange): void {
-    const reply = this.uwsReply;
+    const reply = this.uwsReply!;
     this.res.onAborted(() => {
       reply.finished = true;
       exchange.onClientGone();

@@ -24,11 +24,15 @@ export interface TestBackend {
   openSessions(): number;
   /** Every WebSocket connection the backend accepted, open or closed. */
   sessions: WebSocket[];
+  /** Close code and reason of each session that ended, in order. */
+  closes: string[];
   /** Headers and path (with query) of the last HTTP request or upgrade seen. */
   lastHeaders: IncomingMessage['headers'];
   lastPath: string;
   /** Requests seen, by path. */
   hits: number;
+  /** Answers every request to `/hold` still waiting (they wait for this, not for a time). */
+  releaseHeld(): void;
   /** Cuts every connection at once and stops listening, like a process killed with -9. */
   kill(): Promise<void>;
   close(): Promise<void>;
@@ -37,14 +41,24 @@ export interface TestBackend {
 /**
  * Routes: any path answers `name` in an x-backend header and the body; `/hash` answers the sha256
  * and length of the request body; `/download?bytes=N` streams N deterministic bytes; `/slow?ms=N`
- * answers after N ms; `/die` sends headers and part of a body, then cuts the connection.
+ * answers after N ms; `/hold` answers when the test calls releaseHeld(); `/die` sends headers and part of a body, then cuts the connection.
  * WebSocket: echoes every message (text and binary) and picks the first offered subprotocol;
  * answers `whoami` with its name and `close:CODE:REASON` by closing; refuses upgrades to `/refuse`.
  */
 export async function startBackend(t: ExecutionContext, name: string, options: { delay?: number; greet?: boolean } = {}): Promise<TestBackend> {
   const sockets = new Set<Socket>();
   const sessions: WebSocket[] = [];
-  const server = createServer((req, res) => (options.delay ? setTimeout(() => handle(backend, req, res), options.delay) : handle(backend, req, res)));
+  const held: ServerResponse[] = [];
+  const server = createServer((req, res) => {
+    if (req.url?.endsWith('/hold')) {
+      backend.hits++;
+      res.setHeader('x-backend', name);
+      held.push(res);
+      return;
+    }
+    if (options.delay) setTimeout(() => handle(backend, req, res), options.delay);
+    else handle(backend, req, res);
+  });
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -59,6 +73,7 @@ export async function startBackend(t: ExecutionContext, name: string, options: {
     backend.lastHeaders = req.headers;
     backend.lastPath = req.url ?? '';
     sessions.push(socket);
+    socket.on('close', (code, reason) => backend.closes.push(`${code} ${reason}`));
     if (options.greet) socket.send(`hello from ${name}`);
     socket.on('message', (data, isBinary) => {
       const text = isBinary ? '' : data.toString();
@@ -86,9 +101,13 @@ export async function startBackend(t: ExecutionContext, name: string, options: {
     address: `127.0.0.1:${port}`,
     openSessions: () => [...wss.clients].filter((c) => c.readyState === WebSocket.OPEN).length,
     sessions,
+    closes: [],
     lastHeaders: {},
     lastPath: '',
     hits: 0,
+    releaseHeld: () => {
+      for (const res of held.splice(0)) res.end(name);
+    },
     kill: close,
     close,
   };
@@ -409,4 +428,62 @@ export function rawExchange(port: number, payload: string | Buffer, ms: number):
       resolve({ reply, closedByPeer: true });
     });
   });
+}
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  /** Kills redis-server with SIGKILL (its data is in memory only: a restart starts empty). */
+  kill(): Promise<void>;
+  /** Starts a new, empty redis-server on the same port. */
+  restart(): Promise<void>;
+}
+
+/**
+ * A real redis-server on 127.0.0.1, on a free port, without persistence; stopped at teardown.
+ * Resolves once it accepts connections.
+ */
+export async function startRedis(t: ExecutionContext, options: { port?: number } = {}): Promise<TestRedis> {
+  let child: ChildProcess | undefined;
+  let port = options.port ?? 0;
+  const launch = async (): Promise<boolean> => {
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = server;
+    let text = '';
+    return new Promise<boolean>((resolve) => {
+      server.stdout!.on('data', (d) => {
+        text += d;
+        if (text.includes('Ready to accept connections')) resolve(true);
+      });
+      server.once('exit', () => resolve(false));
+    });
+  };
+  for (let attempt = 0; ; attempt++) {
+    if (!options.port) port = await freePort();
+    if (await launch()) break;
+    if (attempt >= 5) throw new Error(`redis-server did not start on port ${port}`);
+  }
+  const running = (server: ChildProcess) => server.exitCode === null && server.signalCode === null;
+  t.teardown(() => {
+    if (child && running(child)) child.kill('SIGKILL');
+  });
+  const stop = async () => {
+    const server = child!;
+    if (!running(server)) return;
+    const exited = once(server, 'exit');
+    server.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    kill: stop,
+    async restart() {
+      await stop();
+      for (let attempt = 0; !(await launch()); attempt++) {
+        if (attempt >= 50) throw new Error(`redis-server could not start again on port ${port}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+  };
 }

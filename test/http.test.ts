@@ -214,14 +214,16 @@ test('least-conn sends new requests away from a backend busy with slow ones', as
   const busy = await startBackend(t, 'busy');
   const idle = await startBackend(t, 'idle');
   const proxy = await startProxy(t, onePool([busy, idle]));
-  // Two slow requests occupy one backend each, then a third lands where the first finished.
-  const slowA = get(proxy.port, '/slow?ms=800');
-  const slowB = get(proxy.port, '/slow?ms=100');
+  // Two held requests occupy one backend each; once one is answered, a third lands where it was.
+  const heldA = get(proxy.port, '/hold');
+  const heldB = get(proxy.port, '/hold');
   await waitFor('both in flight', () => activeTotal(proxy, 'main', [busy, idle]) === 2);
-  await slowB;
+  idle.releaseHeld();
+  await waitFor('the answered one released', () => activeTotal(proxy, 'main', [busy, idle]) === 1);
   const next = await get(proxy.port, '/');
-  const slowOne = (await slowA).headers['x-backend'];
-  t.not(next.body, slowOne);
+  t.is(next.body, 'idle');
+  busy.releaseHeld();
+  t.deepEqual((await Promise.all([heldA, heldB])).map((r) => r.headers['x-backend']).sort(), ['busy', 'idle']);
   await waitFor('counters back to zero', () => activeTotal(proxy, 'main', [busy, idle]) === 0);
 });
 

@@ -8,7 +8,7 @@
 const BUCKET_KEYS = ['rate', 'burst'] as const;
 const HEADER_EDIT_KEYS = ['set', 'remove'] as const;
 export const CONFIG_KEYS = {
-  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
+  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'fleet', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
   tls: ['cert', 'key', 'certs', 'redirect'],
   'tls.certs[]': ['names', 'cert', 'key'],
   log: ['level', 'access'],
@@ -16,6 +16,7 @@ export const CONFIG_KEYS = {
   websocket: ['max_message', 'ping_interval', 'max_buffered'],
   shutdown: ['grace'],
   admin: ['listen', 'token'],
+  fleet: ['redis', 'name', 'heartbeat', 'sync', 'timeout', 'exact_sessions'],
   'pools.NAME': ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'],
   'pools.NAME.backends[]': ['url', 'weight', 'name', 'max_conns'],
   'pools.NAME.hash': ['key', 'balance_factor'],

@@ -6,6 +6,7 @@ import { isRange } from '../core/accessList.js';
 import { Checker, ConfigError } from './checker.js';
 import { CONFIG_KEYS } from './keys.js';
 import { DEFAULTS, defaultBytes, defaultMs } from './defaults.js';
+import { parseFleet } from './fleet.js';
 import { parseTcpListener, parseTls, httpPools } from './listeners.js';
 import { parsePool } from './pools.js';
 import { parseRoute } from './routes.js';
@@ -79,6 +80,8 @@ export function validateConfig(raw: unknown): Config {
     if (adminListen) admin = { listen: adminListen, token };
   }
 
+  const fleet = top.fleet === undefined ? undefined : parseFleet(check, top.fleet);
+
   const pools: Record<string, PoolConfig> = {};
   const rawPools = check.mapping('pools', top.pools);
   if (rawPools) {
@@ -114,5 +117,5 @@ export function validateConfig(raw: unknown): Config {
   const proxyProtocol = top.proxy_protocol === undefined ? false : (check.boolean('proxy_protocol', top.proxy_protocol) ?? false);
 
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, tls, admin, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol, tcp };
+  return { listen: listen!, tls, admin, fleet, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol, tcp };
 }

@@ -146,6 +146,22 @@ export interface AdminConfig {
   token?: string;
 }
 
+/** Several fairway instances sharing exact counts through Redis (docs/fleet.md). */
+export interface FleetConfig {
+  /** redis:// or rediss:// URL; a password may be in the URL or in FAIRWAY_REDIS_PASSWORD. */
+  redis: string;
+  /** This instance's id in the fleet. */
+  name: string;
+  /** An instance silent for 3 heartbeats is dead, ms. */
+  heartbeat: number;
+  /** How often this instance publishes its counts and folds in the others', ms. */
+  sync: number;
+  /** How long a Redis answer may take before this instance picks locally, ms. */
+  timeout: number;
+  /** WebSocket and TCP session picks are made fleet-wide in Redis. */
+  exactSessions: boolean;
+}
+
 export interface TlsConfig {
   /** Default certificate and key files (PEM). */
   cert: string;
@@ -162,6 +178,8 @@ export interface Config {
   tls?: TlsConfig;
   /** Admin API, metrics and dashboard; off when absent. */
   admin?: AdminConfig;
+  /** Shared counts with other instances; off when absent. */
+  fleet?: FleetConfig;
   workers: number;
   engine: EngineName;
   log: { level: (typeof LOG_LEVELS)[number]; access: boolean };

@@ -107,7 +107,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     this.stickyMatched = gate.stickySlot >= 0;
     this.limitSlot = gate.limitSlot;
     this.responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
-    this.lease = new BackendLease(context.table, context.worker, gate.pool, gate.key);
+    this.lease = new BackendLease(context.table, context.worker, gate.pool, gate.key, context.fleet);
     this.pending = handshake;
     this.path = head.path;
     this.fromAddress = head.client;
@@ -125,9 +125,9 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     this.finish();
   }
 
-  /** Asks the pool for a backend (now, or after waiting in its queue). */
+  /** Asks for a backend (now, or after the fleet's answer or a wait in the pool's queue). */
   start(gate: Admission): void {
-    this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
+    this.cancelWait = this.lease.find(this, gate.stickySlot);
   }
 
   admit(slot: number): void {

@@ -10,6 +10,7 @@ import type { SlotPlan } from '../core/state/slotRegistry.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import { PoolRuntime } from './admission.js';
+import type { FleetSessions } from './fleetSessions.js';
 import { UpstreamHttpPool } from './upstreamHttp.js';
 
 /** Idle upstream connections close after this long: below the 5 s of Node's and many servers' keep-alive. */
@@ -42,6 +43,8 @@ export class WorkerContext {
   readonly webSockets = new Set<OpenSession>();
   /** Connections of the TCP listeners this worker runs. */
   readonly tcpSessions = new Set<OpenSession>();
+  /** Fleet-exact session picks, when the config asks for them. */
+  fleet: FleetSessions | undefined;
   inFlightHttp = 0;
   shuttingDown = false;
   /** Scheme clients use, for X-Forwarded-Proto. */

@@ -12,6 +12,7 @@ import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../e
 import { netReusePort } from '../engine/sockets.js';
 import { TcpListener } from '../engine/tcp/tcpListener.js';
 import { startProfile } from './cpuProfile.js';
+import { FleetSessions } from './fleetSessions.js';
 import { closeSpread, shed } from './sessionControl.js';
 import { WorkerContext } from './workerContext.js';
 
@@ -45,6 +46,7 @@ export async function serveWorker(task: ServeTask, makeEngine: (context: WorkerC
   const table = StateTable.attach(task.buffer);
   const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
   const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
+  if (config.fleet?.exactSessions) context.fleet = new FleetSessions(table, (message) => channel.post(message));
   let engine: Engine;
   try {
     engine = makeEngine(context, logger);
@@ -223,6 +225,7 @@ export async function runWorker(
         logger.debug({ pools: Object.keys(message.config.pools) }, 'config applied');
       } else if (message.type === 'close-sessions') closeSpread(context, message);
       else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
+      else if (message.type === 'fleet-picked') context.fleet?.answer(message.id, message.slot);
       else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
     });
   });

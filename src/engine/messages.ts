@@ -5,6 +5,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/types.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
 import type { ErrorCode } from '../core/errors.js';
+import type { SessionPlan } from '../core/balancers/picker.js';
 
 export interface ServeTask {
   worker: number;
@@ -21,7 +22,16 @@ export interface ServeTask {
 }
 
 /** Worker → primary. */
-export type WorkerMessage = { type: 'ready' } | { type: 'listening' } | { type: 'failed'; code: ErrorCode; message: string };
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'listening' }
+  | { type: 'failed'; code: ErrorCode; message: string }
+  /** Pick a backend for a new session over the fleet's counts (answered by 'fleet-picked'). */
+  | { type: 'fleet-pick'; id: number; plan: SessionPlan }
+  /** This worker took a session on `slot` without asking the fleet (sticky, retry, Redis lost). */
+  | { type: 'fleet-held'; slot: number }
+  /** A session on `slot` that the fleet counts has ended. */
+  | { type: 'fleet-release'; slot: number };
 /** Primary → worker. */
 export type PrimaryMessage =
   /** Every worker is ready and the primary has let go of the ports: listen now. */
@@ -31,7 +41,9 @@ export type PrimaryMessage =
   /** Close this worker's WebSockets on `slot`, spread over `window` ms, at most `rate` per second. */
   | { type: 'close-sessions'; slot: number; window: number; rate: number; code: number; reason: string }
   /** Close `count` of this worker's WebSockets on `slot` (rebalancing), newest or oldest first. */
-  | { type: 'shed'; slot: number; count: number; order: 'newest' | 'oldest' };
+  | { type: 'shed'; slot: number; count: number; order: 'newest' | 'oldest' }
+  /** The fleet's answer to 'fleet-pick' `id`: a slot taken fleet-wide, ALL_FULL, or PICK_LOCALLY. */
+  | { type: 'fleet-picked'; id: number; slot: number };
 
 export interface ServeResult {
   worker: number;

@@ -9,6 +9,7 @@ import { ControlError, type ControlPlane } from './controlPlane.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { LiveStats } from './liveStats.js';
 import { renderMetrics } from './metrics.js';
+import type { FleetAgent } from './fleet.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 
 const BODY_LIMIT = 64 * 1024;
@@ -46,7 +47,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger): Promise<AdminServer> {
+export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger, fleet?: FleetAgent): Promise<AdminServer> {
   const stats = new LiveStats(control, table);
   const streams = new Set<ServerResponse>();
   const expected = config.token ? Buffer.from(`Bearer ${config.token}`) : undefined;
@@ -75,7 +76,7 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
         return void res.end(DASHBOARD_HTML);
       }
       case 'GET /metrics': {
-        const text = await renderMetrics(control.config, control.plan, table, limits, restarts());
+        const text = await renderMetrics(control.config, control.plan, table, limits, restarts(), fleet);
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         return void res.end(text);
       }
@@ -88,6 +89,9 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
       }
       case 'GET /api/backends':
         return sendJson(res, 200, control.backends());
+      case 'GET /api/fleet':
+        if (!fleet) throw new ControlError(404, 'no fleet is configured: see the `fleet` section in docs/fleet.md');
+        return sendJson(res, 200, fleet.snapshot());
       case 'GET /api/pools':
         return sendJson(res, 200, control.pools());
       case 'POST /api/pools/:id/backends':

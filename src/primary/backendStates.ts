@@ -42,6 +42,10 @@ export class BackendStates {
     this.status.delete(slot);
   }
 
+  isDrained(slot: number): boolean {
+    return this.get(slot).drained;
+  }
+
   isHealthy(slot: number): boolean {
     return this.get(slot).healthy;
   }

@@ -41,6 +41,9 @@ const STATE_NAMES: Record<number, BackendView['state']> = {
 
 const REMOVAL_POLL_MS = 100;
 
+/** An admin change that every instance of a fleet applies (docs/fleet.md). */
+export type SharedChange = { op: 'drain' | 'undrain'; id: string } | { op: 'weight'; id: string; weight: number } | { op: 'reload' };
+
 export class ControlPlane {
   /** Backends leaving a pool: draining until their last session ends, then removed. */
   private readonly leaving = new Map<string, { slot: number }>();
@@ -48,6 +51,8 @@ export class ControlPlane {
   readonly states: BackendStates;
   /** Called after every applied config (the health checker follows the backends). */
   onApply: (() => void) | undefined;
+  /** Called after an admin change made here that the other instances of a fleet apply too. */
+  onShared: ((change: SharedChange) => void) | undefined;
 
   constructor(
     public config: Config,
@@ -81,7 +86,7 @@ export class ControlPlane {
     // The listen addresses, worker count and engine are fixed for the life of the process. TLS
     // stays on or off; its certificates may change (workers re-read the files on every apply).
     const tls = this.config.tls && next.tls ? { ...next.tls, redirect: this.config.tls.redirect } : this.config.tls;
-    const applied: Config = { ...next, listen: this.config.listen, tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin, tcp: this.config.tcp };
+    const applied: Config = { ...next, listen: this.config.listen, tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin, tcp: this.config.tcp, fleet: this.config.fleet };
     this.config = applied;
     this.plan = plan;
     this.supervisor.broadcast({ type: 'config', config: applied, plan });
@@ -90,6 +95,11 @@ export class ControlPlane {
 
   /** Re-reads the config file (SIGHUP, POST /api/reload); an invalid file changes nothing. */
   reload(): void {
+    this.reloadFile();
+    this.onShared?.({ op: 'reload' });
+  }
+
+  private reloadFile(): void {
     if (!this.configPath) throw new ControlError(400, 'fairway was started without --config: there is no file to reload');
     let next: Config;
     try {
@@ -99,7 +109,7 @@ export class ControlPlane {
       throw err;
     }
     // Compared with the file as read at start (port 0 and `workers` as written, not as resolved).
-    for (const key of ['listen', 'workers', 'engine', 'tcp'] as const) {
+    for (const key of ['listen', 'workers', 'engine', 'tcp', 'fleet'] as const) {
       if (JSON.stringify(next[key]) !== JSON.stringify(this.asStarted[key])) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
     }
     if (Boolean(next.tls) !== Boolean(this.config.tls) || JSON.stringify(next.tls?.redirect) !== JSON.stringify(this.config.tls?.redirect)) {
@@ -107,6 +117,22 @@ export class ControlPlane {
     }
     this.apply(next);
     this.logger.info({ pools: Object.keys(next.pools) }, 'config reloaded');
+  }
+
+  isDrained(id: string): boolean {
+    return this.states.isDrained(this.plan.backendSlots[this.find(id).id]);
+  }
+
+  /** Applies a change another instance of the fleet made; one that does not apply here is logged. */
+  applyShared(change: SharedChange): void {
+    try {
+      if (change.op === 'reload') this.reloadFile();
+      else if (change.op === 'weight') this.applyWeight(change.id, change.weight);
+      else this.setDrained(change.id, change.op === 'drain');
+      this.logger.info({ change }, 'admin change from the fleet applied');
+    } catch (err) {
+      this.logger.warn({ change, err: (err as Error).message }, 'admin change from the fleet does not apply here');
+    }
   }
 
   backends(): BackendView[] {
@@ -165,23 +191,35 @@ export class ControlPlane {
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1000) {
       throw new ControlError(400, `weight: expected a whole number from 1 to 1000, got ${JSON.stringify(weight)}`);
     }
-    const pool = this.config.pools[backend.pool];
-    this.apply(this.withPool(backend.pool, pool.backends.map((b) => (b.id === id ? { ...b, weight } : b))));
+    this.applyWeight(id, weight);
+    this.onShared?.({ op: 'weight', id, weight });
     return this.view(this.find(id));
   }
 
-  drain(id: string): BackendView {
+  private applyWeight(id: string, weight: number): void {
     const backend = this.find(id);
-    this.states.setDrained(this.plan.backendSlots[id], true);
-    this.logger.info({ backend: id }, 'backend draining: no new sessions');
-    return this.view(backend);
+    const pool = this.config.pools[backend.pool];
+    this.apply(this.withPool(backend.pool, pool.backends.map((b) => (b.id === id ? { ...b, weight } : b))));
+  }
+
+  drain(id: string): BackendView {
+    const view = this.setDrained(id, true);
+    this.onShared?.({ op: 'drain', id });
+    return view;
   }
 
   undrain(id: string): BackendView {
+    const view = this.setDrained(id, false);
+    this.onShared?.({ op: 'undrain', id });
+    return view;
+  }
+
+  private setDrained(id: string, drained: boolean): BackendView {
     const backend = this.find(id);
-    if (this.leaving.has(id)) throw new ControlError(409, `backend ${id} is being removed`);
-    this.states.setDrained(this.plan.backendSlots[id], false);
-    this.logger.info({ backend: id }, 'backend undrained');
+    if (!drained && this.leaving.has(id)) throw new ControlError(409, `backend ${id} is being removed`);
+    this.states.setDrained(this.plan.backendSlots[id], drained);
+    if (drained) this.logger.info({ backend: id }, 'backend draining: no new sessions');
+    else this.logger.info({ backend: id }, 'backend undrained');
     return this.view(backend);
   }
 

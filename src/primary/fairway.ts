@@ -11,6 +11,7 @@ import { loadUws } from '../engine/uws/binding.js';
 import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
+import { FleetAgent } from './fleet.js';
 import { Lifecycle } from './lifecycle.js';
 import { Supervisor, type RunningEngine } from './supervisor.js';
 
@@ -49,6 +50,8 @@ export interface Fairway {
   readonly plan: SlotPlan;
   readonly supervisor: Supervisor;
   readonly control: ControlPlane;
+  /** This instance's part in the fleet, when `fleet` is configured. */
+  readonly fleet?: FleetAgent;
   /** The admin listener's port, when one is configured. */
   readonly adminPort?: number;
   /** The HTTP-to-HTTPS redirect listener's port, when one is configured. */
@@ -121,22 +124,30 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     logger,
   );
   control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath, config);
+  const fleet = config.fleet && new FleetAgent(config.fleet, table, control, registry, supervisor, logger);
+  if (fleet) {
+    supervisor.onMessage = (worker, message) => fleet.onWorkerMessage(worker, message);
+    supervisor.onDied = (worker) => fleet.onWorkerDied(worker);
+  }
   try {
     // Workers set up, then the ports are let go of and every worker listens at once.
     await supervisor.start(() => releasePorts(held));
   } catch (err) {
     await releasePorts(held);
     await supervisor.stop(0);
+    await fleet?.stop();
     throw new StartupError('FAIRWAY_START', (err as Error).message);
   }
+  fleet?.start();
   const lifecycle = new Lifecycle(control, table, supervisor, logger);
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
-      admin = await startAdminServer(config.admin, control, table, limits, () => supervisor.restarts, logger);
+      admin = await startAdminServer(config.admin, control, table, limits, () => supervisor.restarts, logger, fleet);
     } catch (err) {
       lifecycle.close();
       await supervisor.stop(0);
+      await fleet?.stop();
       throw new StartupError('FAIRWAY_LISTEN', `cannot listen for the admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
     }
   }
@@ -160,6 +171,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     },
     supervisor,
     control: plane,
+    fleet,
     adminPort: admin?.port,
     tcpPorts: tcp.map((listener) => listener.listen.port),
     redirectPort,
@@ -169,6 +181,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
         lifecycle.close();
         await admin?.close();
         await supervisor.stop(grace);
+        await fleet?.stop();
         logger.info('fairway stopped');
       })();
       return stopping;

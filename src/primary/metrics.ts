@@ -5,10 +5,29 @@ import type { Config } from '../config/types.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
 import { BACKEND_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';
+import type { FleetAgent } from './fleet.js';
 
 /** Process metrics (CPU, memory, event loop) of the whole process: workers are its threads. */
 const processRegistry = new Registry();
 collectDefaultMetrics({ register: processRegistry });
+
+/** The fleet's view: whether this instance is degraded, who is alive, each instance's counts. */
+function fleetFamilies(fleet: FleetAgent, family: (name: string, type: Family['type'], help: string) => Family): Family[] {
+  const view = fleet.snapshot();
+  const degraded = family('fairway_fleet_degraded', 'gauge', 'Whether this instance picks from local counts because Redis is not answering (1) or shares the fleet view (0).');
+  degraded.lines.push(`fairway_fleet_degraded{instance="${label(view.name)}"} ${view.degraded ? 1 : 0}`);
+  const degradations = family('fairway_fleet_degradations_total', 'counter', 'Times this instance lost Redis and fell back to local picks.');
+  degradations.lines.push(`fairway_fleet_degradations_total{instance="${label(view.name)}"} ${fleet.degradations}`);
+  const instances = family('fairway_fleet_instances', 'gauge', 'Live instances of the fleet, this one included, as of the last sync.');
+  instances.lines.push(`fairway_fleet_instances ${view.instances.length}`);
+  const active = family('fairway_fleet_backend_active', 'gauge', 'Sessions plus in-flight requests each live instance holds on the backend, as of the last sync.');
+  const sessions = family('fairway_fleet_backend_sessions', 'gauge', 'WebSocket and TCP sessions on the backend over the whole fleet (the count exact session picks use).');
+  for (const backend of view.backends) {
+    for (const [instance, count] of Object.entries(backend.instances)) active.lines.push(`fairway_fleet_backend_active{backend="${label(backend.id)}",instance="${label(instance)}"} ${count}`);
+    sessions.lines.push(`fairway_fleet_backend_sessions{backend="${label(backend.id)}"} ${backend.sessions}`);
+  }
+  return [degraded, degradations, instances, active, sessions];
+}
 
 function label(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -21,7 +40,7 @@ interface Family {
   lines: string[];
 }
 
-export async function renderMetrics(config: Config, plan: SlotPlan, table: StateTable, limits: ClientLimits, workerRestarts: number): Promise<string> {
+export async function renderMetrics(config: Config, plan: SlotPlan, table: StateTable, limits: ClientLimits, workerRestarts: number, fleet?: FleetAgent): Promise<string> {
   const family = (name: string, type: Family['type'], help: string): Family => ({ name, help, type, lines: [] });
   const active = family('fairway_backend_active', 'gauge', 'Open WebSocket sessions plus in-flight HTTP requests on the backend, across all workers.');
   const up = family('fairway_backend_up', 'gauge', 'Whether the backend takes new sessions (1) or not (0: down, draining, ejected).');
@@ -61,6 +80,7 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
   const limited = family('fairway_rate_limited_total', 'counter', 'Requests and upgrades refused with 429 by per-client limits, by reason.');
   for (const [reason, count] of Object.entries(limits.refusals())) limited.lines.push(`fairway_rate_limited_total{reason="${reason}"} ${count}`);
   const families = [active, up, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts, limited];
+  if (fleet) families.push(...fleetFamilies(fleet, family));
   const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
   return text + (await processRegistry.metrics());
 }

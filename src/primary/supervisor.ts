@@ -35,6 +35,10 @@ export class Supervisor {
   private stopping = false;
   /** Times a worker was replaced after dying, for operators and tests. */
   restarts = 0;
+  /** Messages of a running worker beyond starting (the fleet's session picks). */
+  onMessage: ((worker: number, message: WorkerMessage) => void) | undefined;
+  /** A worker's thread has exited and its row of the table was reconciled. */
+  onDied: ((worker: number) => void) | undefined;
 
   constructor(
     engine: RunningEngine,
@@ -89,7 +93,8 @@ export class Supervisor {
         } else if (message.type === 'listening') {
           listened = true;
           resolve();
-        } else reject(Object.assign(new Error(message.message), { code: message.code }));
+        } else if (message.type === 'failed') reject(Object.assign(new Error(message.message), { code: message.code }));
+        else this.onMessage?.(worker, message);
       });
     });
     const task = this.pool.run(this.taskFor(worker, port2), { transferList: [port2] });
@@ -103,6 +108,7 @@ export class Supervisor {
         // The thread has exited, so its row of the table is final: subtract what it still held.
         const subtracted = this.table.reconcileWorker(worker);
         this.limits.forgetWorker(worker);
+        this.onDied?.(worker);
         this.restarts++;
         this.logger.error({ worker, err: err.message, sessionsSubtracted: subtracted }, 'worker died: replacing it');
         const delay = Date.now() - startedAt > 10_000 ? RESTART_DELAY_MIN : Math.min(restartDelay * 2, RESTART_DELAY_MAX);

@@ -3,7 +3,7 @@
 // ceil(factor × (pool active + 1) / backends); the next backend along the ring takes it instead.
 
 import { LeastConnections } from './leastConnections.js';
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 /** Ring points per unit of weight: enough that each backend owns close to its share of keys. */
@@ -56,6 +56,25 @@ export class ConsistentHash implements Picker {
     this.owners = Int32Array.from(ring, (p) => p[1]);
   }
 
+  /** A key's members in ring order (the fleet applies the bounded load); no key: least-conn's plan. */
+  sessionPlan(key?: string): SessionPlan {
+    if (key === undefined || key === '') return this.fallback.sessionPlan();
+    const view = this.view;
+    if (view.refresh()) this.rebuild();
+    const order: number[] = [];
+    const seen = this.seen;
+    const stamp = (this.stamp = (this.stamp + 1) >>> 0 || 1);
+    let position = lowerBound(this.points, hash32(key));
+    for (let step = 0; step < this.points.length && order.length < view.slots.length; step++, position++) {
+      if (position === this.points.length) position = 0;
+      const index = this.owners[position];
+      if (seen[index] === stamp) continue;
+      seen[index] = stamp;
+      order.push(index);
+    }
+    return view.sessionPlan(order);
+  }
+
   pick(key?: string, avoid?: readonly number[]): number {
     if (key === undefined || key === '') return this.fallback.pick(undefined, avoid);
     const view = this.view;
@@ -80,8 +99,9 @@ export class ConsistentHash implements Picker {
       if (view.avoids(index, avoid) || !view.passesRamp(index, now)) continue;
       for (;;) {
         const active = table.active(view.slots[index]);
-        if (!view.hasRoom(index, active)) break;
-        if (factor > 0 && active >= Math.ceil((factor * (table.poolActive(poolSlot) + 1)) / count)) break;
+        const load = active + table.remote(view.slots[index]);
+        if (!view.hasRoom(index, load)) break;
+        if (factor > 0 && load >= Math.ceil((factor * (table.poolActive(poolSlot) + table.poolRemote(poolSlot) + 1)) / count)) break;
         if (table.tryAcquire(view.slots[index], active, worker)) return view.slots[index];
       }
     }

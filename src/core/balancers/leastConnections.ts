@@ -9,8 +9,8 @@
 // release racing a raise can leave a floor briefly above its group's minimum; that group is then
 // passed over until the others catch up, and its next scan finds the true minimum again.
 
-import { GROUP_SIZE } from '../state/stateTable.js';
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { FLEET_OFF, GROUP_SIZE } from '../state/stateTable.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 // A compareExchange fails only when another thread changed the count in between, so a thread
@@ -32,10 +32,15 @@ export class LeastConnections implements Picker {
     this.groups = Math.ceil(context.members.length / GROUP_SIZE);
   }
 
+  sessionPlan(): SessionPlan {
+    return this.view.sessionPlan();
+  }
+
   pick(_key?: string, avoid?: readonly number[]): number {
     const view = this.view;
     if (view.refresh()) {
-      this.useGroups = this.groups > 1 && view.equalWeights && !view.slowStarting;
+      // The group floors bound local counts only: with a fleet's remote counts, pools are scanned.
+      this.useGroups = this.groups > 1 && view.equalWeights && !view.slowStarting && view.context.table.fleetState() === FLEET_OFF;
       // Zero is always a true lower bound; it also reopens groups whose members came back up.
       const { table, poolSlot } = view.context;
       for (let g = 0; g < this.groups; g++) Atomics.store(table.i32, table.groupFloorIndex(poolSlot, g * GROUP_SIZE), 0);
@@ -59,22 +64,27 @@ export class LeastConnections implements Picker {
     // the decision rests on, and a stale read of it fails that exchange and forces a re-scan.
     const i32 = table.i32;
     const base = table.activeBase;
+    const remote = table.remoteBase;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       let best = -1;
       let bestActive = 0;
+      let bestLoad = 0;
       let bestWeight = 1;
       const offset = this.start < count ? this.start : 0;
       this.start = offset + 1;
       for (let k = 0; k < count; k++) {
         const index = offset + k < count ? offset + k : offset + k - count;
         const active = i32[base + slots[index]];
+        // What the fleet's other instances hold counts too (0 without a fleet).
+        const load = active + i32[remote + slots[index]];
         const max = maxConns[index];
-        if ((max !== 0 && active >= max) || view.avoids(index, avoid)) continue;
+        if ((max !== 0 && load >= max) || view.avoids(index, avoid)) continue;
         const weight = slowStarting ? view.effectiveWeight(index, now) : weights[index];
-        // active/weight < bestActive/bestWeight, without division.
-        if (best < 0 || active * bestWeight < bestActive * weight) {
+        // load/weight < bestLoad/bestWeight, without division.
+        if (best < 0 || load * bestWeight < bestLoad * weight) {
           best = index;
           bestActive = active;
+          bestLoad = load;
           bestWeight = weight;
         }
       }

@@ -1,7 +1,7 @@
 // least-time: lowest peak-EWMA latency × (active + 1) / weight, as Finagle and Linkerd balance.
 
 import { decayedLatency } from './latency.js';
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 const MAX_ATTEMPTS = 1000;
@@ -15,6 +15,10 @@ export class LeastTime implements Picker {
 
   constructor(context: PickerContext) {
     this.view = new PoolView(context);
+  }
+
+  sessionPlan(): SessionPlan {
+    return this.view.sessionPlan();
   }
 
   pick(_key?: string, avoid?: readonly number[]): number {
@@ -48,8 +52,9 @@ export class LeastTime implements Picker {
       for (let k = 0; k < count; k++) {
         const index = offset + k < count ? offset + k : offset + k - count;
         const active = table.active(slots[index]);
-        if (view.avoids(index, avoid) || !view.hasRoom(index, active)) continue;
-        const score = (costs[index] * (active + 1)) / view.effectiveWeight(index, now);
+        const load = active + table.remote(slots[index]);
+        if (view.avoids(index, avoid) || !view.hasRoom(index, load)) continue;
+        const score = (costs[index] * (load + 1)) / view.effectiveWeight(index, now);
         if (score < bestScore) {
           best = index;
           bestActive = active;

@@ -41,6 +41,25 @@ export interface PickerContext {
  */
 export interface Picker {
   pick(key?: string, avoid?: readonly number[]): number;
+  /** What a fleet-wide session pick for `key` chooses among (see SessionPlan); takes nothing. */
+  sessionPlan(key?: string): SessionPlan;
+}
+
+/**
+ * The members that can take a session, for a pick made over the whole fleet's counts (in Redis,
+ * docs/fleet.md): with `ring`, the first in this order that has room and is under the bounded
+ * load takes it (a hash pool's ring walk for the key); otherwise, or when none is, the one with
+ * the fewest sessions per weight, ties to the earliest in the order.
+ */
+export interface SessionPlan {
+  ring: boolean;
+  /** Hash pools: no member takes a session at or above ceil(factor × (pool total + 1) / members); 0 = unbounded. */
+  balanceFactor: number;
+  slots: number[];
+  /** Weights now (slow start applied). */
+  weights: number[];
+  /** 0 = unlimited. */
+  maxConns: number[];
 }
 
 export type PickerFactory = (context: PickerContext) => Picker;

@@ -1,7 +1,7 @@
 // A worker's cached view of which pool members can take sessions, rebuilt when the pool changes.
 
 import { BACKEND_UP } from '../state/stateTable.js';
-import { ALL_FULL, type PickerContext } from './picker.js';
+import { ALL_FULL, type PickerContext, type SessionPlan } from './picker.js';
 
 const MIN_RAMP = 0.05;
 
@@ -88,14 +88,36 @@ export class PoolView {
     return share >= 1 || this.random() < share;
   }
 
+  /**
+   * The members up now, for a fleet-wide session pick: in ring order when `order` (member
+   * indexes) is given, else starting one further along at each call, so that ties rotate.
+   */
+  sessionPlan(order?: readonly number[]): SessionPlan {
+    this.refresh();
+    const count = this.slots.length;
+    const now = this.slowStarting ? this.now() : 0;
+    const indexes = order ?? Array.from({ length: count }, (_, k) => (this.planStart + k) % count);
+    if (!order) this.planStart = count === 0 ? 0 : (this.planStart + 1) % count;
+    return {
+      ring: order !== undefined,
+      balanceFactor: this.context.pool.hash?.balanceFactor ?? 0,
+      slots: indexes.map((i) => this.slots[i]),
+      weights: indexes.map((i) => this.effectiveWeight(i, now)),
+      maxConns: indexes.map((i) => this.maxConns[i]),
+    };
+  }
+
+  private planStart = 0;
+
   /** Member `index` is one of the slots a retry avoids. */
   avoids(index: number, avoid: readonly number[] | undefined): boolean {
     return avoid !== undefined && avoid.includes(this.slots[index]);
   }
 
-  hasRoom(index: number, active: number): boolean {
+  /** Whether member `index` is below its max_conns with `load` sessions (local + remote). */
+  hasRoom(index: number, load: number): boolean {
     const max = this.maxConns[index];
-    return max === 0 || active < max;
+    return max === 0 || load < max;
   }
 
   /** The fallback of every picker: the first member with room and not avoided, taken, or ALL_FULL. */
@@ -110,7 +132,7 @@ export class PoolView {
     const slot = this.slots[index];
     for (;;) {
       const seen = table.active(slot);
-      if (!this.hasRoom(index, seen)) return false;
+      if (!this.hasRoom(index, seen + table.remote(slot))) return false;
       if (table.tryAcquire(slot, seen, worker)) return true;
     }
   }

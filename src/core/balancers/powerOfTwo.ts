@@ -1,6 +1,6 @@
 // p2c: two backends drawn at random, the one with fewer active sessions per weight wins.
 
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 const MAX_ATTEMPTS = 64;
@@ -10,6 +10,10 @@ export class PowerOfTwoChoices implements Picker {
 
   constructor(context: PickerContext) {
     this.view = new PoolView(context);
+  }
+
+  sessionPlan(): SessionPlan {
+    return this.view.sessionPlan();
   }
 
   pick(_key?: string, avoid?: readonly number[]): number {
@@ -27,12 +31,14 @@ export class PowerOfTwoChoices implements Picker {
       if (second >= first) second++;
       const firstActive = table.active(slots[first]);
       const secondActive = table.active(slots[second]);
-      const firstRoom = !view.avoids(first, avoid) && view.hasRoom(first, firstActive);
-      const secondRoom = !view.avoids(second, avoid) && view.hasRoom(second, secondActive);
+      const firstLoad = firstActive + table.remote(slots[first]);
+      const secondLoad = secondActive + table.remote(slots[second]);
+      const firstRoom = !view.avoids(first, avoid) && view.hasRoom(first, firstLoad);
+      const secondRoom = !view.avoids(second, avoid) && view.hasRoom(second, secondLoad);
       if (!firstRoom && !secondRoom) continue;
       let chosen = first;
       let seen = firstActive;
-      if (!firstRoom || (secondRoom && secondActive * view.effectiveWeight(first, now) < firstActive * view.effectiveWeight(second, now))) {
+      if (!firstRoom || (secondRoom && secondLoad * view.effectiveWeight(first, now) < firstLoad * view.effectiveWeight(second, now))) {
         chosen = second;
         seen = secondActive;
       }

@@ -1,6 +1,6 @@
 // random: a backend drawn at random in proportion to its weight.
 
-import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 export class WeightedRandom implements Picker {
@@ -10,6 +10,10 @@ export class WeightedRandom implements Picker {
 
   constructor(context: PickerContext) {
     this.view = new PoolView(context);
+  }
+
+  sessionPlan(): SessionPlan {
+    return this.view.sessionPlan();
   }
 
   pick(_key?: string, avoid?: readonly number[]): number {

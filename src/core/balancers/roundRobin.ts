@@ -1,6 +1,6 @@
 // round-robin: one rotation shared by all worker threads, skipping backends that cannot take more.
 
-import { NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 export class RoundRobin implements Picker {
@@ -8,6 +8,10 @@ export class RoundRobin implements Picker {
 
   constructor(context: PickerContext) {
     this.view = new PoolView(context);
+  }
+
+  sessionPlan(): SessionPlan {
+    return this.view.sessionPlan();
   }
 
   pick(_key?: string, avoid?: readonly number[]): number {

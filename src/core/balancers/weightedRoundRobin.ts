@@ -1,7 +1,7 @@
 // weighted-round-robin: NGINX's smooth weighted rotation, precomputed once per pool change and
 // walked with one shared counter, so the sequence is global across workers and never bursts.
 
-import { NO_BACKEND, type Picker, type PickerContext } from './picker.js';
+import { NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
 import { PoolView } from './poolView.js';
 
 /** Longest precomputed cycle; heavier pools are scaled down to it, keeping every weight >= 1. */
@@ -40,6 +40,10 @@ export class WeightedRoundRobin implements Picker {
 
   constructor(context: PickerContext) {
     this.view = new PoolView(context);
+  }
+
+  sessionPlan(): SessionPlan {
+    return this.view.sessionPlan();
   }
 
   pick(_key?: string, avoid?: readonly number[]): number {

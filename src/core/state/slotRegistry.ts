@@ -12,10 +12,17 @@ export interface SlotPlan {
 export class SlotRegistry {
   private readonly backendSlots = new Map<string, number>();
   private readonly poolSlots = new Map<string, number>();
+  /** Backend identity by slot: a slot is never given to another backend. */
+  private readonly ids: string[] = [];
 
   constructor(private readonly table: StateTable) {}
 
   private assigned = false;
+
+  /** Identity of the backend that has `slot`. */
+  idOf(slot: number): string | undefined {
+    return this.ids[slot];
+  }
 
   /** Slot of a known backend, by identity. */
   slotOf(id: string): number | undefined {
@@ -44,6 +51,7 @@ export class SlotRegistry {
         this.table.setWeight(slot, backend.weight);
         this.table.setMaxConns(slot, backend.maxConns);
         plan.backendSlots[backend.id] = slot;
+        this.ids[slot] = backend.id;
       }
     }
     this.assigned = true;

@@ -1,6 +1,6 @@
 // The shared-memory state table: per-backend counters every thread reads and updates with Atomics.
 //
-// Layout contract (LAYOUT_VERSION 2). One SharedArrayBuffer holds an Int32 region followed by a
+// Layout contract (LAYOUT_VERSION 3). One SharedArrayBuffer holds an Int32 region followed by a
 // BigInt64 region. Every offset below is an index into the typed array named beside it. B is the
 // backend capacity, P the pool capacity, W the worker capacity. Times are milliseconds since the
 // table's epoch, truncated to Int32 and compared with wrap-safe subtraction.
@@ -8,6 +8,8 @@
 // Int32 region (`i32`):
 //   HEADER_VERSION          LAYOUT_VERSION                 primary writes once at creation
 //   HEADER_BACKENDS/WORKERS/POOLS  capacities              primary writes once
+//   HEADER_FLEET            FLEET_OFF / UP / DEGRADED      primary: store; workers: load (whether
+//                                                          session picks ask the fleet)
 //   active[b]               open sessions + in-flight      workers: compareExchange / add / sub;
 //                           requests on backend b          primary: sub when reconciling a dead worker
 //   weight[b]               configured weight              primary: store; workers: load
@@ -20,12 +22,15 @@
 //   fiveXxStreak[b]         consecutive 5xx responses      success; primary: load (outlier ejection)
 //   ewma[b]                 peak-EWMA latency, µs          workers: compareExchange
 //   ewmaAt[b]               time of the last sample        workers: store (after their CAS won)
+//   remote[b]               sessions + requests other      primary: store every fleet sync;
+//                           fleet instances hold on b      pickers: load (load = active + remote)
 //   rrNext[p]               rotation position of pool p    workers: add
 //   poolVersion[p]          bumped on any weight, state,   primary: add; workers: load and rebuild
 //                           max_conns or member change     their cached view when it moved
 //   poolActive[p]           sum of active over pool p      same writers as active[b]
 //   queued[p]               requests waiting in pool p     workers: add / sub
 //   poolFloor[p]            a lower bound of active over   as groupFloor
+//   poolRemote[p]           sum of remote over pool p      primary: store with remote[b]
 //                           every member of pool p
 //   groupFloor[p * G + g]   a lower bound of active over   release (any thread): compareExchange down
 //                           members 32g…32g+31 of pool p   to the released count; least-conn pickers:
@@ -45,12 +50,13 @@
 //   ejections[b]            outlier ejections of b         primary: add
 //   sheds[b]                sessions closed by rebalancing primary: add (workers close them)
 
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 export const HEADER_VERSION = 0;
 export const HEADER_BACKENDS = 1;
 export const HEADER_WORKERS = 2;
 export const HEADER_POOLS = 3;
+export const HEADER_FLEET = 4;
 const HEADER_SIZE = 8;
 
 export const BACKEND_UP = 0;
@@ -59,12 +65,17 @@ export const BACKEND_DRAINING = 2;
 export const BACKEND_EJECTED = 3;
 export const BACKEND_REMOVED = 4;
 
-const BACKEND_FIELDS = 11;
+/** HEADER_FLEET: no fleet configured; Redis answering; Redis lost (picks are local). */
+export const FLEET_OFF = 0;
+export const FLEET_UP = 1;
+export const FLEET_DEGRADED = 2;
+
+const BACKEND_FIELDS = 12;
 /** Upper bounds (seconds) of the upstream-duration histogram; one more bucket holds the rest. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STATUS_CLASSES = 5;
 const I64_PER_BACKEND = 3 + STATUS_CLASSES + LATENCY_BUCKETS.length + 1 + 1 + 3;
-const POOL_FIELDS = 5;
+const POOL_FIELDS = 6;
 /** Members per least-conn group: a pick scans the group floors, then one group. */
 export const GROUP_SIZE = 32;
 
@@ -107,11 +118,13 @@ export class StateTable {
   readonly fiveXxStreakBase: number;
   readonly ewmaBase: number;
   readonly ewmaAtBase: number;
+  readonly remoteBase: number;
   readonly rrBase: number;
   readonly poolVersionBase: number;
   readonly poolActiveBase: number;
   readonly queuedBase: number;
   readonly poolFloorBase: number;
+  readonly poolRemoteBase: number;
   readonly groupFloorBase: number;
   readonly groupsPerPool: number;
   readonly byWorkerBase: number;
@@ -143,12 +156,14 @@ export class StateTable {
     this.fiveXxStreakBase = this.failStreakBase + B;
     this.ewmaBase = this.fiveXxStreakBase + B;
     this.ewmaAtBase = this.ewmaBase + B;
-    this.rrBase = this.ewmaAtBase + B;
+    this.remoteBase = this.ewmaAtBase + B;
+    this.rrBase = this.remoteBase + B;
     this.poolVersionBase = this.rrBase + P;
     this.poolActiveBase = this.poolVersionBase + P;
     this.queuedBase = this.poolActiveBase + P;
     this.poolFloorBase = this.queuedBase + P;
-    this.groupFloorBase = this.poolFloorBase + P;
+    this.poolRemoteBase = this.poolFloorBase + P;
+    this.groupFloorBase = this.poolRemoteBase + P;
     this.groupsPerPool = groupsPerPool(B);
     this.byWorkerBase = this.groupFloorBase + P * this.groupsPerPool;
     const count = int32Count(capacity);
@@ -219,6 +234,30 @@ export class StateTable {
   /** When slow start began for `slot` (table time), or 0 when it is not ramping. */
   rampFrom(slot: number): number {
     return Atomics.load(this.i32, this.rampBase + slot);
+  }
+
+  /** What the other instances of the fleet hold on `slot` (0 without a fleet). */
+  remote(slot: number): number {
+    return Atomics.load(this.i32, this.remoteBase + slot);
+  }
+
+  poolRemote(pool: number): number {
+    return Atomics.load(this.i32, this.poolRemoteBase + pool);
+  }
+
+  /** Writes the fleet's counts for `slot` (primary, every sync); the pool sum follows. */
+  setRemote(slot: number, count: number): void {
+    const before = Atomics.exchange(this.i32, this.remoteBase + slot, count);
+    if (before !== count) Atomics.add(this.i32, this.poolRemoteBase + this.poolOf(slot), count - before);
+  }
+
+  /** FLEET_OFF, FLEET_UP or FLEET_DEGRADED. */
+  fleetState(): number {
+    return Atomics.load(this.i32, HEADER_FLEET);
+  }
+
+  setFleetState(state: number): void {
+    Atomics.store(this.i32, HEADER_FLEET, state);
   }
 
   poolOf(slot: number): number {
@@ -302,12 +341,12 @@ export class StateTable {
     return true;
   }
 
-  /** Takes one session on `slot` unless it is at its max_conns; false when full. */
+  /** Takes one session on `slot` unless it is at its max_conns (local + remote); false when full. */
   acquireIfRoom(slot: number, worker: number): boolean {
     const max = this.maxConns(slot);
     for (;;) {
       const seen = this.active(slot);
-      if (max > 0 && seen >= max) return false;
+      if (max > 0 && seen + this.remote(slot) >= max) return false;
       if (this.tryAcquire(slot, seen, worker)) return true;
     }
   }

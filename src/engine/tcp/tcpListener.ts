@@ -63,9 +63,9 @@ export class TcpListener {
     }
     const clientAddress = address.startsWith('::ffff:') ? address.slice(7) : address;
     const key = pool.hashKey(undefined, clientAddress);
-    const session = new TcpSession(this.context, this, new BackendLease(this.context.table, this.context.worker, pool, key), client, clientAddress, port, early);
+    const session = new TcpSession(this.context, this, new BackendLease(this.context.table, this.context.worker, pool, key, this.context.fleet), client, clientAddress, port, early);
     this.context.tcpSessions.add(session);
-    session.cancelWait = pool.admit(session, key, -1);
+    session.cancelWait = session.find();
   }
 }
 
@@ -108,6 +108,11 @@ class TcpSession implements Admittable, OpenSession {
     this.cancelWait = undefined;
     this.client.destroy();
     this.finish();
+  }
+
+  /** Asks for a backend (now, or after the fleet's answer or a wait in the pool's queue). */
+  find(): (() => void) | undefined {
+    return this.lease.find(this, -1);
   }
 
   admit(slot: number): void {

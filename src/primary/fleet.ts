@@ -1,0 +1,351 @@
+// This instance's part in a fleet (docs/fleet.md): it publishes its counts to Redis and folds the
+// other instances' into the remote column of the table, makes the workers' fleet-exact session
+// picks over the one Redis connection, and shares admin changes. Redis holds nothing this
+// instance cannot rebuild: whenever it was lost, the instance's exact local truth replaces it.
+
+import { Redis } from 'ioredis';
+import type { SessionPlan } from '../core/balancers/picker.js';
+import { ALL_FULL } from '../core/balancers/picker.js';
+import type { FleetConfig } from '../config/types.js';
+import { FLEET_DEGRADED, FLEET_UP, type StateTable } from '../core/state/stateTable.js';
+import type { WorkerMessage } from '../engine/messages.js';
+import { PICK_LOCALLY } from '../dataplane/fleetSessions.js';
+import type { Logger } from '../log.js';
+import type { ControlPlane, SharedChange } from './controlPlane.js';
+import { PICK, PREFIX, RELEASE, REPLACE, SYNC, TAKE } from './fleetScripts.js';
+import type { Supervisor } from './supervisor.js';
+import type { SlotRegistry } from '../core/state/slotRegistry.js';
+
+/** An instance silent for this many heartbeats is dead. */
+const HEARTBEATS_TO_DEATH = 3;
+const ADMIN_CHANNEL = `${PREFIX}admin`;
+const KEY = {
+  instances: `${PREFIX}instances`,
+  sessions: `${PREFIX}sessions`,
+  held: (name: string) => `${PREFIX}held:${name}`,
+  active: (name: string) => `${PREFIX}active:${name}`,
+  drained: `${PREFIX}admin:drained`,
+  weight: `${PREFIX}admin:weight`,
+};
+
+type Script = (...args: (string | number)[]) => Promise<unknown>;
+interface FleetCommands {
+  fleetSync: Script;
+  fleetPick: Script;
+  fleetTake: Script;
+  fleetRelease: Script;
+  fleetReplace: Script;
+}
+
+/** What the admin API and /metrics show of the fleet. */
+export interface FleetView {
+  name: string;
+  degraded: boolean;
+  /** Live instances, this one included. */
+  instances: string[];
+  /** Per backend: what each instance holds there (sessions + requests), and the fleet-counted sessions. */
+  backends: { id: string; instances: Record<string, number>; total: number; sessions: number }[];
+}
+
+class Timeout extends Error {}
+
+/** `promise`, or a Timeout rejection after `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Timeout(`no answer from Redis within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+function pairs(flat: unknown): Map<string, number> {
+  const map = new Map<string, number>();
+  const list = flat as string[];
+  for (let i = 0; i + 1 < list.length; i += 2) map.set(list[i], Number(list[i + 1]));
+  return map;
+}
+
+export class FleetAgent {
+  private readonly redis: Redis & FleetCommands;
+  private readonly subscriber: Redis;
+  /** Fleet-counted sessions each worker holds, by slot: this instance's exact truth. */
+  private readonly held = new Map<number, Int32Array>();
+  private timer: NodeJS.Timeout | null = null;
+  private syncing = false;
+  /** Session picks go to Redis: the fleet view is rebuilt and current. */
+  private up = false;
+  /**
+   * Session counts go to Redis: set the moment the replace that rebuilds this instance's counts
+   * is sent (every later command follows it on the one connection, in order), cleared by any
+   * failure. While clear, counts change only here, and the next rebuild sends the truth.
+   */
+  private sending = false;
+  /** Bumped by every failure, so that a rebuild that overlapped one does not go up. */
+  private failures = 0;
+  private stopped = false;
+  private lastError = '';
+  /** Times this instance fell back to local picks. */
+  degradations = 0;
+  private view: { instances: Map<string, Map<string, number>>; sessions: Map<string, number> } = { instances: new Map(), sessions: new Map() };
+
+  constructor(
+    private readonly config: FleetConfig,
+    private readonly table: StateTable,
+    private readonly control: ControlPlane,
+    private readonly registry: SlotRegistry,
+    private readonly supervisor: Supervisor,
+    private readonly logger: Logger,
+  ) {
+    const options = {
+      // A command is sent only while connected, and never again after a reconnect: an unknown
+      // outcome is settled by replacing this instance's counts with its truth instead.
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: Math.max(1000, config.timeout),
+      retryStrategy: (times: number) => Math.min(100 * times, 1000),
+      password: new URL(config.redis).password === '' ? process.env.FAIRWAY_REDIS_PASSWORD : undefined,
+      lazyConnect: true,
+    };
+    this.redis = new Redis(config.redis, options) as Redis & FleetCommands;
+    for (const [name, lua, keys] of [
+      ['fleetSync', SYNC, 3],
+      ['fleetPick', PICK, 2],
+      ['fleetTake', TAKE, 2],
+      ['fleetRelease', RELEASE, 2],
+      ['fleetReplace', REPLACE, 4],
+    ] as const) {
+      this.redis.defineCommand(name, { lua, numberOfKeys: keys });
+    }
+    this.redis.on('error', (err: Error) => this.degrade(err.message));
+    this.redis.on('close', () => this.degrade('connection to Redis closed'));
+    this.subscriber = new Redis(config.redis, { ...options, enableOfflineQueue: true, autoResubscribe: false });
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('ready', () => void this.subscriber.subscribe(ADMIN_CHANNEL).catch(() => undefined));
+    this.subscriber.on('message', (_channel: string, text: string) => this.onAdminMessage(text));
+    control.onShared = (change) => this.share(change);
+    table.setFleetState(FLEET_DEGRADED);
+  }
+
+  /** Connects in the background: until Redis answers, picks are local. */
+  start(): void {
+    this.redis.connect().catch(() => undefined);
+    this.subscriber.connect().catch(() => undefined);
+    this.timer = setInterval(() => void this.tick(), this.config.sync);
+    void this.tick();
+  }
+
+  get degraded(): boolean {
+    return !this.up;
+  }
+
+  private degrade(reason: string): void {
+    if (this.stopped) return;
+    this.sending = false;
+    this.failures++;
+    this.table.setFleetState(FLEET_DEGRADED);
+    if (!this.up) {
+      if (reason !== this.lastError) this.logger.debug({ reason }, 'fleet still degraded');
+      this.lastError = reason;
+      return;
+    }
+    this.up = false;
+    this.degradations++;
+    this.lastError = reason;
+    this.logger.warn({ reason }, 'fleet degraded: Redis is not answering, picks use local counts (and the last known remote ones) until it does');
+  }
+
+  private get ready(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  /** Every sync interval: publish and fold counts, or, while degraded, rebuild once Redis answers. */
+  private async tick(): Promise<void> {
+    if (this.syncing || this.stopped || !this.ready) return;
+    this.syncing = true;
+    try {
+      if (!this.up) await this.rebuild();
+      else if (!(await this.sync())) await this.rebuild();
+    } catch (err) {
+      this.degrade((err as Error).message);
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  /** Replaces what Redis holds of this instance with its truth, reloads shared admin state, then goes up. */
+  private async rebuild(): Promise<void> {
+    const failures = this.failures;
+    const truth: (string | number)[] = [];
+    const totals = this.heldTotals();
+    for (const [slot, count] of totals) truth.push(this.idOf(slot), count);
+    const replaced = this.redis.fleetReplace(KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name), this.config.name, 1, ...truth);
+    this.sending = true;
+    await within(replaced, this.syncTimeout);
+    await this.loadSharedAdmin();
+    await this.sync();
+    if (this.failures !== failures) throw new Error('Redis failed during the rebuild');
+    this.up = true;
+    this.table.setFleetState(FLEET_UP);
+    this.logger.info({ instances: [...this.view.instances.keys()], sessions: totals.size === 0 ? 0 : [...totals.values()].reduce((a, b) => a + b, 0) }, 'fleet up: counts published and shared through Redis');
+  }
+
+  /** Publishes this instance's counts, folds in the others'; false when Redis had lost this instance. */
+  private async sync(): Promise<boolean> {
+    const counts: (string | number)[] = [];
+    const slots = this.control.plan.backendSlots;
+    for (const id of Object.keys(slots)) {
+      const active = this.table.active(slots[id]);
+      if (active > 0) counts.push(id, active);
+    }
+    const deadAfter = HEARTBEATS_TO_DEATH * this.config.heartbeat;
+    const reply = (await within(this.redis.fleetSync(KEY.instances, KEY.sessions, KEY.held(this.config.name), this.config.name, deadAfter, PREFIX, ...counts), this.syncTimeout)) as unknown[];
+    const instances = new Map<string, Map<string, number>>();
+    for (let i = 2; i + 1 < reply.length; i += 2) instances.set(String(reply[i]), pairs(reply[i + 1]));
+    this.view = { instances, sessions: pairs(reply[1]) };
+    const remote = new Map<string, number>();
+    for (const [name, active] of instances) {
+      if (name === this.config.name) continue;
+      for (const [id, count] of active) remote.set(id, (remote.get(id) ?? 0) + count);
+    }
+    for (const id of Object.keys(slots)) this.table.setRemote(slots[id], remote.get(id) ?? 0);
+    return reply[0] === 1;
+  }
+
+  /** A sync is off every client's path: it may wait longer than a pick. */
+  private get syncTimeout(): number {
+    return Math.max(this.config.timeout, this.config.heartbeat);
+  }
+
+  private heldTotals(): Map<number, number> {
+    const totals = new Map<number, number>();
+    for (const row of this.held.values()) {
+      row.forEach((count, slot) => {
+        if (count > 0) totals.set(slot, (totals.get(slot) ?? 0) + count);
+      });
+    }
+    return totals;
+  }
+
+  private rowOf(worker: number): Int32Array {
+    let row = this.held.get(worker);
+    if (!row) this.held.set(worker, (row = new Int32Array(this.table.backends)));
+    return row;
+  }
+
+  private idOf(slot: number): string {
+    return this.registry.idOf(slot) ?? `slot-${slot}`;
+  }
+
+  /** A worker's message about a session (see WorkerMessage). */
+  onWorkerMessage(worker: number, message: WorkerMessage): void {
+    if (message.type === 'fleet-pick') void this.pick(worker, message.id, message.plan);
+    else if (message.type === 'fleet-held') this.count(worker, message.slot, 1);
+    else if (message.type === 'fleet-release') this.count(worker, message.slot, -1);
+  }
+
+  private async pick(worker: number, id: number, plan: SessionPlan): Promise<void> {
+    let slot = PICK_LOCALLY;
+    if (this.up && this.ready) {
+      const args: (string | number)[] = [];
+      for (let i = 0; i < plan.slots.length; i++) args.push(this.idOf(plan.slots[i]), plan.weights[i], plan.maxConns[i]);
+      try {
+        const index = Number(await within(this.redis.fleetPick(KEY.sessions, KEY.held(this.config.name), plan.ring ? 1 : 0, plan.balanceFactor, ...args), this.config.timeout));
+        if (!this.up) {
+          // Degraded while this pick ran: the worker picks locally, and the rebuild that follows
+          // replaces this session's count in Redis with the truth.
+          slot = PICK_LOCALLY;
+        } else {
+          slot = index >= 0 ? plan.slots[index] : ALL_FULL;
+          if (slot >= 0) this.rowOf(worker)[slot]++;
+        }
+      } catch (err) {
+        this.degrade((err as Error).message);
+        slot = PICK_LOCALLY;
+      }
+    }
+    this.supervisor.sendTo(worker, { type: 'fleet-picked', id, slot });
+  }
+
+  /** A session the fleet counts began (+1) or ended (-1) on `slot` in `worker`. */
+  private count(worker: number, slot: number, change: 1 | -1): void {
+    const row = this.rowOf(worker);
+    // A worker's end of a session it was never counted for (it died and was reconciled) changes nothing.
+    if (change < 0 && row[slot] === 0) return;
+    row[slot] += change;
+    if (!this.sending) return;
+    const id = this.idOf(slot);
+    const sent = change > 0 ? this.redis.fleetTake(KEY.sessions, KEY.held(this.config.name), id, 1) : this.redis.fleetRelease(KEY.sessions, KEY.held(this.config.name), id, 1);
+    within(sent, this.syncTimeout).catch((err: Error) => this.degrade(err.message));
+  }
+
+  /** A worker's thread has exited: the sessions it held leave the fleet's counts. */
+  onWorkerDied(worker: number): void {
+    const row = this.held.get(worker);
+    if (!row) return;
+    this.held.delete(worker);
+    if (!this.sending) return;
+    row.forEach((count, slot) => {
+      if (count > 0) within(this.redis.fleetRelease(KEY.sessions, KEY.held(this.config.name), this.idOf(slot), count), this.syncTimeout).catch((err: Error) => this.degrade(err.message));
+    });
+  }
+
+  /** Stores an admin change made here and tells the other instances. */
+  private share(change: SharedChange): void {
+    if (!this.ready) {
+      this.logger.warn({ change }, 'fleet degraded: this admin change applies to this instance only');
+      return;
+    }
+    const stored =
+      change.op === 'drain' ? this.redis.hset(KEY.drained, change.id, 1) : change.op === 'undrain' ? this.redis.hdel(KEY.drained, change.id) : change.op === 'weight' ? this.redis.hset(KEY.weight, change.id, change.weight) : Promise.resolve(0);
+    stored
+      .then(() => this.redis.publish(ADMIN_CHANNEL, JSON.stringify({ from: this.config.name, change })))
+      .catch((err: Error) => this.logger.warn({ change, err: err.message }, 'admin change not shared with the fleet'));
+  }
+
+  private onAdminMessage(text: string): void {
+    let message: { from?: string; change?: SharedChange };
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (message.from === this.config.name || !message.change) return;
+    this.control.applyShared(message.change);
+  }
+
+  /** Applies the stored admin state: what was drained or weighted on any instance, before this one started too. */
+  private async loadSharedAdmin(): Promise<void> {
+    const [drained, weights] = await within(Promise.all([this.redis.hgetall(KEY.drained), this.redis.hgetall(KEY.weight)]), this.syncTimeout);
+    const known = this.control.plan.backendSlots;
+    for (const id of Object.keys(drained)) if (id in known && !this.control.isDrained(id)) this.control.applyShared({ op: 'drain', id });
+    for (const [id, weight] of Object.entries(weights)) {
+      if (id in known && this.table.weight(known[id]) !== Number(weight)) this.control.applyShared({ op: 'weight', id, weight: Number(weight) });
+    }
+  }
+
+  /** What the admin API and /metrics show. */
+  snapshot(): FleetView {
+    const backends: FleetView['backends'] = [];
+    for (const id of Object.keys(this.control.plan.backendSlots)) {
+      const instances: Record<string, number> = {};
+      let total = 0;
+      for (const [name, active] of this.view.instances) {
+        const count = name === this.config.name ? this.table.active(this.control.plan.backendSlots[id]) : (active.get(id) ?? 0);
+        instances[name] = count;
+        total += count;
+      }
+      backends.push({ id, instances, total, sessions: this.view.sessions.get(id) ?? 0 });
+    }
+    return { name: this.config.name, degraded: !this.up, instances: [...this.view.instances.keys()], backends };
+  }
+
+  /** Leaves the fleet: this instance's counts go at once instead of after 3 heartbeats. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.table.setFleetState(FLEET_DEGRADED);
+    if (this.ready) {
+      await within(this.redis.fleetReplace(KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name), this.config.name, 0), this.syncTimeout).catch(() => undefined);
+    }
+    this.redis.disconnect();
+    this.subscriber.disconnect();
+  }
+}

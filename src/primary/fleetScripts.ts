@@ -1,0 +1,137 @@
+// The fleet's server-side scripts (Lua, run atomically by Redis): each one rule of docs/fleet.md.
+//
+// Keys (PREFIX = "fairway:"), all rebuilt by the instances when lost:
+//   instances            sorted set: instance name → time of its last sync (Redis clock, ms)
+//   active:NAME          hash: backend id → what NAME holds there (sessions + in-flight requests),
+//                        written by NAME every sync, expiring after 3 heartbeats
+//   held:NAME            hash: backend id → fleet-counted sessions (WebSocket, TCP) NAME holds
+//   sessions             hash: backend id → the sum of held:* over live instances
+//   admin:drained        hash: backend id → 1 when drained on any instance (admin API)
+//   admin:weight         hash: backend id → weight set through the admin API
+// Invariant: sessions[b] = Σ held:NAME[b] over the names in `instances`; every script keeps it.
+
+export const PREFIX = 'fairway:';
+
+/** Subtracts hash `held` from `sessions` and deletes it (Lua helper, inlined where used). */
+const DROP_HELD = `
+local function dropHeld(heldKey, sessionsKey)
+  local held = redis.call('HGETALL', heldKey)
+  for i = 1, #held, 2 do
+    if redis.call('HINCRBY', sessionsKey, held[i], -tonumber(held[i + 1])) <= 0 then redis.call('HDEL', sessionsKey, held[i]) end
+  end
+  redis.call('DEL', heldKey)
+end
+`;
+
+/**
+ * KEYS: instances, sessions, held:ME. ARGV: me, dead-after ms, prefix, then backend id, count
+ * pairs of what this instance holds now. Records the heartbeat and the counts, removes every
+ * instance silent past dead-after (its sessions leave the fleet's counts), and returns
+ * [existed (1/0), sessions as a flat hash, then per live instance: name, its active as a flat hash].
+ */
+export const SYNC = `${DROP_HELD}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me, deadAfter, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local existed = redis.call('ZSCORE', KEYS[1], me) and 1 or 0
+redis.call('ZADD', KEYS[1], now, me)
+local activeKey = prefix .. 'active:' .. me
+redis.call('DEL', activeKey)
+for i = 4, #ARGV, 2 do redis.call('HSET', activeKey, ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', activeKey, deadAfter)
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - deadAfter)) do
+  if name ~= me then
+    dropHeld(prefix .. 'held:' .. name, KEYS[2])
+    redis.call('DEL', prefix .. 'active:' .. name)
+    redis.call('ZREM', KEYS[1], name)
+  end
+end
+local out = { existed, redis.call('HGETALL', KEYS[2]) }
+for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  out[#out + 1] = name
+  out[#out + 1] = redis.call('HGETALL', prefix .. 'active:' .. name)
+end
+return out
+`;
+
+/**
+ * KEYS: sessions, held:ME. ARGV: ring (1/0), balance factor, then backend id, weight, max_conns
+ * triples in the plan's order. Takes one session on the chosen backend and returns its index
+ * (0-based) in the plan, or -1 when every candidate is at its max_conns over the fleet.
+ */
+export const PICK = `
+local n = (#ARGV - 2) / 3
+local counts, sum = {}, 0
+for i = 1, n do
+  counts[i] = tonumber(redis.call('HGET', KEYS[1], ARGV[3 * i]) or '0')
+  sum = sum + counts[i]
+end
+local function room(i)
+  local max = tonumber(ARGV[3 * i + 2])
+  return max == 0 or counts[i] < max
+end
+local chosen = -1
+local factor = tonumber(ARGV[2])
+if ARGV[1] == '1' then
+  local bound = math.huge
+  if factor > 0 then bound = math.ceil(factor * (sum + 1) / n) end
+  for i = 1, n do
+    if room(i) and counts[i] < bound then chosen = i break end
+  end
+end
+if chosen < 0 then
+  local bestCount, bestWeight = 0, 1
+  for i = 1, n do
+    local weight = tonumber(ARGV[3 * i + 1])
+    if room(i) and (chosen < 0 or counts[i] * bestWeight < bestCount * weight) then
+      chosen, bestCount, bestWeight = i, counts[i], weight
+    end
+  end
+end
+if chosen < 0 then return -1 end
+redis.call('HINCRBY', KEYS[1], ARGV[3 * chosen], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[3 * chosen], 1)
+return chosen - 1
+`;
+
+/** KEYS: sessions, held:ME. ARGV: backend id, count. Counts sessions taken without a pick. */
+export const TAKE = `
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`;
+
+/** KEYS: sessions, held:ME. ARGV: backend id, count. Gives back at most what ME holds there. */
+export const RELEASE = `
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local count = math.min(held, tonumber(ARGV[2]))
+if count <= 0 then return 0 end
+if redis.call('HINCRBY', KEYS[2], ARGV[1], -count) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -count) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return count
+`;
+
+/**
+ * KEYS: instances, sessions, held:ME, active:ME. ARGV: me, register (1/0), then backend id,
+ * count pairs. Replaces what ME holds with the given truth (after Redis was lost, or at start
+ * under a name used before); without register, also leaves the fleet (a clean stop).
+ */
+export const REPLACE = `${DROP_HELD}
+dropHeld(KEYS[3], KEYS[2])
+for i = 3, #ARGV, 2 do
+  local count = tonumber(ARGV[i + 1])
+  if count > 0 then
+    redis.call('HSET', KEYS[3], ARGV[i], count)
+    redis.call('HINCRBY', KEYS[2], ARGV[i], count)
+  end
+end
+if ARGV[2] == '0' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[4])
+else
+  -- Registered at once, so that a survivor removes these counts if ME dies before its next sync.
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+end
+return 1
+`;

@@ -1,0 +1,385 @@
+// Fleet: several fairway instances sharing exact counts through a real redis-server. Counts are
+// checked on the backend side (the sessions each test backend holds open).
+
+import test, { type ExecutionContext } from 'ava';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { ChildProcess } from 'node:child_process';
+import type { WebSocket } from 'ws';
+import { validateConfig, ConfigError } from '../dist/src/index.js';
+import type { FleetView } from '../dist/src/primary/fleet.js';
+import { closed, freePort, openSocket, runCli, START_DEADLINE, startBackend, startRedis, waitFor, type TestBackend, type TestRedis } from './helpers.js';
+
+// Each instance is a fairway process of its own with one worker thread, as instances are
+// deployed: exactness across the threads of one instance is tested elsewhere (websocket,
+// balancers). Several uws threads in one process on a CPU-saturated host now and then drop a
+// fresh session right after its upgrade (docs/engines.md), which would break the exact counts
+// these tests check for a reason that is not the fleet's.
+
+/** Generous bounds: on a loaded 2-core machine a Redis answer must not count as lost. */
+function fleetConfig(redis: string, name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { redis, name, heartbeat: '300ms', sync: '50ms', timeout: '5s', ...extra };
+}
+
+/** A fairway instance in a process of its own, as deployed; inspected through its admin API. */
+interface Instance {
+  name: string;
+  port: number;
+  adminPort: number;
+  child: ChildProcess;
+  fleet(): Promise<FleetView>;
+  /** The backend's state as the instance's admin API says it: up, draining, down, ejected. */
+  state(backend: TestBackend): Promise<string>;
+}
+
+async function startInstance(t: ExecutionContext, redis: TestRedis | string, name: string, backends: TestBackend[], options: { maxConns?: number } = {}): Promise<Instance> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const file = join(tmpdir(), `fairway-fleet-${process.pid}-${port}.yaml`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: `127.0.0.1:${port}`,
+      workers: 1,
+      log: { level: 'warn', access: false },
+      admin: { listen: `127.0.0.1:${adminPort}` },
+      fleet: fleetConfig(typeof redis === 'string' ? redis : redis.url, name),
+      pools: { main: { backends: backends.map((b) => (options.maxConns ? { url: b.address, max_conns: options.maxConns } : b.address)) } },
+    }),
+  );
+  const { child } = await runCli(t, ['--config', file]);
+  const admin = async (path: string) => {
+    const { status, body } = await adminRequest(adminPort, 'GET', path);
+    if (status !== 200) throw new Error(`GET ${path}: ${status}`);
+    return JSON.parse(body);
+  };
+  const instance: Instance = {
+    name,
+    port,
+    adminPort,
+    child,
+    fleet: () => admin('/api/fleet') as Promise<FleetView>,
+    state: async (backend) => ((await admin(`/api/backends/${encodeURIComponent(idOf(backend))}`)) as { state: string }).state,
+  };
+  await listening(port);
+  await listening(adminPort);
+  return instance;
+}
+
+/** Waits until the instance shares the fleet view (or, with `degraded`, until it has lost it). */
+async function fleetState(instance: Instance, degraded: boolean): Promise<void> {
+  const deadline = Date.now() + START_DEADLINE;
+  while ((await instance.fleet()).degraded !== degraded) {
+    if (Date.now() > deadline) throw new Error(`${instance.name} did not become ${degraded ? 'degraded' : 'up'}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function joined(...instances: Instance[]): Promise<void> {
+  await Promise.all(instances.map((instance) => fleetState(instance, false)));
+}
+
+/** Polls until `check` holds (for checks that must ask over the network). */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function redisClient(t: ExecutionContext, redis: TestRedis): Promise<Redis> {
+  const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on('error', () => undefined);
+  await client.connect();
+  t.teardown(() => client.disconnect());
+  return client;
+}
+
+/** The fleet's session count per backend id, as Redis holds it. */
+async function fleetSessions(client: Redis): Promise<number> {
+  const all = await client.hgetall('fairway:sessions');
+  return Object.values(all).reduce((sum, v) => sum + Number(v), 0);
+}
+
+const clientCloses: string[] = [];
+const allClients: WebSocket[] = [];
+const clientStates = () => allClients.reduce<Record<number, number>>((m, ws) => ((m[ws.readyState] = (m[ws.readyState] ?? 0) + 1), m), {});
+
+async function openMany(url: string, count: number): Promise<WebSocket[]> {
+  const sockets: WebSocket[] = [];
+  const track = (ws: WebSocket) => {
+    allClients.push(ws);
+    ws.on('close', (code: number, reason: Buffer) => clientCloses.push(`${code} ${reason}`));
+    ws.on('error', (err: Error) => clientCloses.push(`error ${err.message}`));
+    return ws;
+  };
+  for (let i = 0; i < count; i += 25) sockets.push(...(await Promise.all(Array.from({ length: Math.min(25, count - i) }, () => openSocket(url).then(track)))));
+  return sockets;
+}
+
+async function closeAll(t: ExecutionContext, sockets: WebSocket[]): Promise<void> {
+  await Promise.all(sockets.map((ws) => {
+    const done = closed(ws);
+    ws.close();
+    return done;
+  }));
+  t.pass();
+}
+
+const counts = (backends: TestBackend[]) => backends.map((b) => b.openSessions());
+
+/** Waits until the backends hold `total` sessions between them; the error says what they held. */
+async function sessionsOnBackends(backends: TestBackend[], total: number): Promise<void> {
+  await waitFor(`${total} sessions on the backends`, () => counts(backends).reduce((x, y) => x + y, 0) === total).catch((err: Error) => {
+    throw new Error(`${err.message}: clients closed ${clientCloses.join(';')}; they hold ${counts(backends).join('/')}, accepted ${backends.map((b) => b.sessions.length).join('/')}, closed with ${backends.flatMap((b) => b.closes.map((c) => `${b.name}: ${c}`)).join(',')}; client states ${JSON.stringify(clientStates())}`);
+  });
+}
+
+async function threeBackends(t: ExecutionContext): Promise<TestBackend[]> {
+  return Promise.all(['b1', 'b2', 'b3'].map((name) => startBackend(t, name)));
+}
+
+/** Resolves once `port` answers HTTP. */
+async function listening(port: number): Promise<void> {
+  const deadline = Date.now() + START_DEADLINE;
+  for (;;) {
+    try {
+      await (await fetch(`http://127.0.0.1:${port}/`)).text();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+const idOf = (backend: TestBackend) => `main/${backend.address}`;
+
+/**
+ * One admin API request on a connection of its own: a pooled keep-alive connection that the
+ * server closes as idle while a test waits would fail the next request for the test's reasons.
+ */
+function adminRequest(port: number, method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function adminPost(instance: Instance, backend: TestBackend, action: 'drain' | 'undrain'): Promise<void> {
+  const { status, body } = await adminRequest(instance.adminPort, 'POST', `/api/backends/${encodeURIComponent(idOf(backend))}/${action}`);
+  if (status !== 200) throw new Error(`${action} on ${instance.name}: ${status} ${body}`);
+}
+
+test('fleet: 300 sessions opened 200 via A, 100 via B, 0 via C land exactly 100/100/100; closes and reopens stay exact', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const [a, b, c] = await Promise.all(['lb-a', 'lb-b', 'lb-c'].map((name) => startInstance(t, redis, name, backends)));
+  await joined(a, b, c);
+  const client = await redisClient(t, redis);
+
+  const viaA = openMany(`ws://127.0.0.1:${a.port}/`, 200);
+  const viaB = openMany(`ws://127.0.0.1:${b.port}/`, 100);
+  const sockets = [...(await viaA), ...(await viaB)];
+  await sessionsOnBackends(backends, 300);
+  t.deepEqual(counts(backends), [100, 100, 100]);
+
+  // The backends end 30, 20 and 10 sessions, whichever instances they came through: the fleet's
+  // count follows, and 60 sessions opened through C (which holds none itself) fill exactly the gaps.
+  [30, 20, 10].forEach((count, i) => backends[i].sessions.filter((ws) => ws.readyState === ws.OPEN).slice(0, count).forEach((ws) => ws.close(1000)));
+  await sessionsOnBackends(backends, 240);
+  await until('the fleet count to come down to 240', async () => (await fleetSessions(client)) === 240);
+  const reopened = await openMany(`ws://127.0.0.1:${c.port}/`, 60);
+  await sessionsOnBackends(backends, 300);
+  t.deepEqual(counts(backends), [100, 100, 100]);
+  t.is(await fleetSessions(client), 300);
+  await closeAll(t, [...sockets, ...reopened]);
+});
+
+test('fleet: max_conns 50 on each of 3 backends, 200 sessions opened at once over 3 instances: exactly 150 accepted, never 51 on one', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const instances = await Promise.all(['lb-a', 'lb-b', 'lb-c'].map((name) => startInstance(t, redis, name, backends, { maxConns: 50 })));
+  await joined(...instances);
+  let highest = 0;
+  const watch = setInterval(() => (highest = Math.max(highest, ...counts(backends))), 1);
+  const attempts = Array.from({ length: 200 }, (_, i) => openSocket(`ws://127.0.0.1:${instances[i % 3].port}/`).then(
+    (ws) => ws,
+    (err: Error) => err,
+  ));
+  const results = await Promise.all(attempts);
+  clearInterval(watch);
+  const opened = results.filter((r): r is WebSocket => !(r instanceof Error));
+  const refused = results.filter((r): r is Error => r instanceof Error);
+  t.is(opened.length, 150);
+  t.true(refused.every((err) => err.message === 'unexpected response 503'), refused.map((e) => e.message).join(', '));
+  await sessionsOnBackends(backends, 150);
+  t.deepEqual(counts(backends), [50, 50, 50]);
+  t.true(highest <= 50, `a backend had ${highest} sessions`);
+  await closeAll(t, opened);
+});
+
+test('fleet: kill -9 of an instance holding sessions: the survivors drop its counts and new sessions refill exactly', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
+  await joined(a, b);
+
+  // Drained through A's admin API, b2 and b3 are drained on B too; A's 60 sessions all go to b1.
+  await adminPost(a, backends[1], 'drain');
+  await adminPost(a, backends[2], 'drain');
+  await until('B to apply the drains made on A', async () => (await b.state(backends[1])) === 'draining' && (await b.state(backends[2])) === 'draining');
+  await openMany(`ws://127.0.0.1:${a.port}/`, 60);
+  await sessionsOnBackends(backends, 60);
+  t.deepEqual(counts(backends), [60, 0, 0]);
+  await adminPost(b, backends[1], 'undrain');
+  await adminPost(b, backends[2], 'undrain');
+  await until('A and B to take b2 and b3 back', async () => (await Promise.all([a, b].flatMap((x) => [x.state(backends[1]), x.state(backends[2])]))).every((state) => state === 'up'));
+
+  a.child.kill('SIGKILL');
+  await sessionsOnBackends(backends, 0);
+  await until('B to see that A is dead', async () => {
+    const view = await b.fleet();
+    return !view.instances.includes('lb-a') && view.backends.every((x) => x.sessions === 0);
+  });
+  // Had A's 60 stayed counted on b1, these 90 would avoid it.
+  const sockets = await openMany(`ws://127.0.0.1:${b.port}/`, 90);
+  await sessionsOnBackends(backends, 90);
+  t.deepEqual(counts(backends), [30, 30, 30]);
+  await closeAll(t, sockets);
+});
+
+test('fleet: Redis killed under load costs no client a request or a session; restarted empty, the fleet count converges to the backends\' truth', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
+  await joined(a, b);
+  const client = await redisClient(t, redis);
+  const sockets = [...(await openMany(`ws://127.0.0.1:${a.port}/`, 30)), ...(await openMany(`ws://127.0.0.1:${b.port}/`, 30))];
+  const failures: string[] = [];
+  let requests = 0;
+  let stop = false;
+  // Bounded load: HTTP requests and new sessions through both instances until told to stop (or 90 s).
+  const until90 = Date.now() + 90_000;
+  const load = (async () => {
+    for (let i = 0; !stop && Date.now() < until90; i++) {
+      const target = i % 2 === 0 ? a : b;
+      try {
+        const res = await fetch(`http://127.0.0.1:${target.port}/`);
+        await res.text();
+        if (res.status !== 200) failures.push(`HTTP ${res.status}`);
+        requests++;
+        if (i % 20 === 0 && sockets.length < 300) sockets.push(await openSocket(`ws://127.0.0.1:${target.port}/`));
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    }
+  })();
+  await waitFor('some load before Redis dies', () => requests >= 50);
+  await redis.kill();
+  await Promise.all([fleetState(a, true), fleetState(b, true)]);
+  const before = requests;
+  await waitFor('load while Redis is down', () => requests >= before + 100);
+  await redis.restart();
+  await joined(a, b);
+  const after = requests;
+  await waitFor('load after Redis is back', () => requests >= after + 50);
+  stop = true;
+  await load;
+  t.deepEqual(failures, []);
+  // The fleet count is rebuilt from each instance's truth: per backend, what the backend holds.
+  await sessionsOnBackends(backends, sockets.length);
+  let fleet: number[] = [];
+  await until('the fleet count to match the backends', async () => {
+    const held = await client.hgetall('fairway:sessions');
+    fleet = backends.map((x) => Number(held[idOf(x)] ?? 0));
+    return JSON.stringify(fleet) === JSON.stringify(counts(backends));
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}: fleet ${fleet} vs backends ${counts(backends)}`);
+  });
+  t.pass();
+  await closeAll(t, sockets);
+});
+
+test('fleet: a drain on one instance applies on every instance, also on one that starts later; undrain too', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
+  await joined(a, b);
+  await adminPost(a, backends[0], 'drain');
+  await until('B to apply the drain', async () => (await b.state(backends[0])) === 'draining');
+  const viaB = await openMany(`ws://127.0.0.1:${b.port}/`, 30);
+  const c = await startInstance(t, redis, 'lb-c', backends);
+  await joined(c);
+  t.is(await c.state(backends[0]), 'draining', 'an instance started after the drain applies it');
+  const viaC = await openMany(`ws://127.0.0.1:${c.port}/`, 30);
+  await sessionsOnBackends(backends, 60);
+  t.deepEqual(counts(backends), [0, 30, 30]);
+  await adminPost(a, backends[0], 'undrain');
+  await until('B and C to apply the undrain', async () => (await b.state(backends[0])) === 'up' && (await c.state(backends[0])) === 'up');
+  const refill = await openMany(`ws://127.0.0.1:${c.port}/`, 30);
+  await sessionsOnBackends(backends, 90);
+  t.deepEqual(counts(backends), [30, 30, 30]);
+  // The admin API's view is as of the last sync.
+  await until('A\'s fleet view to show the 90 sessions', async () => JSON.stringify((await a.fleet()).backends.map((x) => x.sessions)) === '[30,30,30]');
+  t.deepEqual([...(await a.fleet()).instances].sort(), ['lb-a', 'lb-b', 'lb-c']);
+  const metrics = (await adminRequest(a.adminPort, 'GET', '/metrics')).body;
+  t.regex(metrics, /fairway_fleet_degraded\{instance="lb-a"\} 0/);
+  t.regex(metrics, /fairway_fleet_instances 3/);
+  await closeAll(t, [...viaB, ...viaC, ...refill]);
+});
+
+test('fleet: an instance started while Redis is down serves at once from local counts, and joins the fleet when Redis comes', async (t) => {
+  const backends = await threeBackends(t);
+  const redisPort = await freePort();
+  const a = await startInstance(t, `redis://127.0.0.1:${redisPort}`, 'lb-a', backends);
+  t.true((await a.fleet()).degraded);
+  const early = await openMany(`ws://127.0.0.1:${a.port}/`, 6);
+  await startRedis(t, { port: redisPort });
+  await joined(a);
+  // The sessions opened while Redis was away are in the fleet's count, exactly.
+  await sessionsOnBackends(backends, 6);
+  await until('the fleet view to show them', async () => JSON.stringify((await a.fleet()).backends.map((x) => x.sessions)) === JSON.stringify(counts(backends)));
+  t.is(counts(backends).reduce((x, y) => x + y, 0), 6);
+  await closeAll(t, early);
+});
+
+test('fleet config: a bad URL, a heartbeat of 0 and a sync longer than the heartbeat are named', (t) => {
+  const pools = { main: { backends: ['127.0.0.1:9001'] } };
+  const problems = (fleet: unknown) => {
+    try {
+      validateConfig({ fleet, pools });
+      return [];
+    } catch (err) {
+      return (err as InstanceType<typeof ConfigError>).problems;
+    }
+  };
+  t.regex(problems({ redis: 'http://127.0.0.1:6379' }).join('\n'), /fleet\.redis: expected a redis:\/\/ or rediss:\/\/ URL/);
+  t.regex(problems({ redis: 'redis://127.0.0.1:6379', heartbeat: '0s' }).join('\n'), /fleet\.heartbeat: expected a duration above zero/);
+  t.regex(problems({ redis: 'redis://127.0.0.1:6379', heartbeat: '1s', sync: '2s' }).join('\n'), /fleet\.sync: expected at most fleet\.heartbeat/);
+  t.regex(problems({ redis: 'redis://127.0.0.1:6379', name: 'a b' }).join('\n'), /fleet\.name: expected up to 64 letters/);
+  t.regex(problems({ redis: 'redis://127.0.0.1:6379', exact: true }).join('\n'), /fleet\.exact: unknown key/);
+  const config = validateConfig({ fleet: { redis: 'rediss://user:pw@redis.internal:6380' }, pools });
+  t.like(config.fleet, { heartbeat: 1000, sync: 100, timeout: 50, exactSessions: true });
+  t.true(config.fleet!.name.length > 0);
+});
+
+test('fleet config: the CLI refuses a bad fleet section with exit 2', async (t) => {
+  const file = join(tmpdir(), `fairway-fleet-bad-${process.pid}.yaml`);
+  writeFileSync(file, 'fleet: { redis: "127.0.0.1:6379", sync: 5s }\npools: { main: { backends: ["127.0.0.1:9001"] } }\n');
+  const { child, output } = await runCli(t, ['--config', file, '--check']);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+  t.is(code, 2);
+  t.regex(output(), /fleet\.redis: expected a redis:\/\/ or rediss:\/\/ URL/);
+  t.regex(output(), /fleet\.sync: expected at most fleet\.heartbeat/);
+});

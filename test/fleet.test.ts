@@ -4,7 +4,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
+import { connect as connectTcp, createServer as createTcpServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { ChildProcess } from 'node:child_process';
@@ -35,7 +37,7 @@ interface Instance {
   state(backend: TestBackend): Promise<string>;
 }
 
-async function startInstance(t: ExecutionContext, redis: TestRedis | string, name: string, backends: TestBackend[], options: { maxConns?: number } = {}): Promise<Instance> {
+async function startInstance(t: ExecutionContext, redis: TestRedis | string, name: string, backends: { address: string }[], options: { maxConns?: number; tcpPort?: number } = {}): Promise<Instance> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = join(tmpdir(), `fairway-fleet-${process.pid}-${port}.yaml`);
   writeFileSync(
@@ -47,6 +49,7 @@ async function startInstance(t: ExecutionContext, redis: TestRedis | string, nam
       admin: { listen: `127.0.0.1:${adminPort}` },
       fleet: fleetConfig(typeof redis === 'string' ? redis : redis.url, name),
       pools: { main: { backends: backends.map((b) => (options.maxConns ? { url: b.address, max_conns: options.maxConns } : b.address)) } },
+      ...(options.tcpPort ? { tcp: [{ listen: `127.0.0.1:${options.tcpPort}`, pool: 'main' }] } : {}),
     }),
   );
   const { child } = await runCli(t, ['--config', file]);
@@ -382,4 +385,48 @@ test('fleet config: the CLI refuses a bad fleet section with exit 2', async (t) 
   t.is(code, 2);
   t.regex(output(), /fleet\.redis: expected a redis:\/\/ or rediss:\/\/ URL/);
   t.regex(output(), /fleet\.sync: expected at most fleet\.heartbeat/);
+});
+
+test('fleet: TCP sessions are fleet-exact too: max_conns 10 on 2 backends, 30 connections over 2 instances, exactly 20 reach a backend', async (t) => {
+  const redis = await startRedis(t);
+  const open: Set<Socket>[] = [new Set(), new Set()];
+  let highest = 0;
+  const backends = await Promise.all(
+    open.map(async (sockets) => {
+      const server = createTcpServer((socket) => {
+        sockets.add(socket);
+        highest = Math.max(highest, sockets.size);
+        socket.on('close', () => sockets.delete(socket));
+        socket.on('error', () => socket.destroy());
+        socket.on('data', (chunk) => socket.write(chunk));
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      t.teardown(() => {
+        for (const socket of sockets) socket.destroy();
+        server.close();
+      });
+      return { address: `127.0.0.1:${(server.address() as { port: number }).port}` };
+    }),
+  );
+  const tcpPorts = [await freePort(), await freePort()];
+  const instances = await Promise.all(['lb-a', 'lb-b'].map((name, i) => startInstance(t, redis, name, backends, { maxConns: 10, tcpPort: tcpPorts[i] })));
+  await joined(...instances);
+  // Each connection says hello; one that reaches a backend hears it back, one refused is closed.
+  const outcomes = await Promise.all(
+    Array.from({ length: 30 }, (_, i) =>
+      new Promise<{ socket: Socket; echoed: boolean }>((resolve) => {
+        const socket = connectTcp({ host: '127.0.0.1', port: tcpPorts[i % 2] });
+        socket.on('error', () => undefined);
+        socket.once('data', () => resolve({ socket, echoed: true }));
+        socket.once('close', () => resolve({ socket, echoed: false }));
+        socket.write('hello');
+      }),
+    ),
+  );
+  t.is(outcomes.filter((o) => o.echoed).length, 20);
+  t.deepEqual(open.map((s) => s.size), [10, 10]);
+  t.true(highest <= 10, `a backend had ${highest} connections`);
+  for (const { socket } of outcomes) socket.destroy();
+  await waitFor('the backends to see every connection close', () => open.every((s) => s.size === 0));
 });

@@ -8,7 +8,7 @@ import { ALL_FULL } from '../core/balancers/picker.js';
 import { FAULTS } from '../core/errors.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Admittable, PoolRuntime } from './admission.js';
-import { PICK_LOCALLY, type FleetSessions } from './fleetSessions.js';
+import type { FleetSessions } from './fleetSessions.js';
 
 export class BackendLease {
   /** The backend held: -1 until admitted. */
@@ -55,7 +55,8 @@ export class BackendLease {
         holder.admit(slot);
       } else if (gone) return;
       else if (slot === ALL_FULL) holder.refuse(FAULTS.backendsFull);
-      else if (slot === PICK_LOCALLY) cancelLocal = pool.admit(holder, this.key, -1);
+      // PICK_LOCALLY: Redis could not decide in time.
+      else cancelLocal = pool.admit(holder, this.key, -1);
     });
     return () => {
       gone = true;

@@ -28,14 +28,6 @@ const KEY = {
   weight: `${PREFIX}admin:weight`,
 };
 
-type Script = (...args: (string | number)[]) => Promise<unknown>;
-interface FleetCommands {
-  fleetSync: Script;
-  fleetPick: Script;
-  fleetTake: Script;
-  fleetRelease: Script;
-  fleetReplace: Script;
-}
 
 /** What the admin API and /metrics show of the fleet. */
 export interface FleetView {
@@ -63,7 +55,7 @@ function pairs(flat: unknown): Map<string, number> {
 }
 
 export class FleetAgent {
-  private readonly redis: Redis & FleetCommands;
+  private readonly redis: Redis;
   private readonly subscriber: Redis;
   /** Fleet-counted sessions each worker holds, by slot: this instance's exact truth. */
   private readonly held = new Map<number, Int32Array>();
@@ -104,16 +96,7 @@ export class FleetAgent {
       password: new URL(config.redis).password === '' ? process.env.FAIRWAY_REDIS_PASSWORD : undefined,
       lazyConnect: true,
     };
-    this.redis = new Redis(config.redis, options) as Redis & FleetCommands;
-    for (const [name, lua, keys] of [
-      ['fleetSync', SYNC, 3],
-      ['fleetPick', PICK, 2],
-      ['fleetTake', TAKE, 2],
-      ['fleetRelease', RELEASE, 2],
-      ['fleetReplace', REPLACE, 4],
-    ] as const) {
-      this.redis.defineCommand(name, { lua, numberOfKeys: keys });
-    }
+    this.redis = new Redis(config.redis, options);
     this.redis.on('error', (err: Error) => this.degrade(err.message));
     this.redis.on('close', () => this.degrade('connection to Redis closed'));
     this.subscriber = new Redis(config.redis, { ...options, enableOfflineQueue: true, autoResubscribe: false });
@@ -136,8 +119,24 @@ export class FleetAgent {
     return !this.up;
   }
 
+  /** When this instance last stopped sharing the fleet view, and whether it then forgot the others' counts. */
+  private lostAt = Date.now();
+  private remoteForgotten = false;
+
+  /**
+   * Remote counts older than 3 heartbeats are no better than a dead instance's: after that long
+   * without Redis, this instance picks from its own counts alone.
+   */
+  private forgetStaleRemote(): void {
+    if (this.up || this.remoteForgotten || Date.now() - this.lostAt < HEARTBEATS_TO_DEATH * this.config.heartbeat) return;
+    this.remoteForgotten = true;
+    for (const slot of Object.values(this.control.plan.backendSlots)) this.table.setRemote(slot, 0);
+    this.logger.warn('fleet degraded for 3 heartbeats: the other instances\' counts are forgotten, picks use this instance\'s own');
+  }
+
   private degrade(reason: string): void {
     if (this.stopped) return;
+    if (this.up) this.lostAt = Date.now();
     this.sending = false;
     this.failures++;
     this.table.setFleetState(FLEET_DEGRADED);
@@ -149,15 +148,28 @@ export class FleetAgent {
     this.up = false;
     this.degradations++;
     this.lastError = reason;
-    this.logger.warn({ reason }, 'fleet degraded: Redis is not answering, picks use local counts (and the last known remote ones) until it does');
+    this.logger.warn({ reason }, 'fleet degraded: Redis is not answering; picks use local counts, and the last known remote ones for up to 3 heartbeats, until it does');
   }
 
   private get ready(): boolean {
     return this.redis.status === 'ready';
   }
 
+  /**
+   * Runs a script with EVAL, never EVALSHA: a client that meets NOSCRIPT sends the command again
+   * behind those sent since, and these scripts must run in the order they were sent.
+   */
+  private run(script: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return this.redis.eval(script, keys.length, ...keys, ...args);
+  }
+
+  private get mine(): string[] {
+    return [KEY.sessions, KEY.held(this.config.name), KEY.instances];
+  }
+
   /** Every sync interval: publish and fold counts, or, while degraded, rebuild once Redis answers. */
   private async tick(): Promise<void> {
+    this.forgetStaleRemote();
     if (this.syncing || this.stopped || !this.ready) return;
     this.syncing = true;
     try {
@@ -172,17 +184,24 @@ export class FleetAgent {
 
   /** Replaces what Redis holds of this instance with its truth, reloads shared admin state, then goes up. */
   private async rebuild(): Promise<void> {
+    // Picks answered from here until the rebuild is done go local: one sent before the replace
+    // below is wiped by it, and the worker's local pick is counted after it.
+    if (this.up) this.lostAt = Date.now();
+    this.up = false;
+    this.table.setFleetState(FLEET_DEGRADED);
     const failures = this.failures;
     const truth: (string | number)[] = [];
     const totals = this.heldTotals();
     for (const [slot, count] of totals) truth.push(this.idOf(slot), count);
-    const replaced = this.redis.fleetReplace(KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name), this.config.name, 1, ...truth);
+    const replaced = this.run(REPLACE, [KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name)], [this.config.name, 1, ...truth]);
     this.sending = true;
     await within(replaced, this.syncTimeout);
+    await this.storeDrains();
     await this.loadSharedAdmin();
     await this.sync();
     if (this.failures !== failures) throw new Error('Redis failed during the rebuild');
     this.up = true;
+    this.remoteForgotten = false;
     this.table.setFleetState(FLEET_UP);
     this.logger.info({ instances: [...this.view.instances.keys()], sessions: totals.size === 0 ? 0 : [...totals.values()].reduce((a, b) => a + b, 0) }, 'fleet up: counts published and shared through Redis');
   }
@@ -196,7 +215,7 @@ export class FleetAgent {
       if (active > 0) counts.push(id, active);
     }
     const deadAfter = HEARTBEATS_TO_DEATH * this.config.heartbeat;
-    const reply = (await within(this.redis.fleetSync(KEY.instances, KEY.sessions, KEY.held(this.config.name), this.config.name, deadAfter, PREFIX, ...counts), this.syncTimeout)) as unknown[];
+    const reply = (await within(this.run(SYNC, [KEY.instances, KEY.sessions], [this.config.name, deadAfter, PREFIX, ...counts]), this.syncTimeout)) as unknown[];
     const instances = new Map<string, Map<string, number>>();
     for (let i = 2; i + 1 < reply.length; i += 2) instances.set(String(reply[i]), pairs(reply[i + 1]));
     this.view = { instances, sessions: pairs(reply[1]) };
@@ -243,17 +262,23 @@ export class FleetAgent {
 
   private async pick(worker: number, id: number, plan: SessionPlan): Promise<void> {
     let slot = PICK_LOCALLY;
-    if (this.up && this.ready) {
-      const args: (string | number)[] = [];
+    const launch = this.launches.get(worker) ?? 0;
+    if (this.up && this.ready && plan.slots.every((s) => s >= 0)) {
+      const args: (string | number)[] = [this.config.name, plan.ring ? 1 : 0, plan.balanceFactor];
       for (let i = 0; i < plan.slots.length; i++) args.push(this.idOf(plan.slots[i]), plan.weights[i], plan.maxConns[i]);
       try {
-        const index = Number(await within(this.redis.fleetPick(KEY.sessions, KEY.held(this.config.name), plan.ring ? 1 : 0, plan.balanceFactor, ...args), this.config.timeout));
-        if (!this.up) {
-          // Degraded while this pick ran: the worker picks locally, and the rebuild that follows
-          // replaces this session's count in Redis with the truth.
-          slot = PICK_LOCALLY;
-        } else {
-          slot = index >= 0 ? plan.slots[index] : ALL_FULL;
+        const index = Number(await within(this.run(PICK, this.mine, args), this.config.timeout));
+        if (index === -2) throw new Error('this instance was removed from the fleet as dead: rebuilding');
+        const taken = index >= 0 ? plan.slots[index] : ALL_FULL;
+        if ((this.launches.get(worker) ?? 0) !== launch) {
+          // The worker died meanwhile: nobody holds what Redis took.
+          if (taken >= 0 && this.sending) this.send(RELEASE, this.idOf(taken), 1);
+          return;
+        }
+        // Not up (degraded, or rebuilding): the worker picks locally and counts its pick, and the
+        // rebuild's replace (sent after this pick) settles what Redis holds of this instance.
+        if (this.up) {
+          slot = taken;
           if (slot >= 0) this.rowOf(worker)[slot]++;
         }
       } catch (err) {
@@ -261,7 +286,20 @@ export class FleetAgent {
         slot = PICK_LOCALLY;
       }
     }
-    this.supervisor.sendTo(worker, { type: 'fleet-picked', id, slot });
+    if ((this.launches.get(worker) ?? 0) === launch) this.supervisor.sendTo(worker, { type: 'fleet-picked', id, slot });
+  }
+
+  /** Launches of each worker that died: a pick answered after its worker died belongs to nobody. */
+  private readonly launches = new Map<number, number>();
+
+  /** Sends a TAKE or RELEASE of `count` sessions on backend `id`; a failure degrades. */
+  private send(script: string, id: string, count: number): void {
+    within(this.run(script, this.mine, [this.config.name, id, count]), this.syncTimeout).then(
+      (result) => {
+        if (script === TAKE && Number(result) === 0) this.degrade('this instance was removed from the fleet as dead: rebuilding');
+      },
+      (err: Error) => this.degrade(err.message),
+    );
   }
 
   /** A session the fleet counts began (+1) or ended (-1) on `slot` in `worker`. */
@@ -270,20 +308,18 @@ export class FleetAgent {
     // A worker's end of a session it was never counted for (it died and was reconciled) changes nothing.
     if (change < 0 && row[slot] === 0) return;
     row[slot] += change;
-    if (!this.sending) return;
-    const id = this.idOf(slot);
-    const sent = change > 0 ? this.redis.fleetTake(KEY.sessions, KEY.held(this.config.name), id, 1) : this.redis.fleetRelease(KEY.sessions, KEY.held(this.config.name), id, 1);
-    within(sent, this.syncTimeout).catch((err: Error) => this.degrade(err.message));
+    if (this.sending) this.send(change > 0 ? TAKE : RELEASE, this.idOf(slot), 1);
   }
 
   /** A worker's thread has exited: the sessions it held leave the fleet's counts. */
   onWorkerDied(worker: number): void {
+    this.launches.set(worker, (this.launches.get(worker) ?? 0) + 1);
     const row = this.held.get(worker);
     if (!row) return;
     this.held.delete(worker);
     if (!this.sending) return;
     row.forEach((count, slot) => {
-      if (count > 0) within(this.redis.fleetRelease(KEY.sessions, KEY.held(this.config.name), this.idOf(slot), count), this.syncTimeout).catch((err: Error) => this.degrade(err.message));
+      if (count > 0) this.send(RELEASE, this.idOf(slot), count);
     });
   }
 
@@ -309,6 +345,12 @@ export class FleetAgent {
     }
     if (message.from === this.config.name || !message.change) return;
     this.control.applyShared(message.change);
+  }
+
+  /** Stores the drains this instance applies, so that a Redis restarted empty learns them again. */
+  private async storeDrains(): Promise<void> {
+    const drained = Object.keys(this.control.plan.backendSlots).filter((id) => this.control.isDrained(id));
+    if (drained.length > 0) await within(this.redis.hset(KEY.drained, ...drained.flatMap((id) => [id, 1])), this.syncTimeout);
   }
 
   /** Applies the stored admin state: what was drained or weighted on any instance, before this one started too. */
@@ -343,7 +385,7 @@ export class FleetAgent {
     if (this.timer) clearInterval(this.timer);
     this.table.setFleetState(FLEET_DEGRADED);
     if (this.ready) {
-      await within(this.redis.fleetReplace(KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name), this.config.name, 0), this.syncTimeout).catch(() => undefined);
+      await within(this.run(REPLACE, [KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name)], [this.config.name, 0]), this.syncTimeout).catch(() => undefined);
     }
     this.redis.disconnect();
     this.subscriber.disconnect();

@@ -24,7 +24,7 @@ end
 `;
 
 /**
- * KEYS: instances, sessions, held:ME. ARGV: me, dead-after ms, prefix, then backend id, count
+ * KEYS: instances, sessions. ARGV: me, dead-after ms, prefix, then backend id, count
  * pairs of what this instance holds now. Records the heartbeat and the counts, removes every
  * instance silent past dead-after (its sessions leave the fleet's counts), and returns
  * [existed (1/0), sessions as a flat hash, then per live instance: name, its active as a flat hash].
@@ -55,11 +55,15 @@ return out
 `;
 
 /**
- * KEYS: sessions, held:ME. ARGV: ring (1/0), balance factor, then backend id, weight, max_conns
- * triples in the plan's order. Takes one session on the chosen backend and returns its index
- * (0-based) in the plan, or -1 when every candidate is at its max_conns over the fleet.
+ * KEYS: sessions, held:ME, instances. ARGV: me, ring (1/0), balance factor, then backend id,
+ * weight, max_conns triples in the plan's order. Takes one session on the chosen backend and
+ * returns its index (0-based) in the plan; -1 when every candidate is at its max_conns over the
+ * fleet; -2 when ME is not registered (reaped as dead: ME must rebuild first, or its counts would
+ * be kept where no survivor removes them).
  */
 export const PICK = `
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return -2 end
+table.remove(ARGV, 1)
 local n = (#ARGV - 2) / 3
 local counts, sum = {}, 0
 for i = 1, n do
@@ -94,15 +98,18 @@ redis.call('HINCRBY', KEYS[2], ARGV[3 * chosen], 1)
 return chosen - 1
 `;
 
-/** KEYS: sessions, held:ME. ARGV: backend id, count. Counts sessions taken without a pick. */
+/** KEYS: sessions, held:ME, instances. ARGV: me, backend id, count. Counts sessions taken without a pick; 0 when ME is not registered. */
 export const TAKE = `
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
+table.remove(ARGV, 1)
 redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
 return 1
 `;
 
-/** KEYS: sessions, held:ME. ARGV: backend id, count. Gives back at most what ME holds there. */
+/** KEYS: sessions, held:ME, instances. ARGV: me, backend id, count. Gives back at most what ME holds there. */
 export const RELEASE = `
+table.remove(ARGV, 1)
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local count = math.min(held, tonumber(ARGV[2]))
 if count <= 0 then return 0 end

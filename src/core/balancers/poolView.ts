@@ -90,10 +90,11 @@ export class PoolView {
 
   /**
    * The members up now, for a fleet-wide session pick: in ring order when `order` (member
-   * indexes) is given, else starting one further along at each call, so that ties rotate.
+   * indexes of the view as the caller just refreshed it) is given, else starting one further
+   * along at each call, so that ties rotate.
    */
   sessionPlan(order?: readonly number[]): SessionPlan {
-    this.refresh();
+    if (!order) this.refresh();
     const count = this.slots.length;
     const now = this.slowStarting ? this.now() : 0;
     const indexes = order ?? Array.from({ length: count }, (_, k) => (this.planStart + k) % count);

@@ -430,3 +430,36 @@ test('fleet: TCP sessions are fleet-exact too: max_conns 10 on 2 backends, 30 co
   for (const { socket } of outcomes) socket.destroy();
   await waitFor('the backends to see every connection close', () => open.every((s) => s.size === 0));
 });
+
+test('fleet: a backend added on one instance joins every pool of the fleet, also on an instance that starts later; removed on another, it leaves all', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends.slice(0, 2))));
+  await joined(a, b);
+  const status = async (instance: Instance, backend: TestBackend) => (await adminRequest(instance.adminPort, 'GET', `/api/backends/${encodeURIComponent(idOf(backend))}`)).status;
+  const added = await new Promise<number>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: a.adminPort, method: 'POST', path: '/api/pools/main/backends', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ url: backends[2].address }));
+  });
+  t.is(added, 201);
+  await until('B to add the backend', async () => (await status(b, backends[2])) === 200);
+  const c = await startInstance(t, redis, 'lb-c', backends.slice(0, 2));
+  await joined(c);
+  t.is(await status(c, backends[2]), 200, 'an instance started after the add has the backend');
+  const sockets = await openMany(`ws://127.0.0.1:${c.port}/`, 30);
+  await sessionsOnBackends(backends, 30);
+  t.deepEqual(counts(backends), [10, 10, 10]);
+
+  const removed = await adminRequest(b.adminPort, 'DELETE', `/api/backends/${encodeURIComponent(idOf(backends[2]))}`);
+  t.is(removed.status, 202);
+  await until('A and C to drain it', async () => (await a.state(backends[2])) === 'draining' && (await c.state(backends[2])) === 'draining');
+  const more = await openMany(`ws://127.0.0.1:${a.port}/`, 20);
+  await sessionsOnBackends(backends, 50);
+  t.deepEqual(counts(backends), [20, 20, 10]);
+  await closeAll(t, [...sockets, ...more]);
+  await until('every instance to take it out once its sessions ended', async () => (await Promise.all([a, b, c].map((x) => status(x, backends[2])))).every((s) => s === 404));
+});

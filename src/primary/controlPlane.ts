@@ -42,7 +42,11 @@ const STATE_NAMES: Record<number, BackendView['state']> = {
 const REMOVAL_POLL_MS = 100;
 
 /** An admin change that every instance of a fleet applies (docs/fleet.md). */
-export type SharedChange = { op: 'drain' | 'undrain'; id: string } | { op: 'weight'; id: string; weight: number } | { op: 'reload' };
+export type SharedChange =
+  | { op: 'drain' | 'undrain' | 'remove'; id: string }
+  | { op: 'weight'; id: string; weight: number }
+  | { op: 'add'; pool: string; body: unknown }
+  | { op: 'reload' };
 
 export class ControlPlane {
   /** Backends leaving a pool: draining until their last session ends, then removed. */
@@ -128,6 +132,8 @@ export class ControlPlane {
     try {
       if (change.op === 'reload') this.reloadFile();
       else if (change.op === 'weight') this.applyWeight(change.id, change.weight);
+      else if (change.op === 'add') this.applyAdd(change.pool, change.body);
+      else if (change.op === 'remove') this.startLeaving(this.find(change.id).id);
       else this.setDrained(change.id, change.op === 'drain');
       this.logger.info({ change }, 'admin change from the fleet applied');
     } catch (err) {
@@ -170,6 +176,17 @@ export class ControlPlane {
   }
 
   addBackend(poolName: string, body: unknown): BackendView {
+    const view = this.applyAdd(poolName, body);
+    this.onShared?.({ op: 'add', pool: poolName, body });
+    return view;
+  }
+
+  /** Whether pool `poolName` has a backend with this id. */
+  has(poolName: string, id: string): boolean {
+    return this.config.pools[poolName]?.backends.some((b) => b.id === id) ?? false;
+  }
+
+  private applyAdd(poolName: string, body: unknown): BackendView {
     const pool = this.config.pools[poolName];
     if (!pool) throw new ControlError(404, `no pool named ${JSON.stringify(poolName)}`);
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ControlError(400, 'body: expected a JSON object such as {"url": "http://127.0.0.1:9004", "weight": 1}');
@@ -227,6 +244,7 @@ export class ControlPlane {
   remove(id: string): BackendView {
     const backend = this.find(id);
     this.startLeaving(id);
+    this.onShared?.({ op: 'remove', id });
     return this.view(backend);
   }
 

@@ -11,6 +11,7 @@ import { FLEET_DEGRADED, FLEET_UP, type StateTable } from '../core/state/stateTa
 import type { WorkerMessage } from '../engine/messages.js';
 import { PICK_LOCALLY } from '../dataplane/fleetSessions.js';
 import type { Logger } from '../log.js';
+import { validateBackend } from '../config/schema.js';
 import type { ControlPlane, SharedChange } from './controlPlane.js';
 import { PICK, PREFIX, RELEASE, REPLACE, SYNC, TAKE } from './fleetScripts.js';
 import type { Supervisor } from './supervisor.js';
@@ -26,6 +27,8 @@ const KEY = {
   active: (name: string) => `${PREFIX}active:${name}`,
   drained: `${PREFIX}admin:drained`,
   weight: `${PREFIX}admin:weight`,
+  added: `${PREFIX}admin:added`,
+  removed: `${PREFIX}admin:removed`,
 };
 
 
@@ -329,11 +332,31 @@ export class FleetAgent {
       this.logger.warn({ change }, 'fleet degraded: this admin change applies to this instance only');
       return;
     }
-    const stored =
-      change.op === 'drain' ? this.redis.hset(KEY.drained, change.id, 1) : change.op === 'undrain' ? this.redis.hdel(KEY.drained, change.id) : change.op === 'weight' ? this.redis.hset(KEY.weight, change.id, change.weight) : Promise.resolve(0);
+    const stored = this.store(change);
     stored
       .then(() => this.redis.publish(ADMIN_CHANNEL, JSON.stringify({ from: this.config.name, change })))
       .catch((err: Error) => this.logger.warn({ change, err: err.message }, 'admin change not shared with the fleet'));
+  }
+
+  /** Keeps the change where instances that start later find it (a reload is each instance's own file). */
+  private store(change: SharedChange): Promise<unknown> {
+    const redis = this.redis;
+    switch (change.op) {
+      case 'drain':
+        return redis.hset(KEY.drained, change.id, 1);
+      case 'undrain':
+        return redis.hdel(KEY.drained, change.id);
+      case 'weight':
+        return redis.hset(KEY.weight, change.id, change.weight);
+      case 'add': {
+        const id = validateBackend(change.pool, change.body).id;
+        return redis.multi().hset(KEY.added, id, JSON.stringify({ pool: change.pool, body: change.body })).hdel(KEY.removed, id).exec();
+      }
+      case 'remove':
+        return redis.multi().hset(KEY.removed, change.id, 1).hdel(KEY.added, change.id).hdel(KEY.drained, change.id).exec();
+      case 'reload':
+        return Promise.resolve(0);
+    }
   }
 
   private onAdminMessage(text: string): void {
@@ -355,7 +378,12 @@ export class FleetAgent {
 
   /** Applies the stored admin state: what was drained or weighted on any instance, before this one started too. */
   private async loadSharedAdmin(): Promise<void> {
-    const [drained, weights] = await within(Promise.all([this.redis.hgetall(KEY.drained), this.redis.hgetall(KEY.weight)]), this.syncTimeout);
+    const [added, removed, drained, weights] = await within(Promise.all([KEY.added, KEY.removed, KEY.drained, KEY.weight].map((key) => this.redis.hgetall(key))), this.syncTimeout);
+    for (const [id, text] of Object.entries(added)) {
+      const { pool, body } = JSON.parse(text) as { pool: string; body: unknown };
+      if (!this.control.has(pool, id)) this.control.applyShared({ op: 'add', pool, body });
+    }
+    for (const id of Object.keys(removed)) if (id in this.control.plan.backendSlots) this.control.applyShared({ op: 'remove', id });
     const known = this.control.plan.backendSlots;
     for (const id of Object.keys(drained)) if (id in known && !this.control.isDrained(id)) this.control.applyShared({ op: 'drain', id });
     for (const [id, weight] of Object.entries(weights)) {

@@ -2,6 +2,7 @@
 // checked on the backend side (the sessions each test backend holds open).
 
 import test, { type ExecutionContext } from 'ava';
+import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { once } from 'node:events';
@@ -462,4 +463,31 @@ test('fleet: a backend added on one instance joins every pool of the fleet, also
   t.deepEqual(counts(backends), [20, 20, 10]);
   await closeAll(t, [...sockets, ...more]);
   await until('every instance to take it out once its sessions ended', async () => (await Promise.all([a, b, c].map((x) => status(x, backends[2])))).every((s) => s === 404));
+});
+
+test('fleet dashboard: the page shows the live instances, each backend\'s fleet total, and when Redis is lost', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
+  await joined(a, b);
+  const sockets = [...(await openMany(`ws://127.0.0.1:${a.port}/`, 4)), ...(await openMany(`ws://127.0.0.1:${b.port}/`, 5))];
+  await sessionsOnBackends(backends, 9);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${a.adminPort}/`);
+  // A's page: its own 4 sessions in "Active", the fleet's 9 in "Fleet", 3 on each backend.
+  await page.waitForFunction(() => [...document.querySelectorAll('#rows td.fleet-total')].map((c) => c.textContent).join() === '3,3,3', undefined, { timeout: 20_000 });
+  t.is(await page.$$eval('#rows td.active', (cells) => cells.reduce((n, c) => n + Number(c.textContent), 0)), 4);
+  t.regex((await page.textContent('#fleet-text')) ?? '', /this is lb-a; 2 instance\(s\) live: lb-a, lb-b/);
+  t.is(await page.textContent('#fleet-state'), 'shared');
+  const perInstance = await page.$$eval('#rows td.fleet-total', (cells) => cells.map((c) => c.getAttribute('title')));
+  t.true(perInstance.every((title) => /lb-a: \d+, lb-b: \d+/.test(title ?? '')), perInstance.join(' | '));
+  await redis.kill();
+  await page.waitForFunction(() => document.getElementById('fleet-state')?.textContent === 'degraded', undefined, { timeout: 20_000 });
+  t.pass();
+  await closeAll(t, sockets);
 });

@@ -217,7 +217,8 @@ test('least-conn sends new requests away from a backend busy with slow ones', as
   // Two held requests occupy one backend each; once one is answered, a third lands where it was.
   const heldA = get(proxy.port, '/hold');
   const heldB = get(proxy.port, '/hold');
-  await waitFor('both in flight', () => activeTotal(proxy, 'main', [busy, idle]) === 2);
+  // Held at the backends themselves: counted in fairway is not yet arrived there.
+  await waitFor('one held at each backend', () => busy.hits === 1 && idle.hits === 1);
   idle.releaseHeld();
   await waitFor('the answered one released', () => activeTotal(proxy, 'main', [busy, idle]) === 1);
   const next = await get(proxy.port, '/');

@@ -59,6 +59,9 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
     return given.length === expected.length && timingSafeEqual(given, expected);
   };
 
+  // One frame of backends, and with a fleet one `fleet` event with the fleet's view.
+  const frames = () => `data: ${JSON.stringify(stats.snapshot())}\n\n${fleet ? `event: fleet\ndata: ${JSON.stringify(fleet.snapshot())}\n\n` : ''}`;
+
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin');
     if (!authorized(req, url)) {
@@ -82,7 +85,7 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
       }
       case 'GET /api/events': {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-        res.write(`data: ${JSON.stringify(stats.snapshot())}\n\n`);
+        res.write(frames());
         streams.add(res);
         req.on('close', () => streams.delete(res));
         return;
@@ -124,7 +127,7 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
   });
   const ticker = setInterval(() => {
     if (streams.size === 0) return;
-    const frame = `data: ${JSON.stringify(stats.snapshot())}\n\n`;
+    const frame = frames();
     for (const stream of streams) stream.write(frame);
   }, EVENT_INTERVAL_MS);
 

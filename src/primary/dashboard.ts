@@ -21,13 +21,15 @@ export const DASHBOARD_HTML = `<!doctype html>
   .down, .ejected { background: #fde0e0; color: #a12020; }
   button { font: inherit; padding: 3px 10px; border: 1px solid #ccd; border-radius: 4px; background: #fff; cursor: pointer; }
   #status { margin-top: 10px; color: #667; font-size: 12px; }
+  #fleet { margin-bottom: 12px; } .fleet-col { display: none; } body.fleet .fleet-col { display: table-cell; }
 </style>
 </head>
 <body>
 <h1>fairway</h1>
 <div class="sub">Active sessions per backend, live. Bars compare backends within the page.</div>
+<div id="fleet" hidden><span class="state" id="fleet-state"></span> <span id="fleet-text"></span></div>
 <table>
-  <thead><tr><th>Pool</th><th>Backend</th><th>State</th><th>Active sessions</th><th class="num">Active</th><th class="num">Req/s</th><th class="num">p50</th><th class="num">p99</th><th></th></tr></thead>
+  <thead><tr><th>Pool</th><th>Backend</th><th>State</th><th>Active sessions</th><th class="num">Active</th><th class="num fleet-col">Fleet</th><th class="num">Req/s</th><th class="num">p50</th><th class="num">p99</th><th></th></tr></thead>
   <tbody id="rows"></tbody>
 </table>
 <div id="status">connecting…</div>
@@ -43,7 +45,26 @@ export const DASHBOARD_HTML = `<!doctype html>
     td.textContent = text;
     return td;
   }
+  let fleet = null;
+  let last = [];
+  function renderFleet() {
+    const panel = document.getElementById('fleet');
+    if (!fleet) return;
+    document.body.classList.add('fleet');
+    panel.hidden = false;
+    const badge = document.getElementById('fleet-state');
+    badge.className = 'state ' + (fleet.degraded ? 'down' : 'up');
+    badge.textContent = fleet.degraded ? 'degraded' : 'shared';
+    document.getElementById('fleet-text').textContent = 'fleet: this is ' + fleet.name + '; ' + fleet.instances.length + ' instance(s) live: ' + fleet.instances.join(', ') + (fleet.degraded ? ' (as last seen; picks use local counts)' : '');
+  }
+  function fleetCell(id) {
+    const entry = fleet && fleet.backends.find((x) => x.id === id);
+    const td = cell(entry ? String(entry.total) : '–', 'num fleet-col fleet-total');
+    if (entry) td.title = Object.entries(entry.instances).map(([name, n]) => name + ': ' + n).join(', ');
+    return td;
+  }
   function render(backends) {
+    last = backends;
     const most = Math.max(1, ...backends.map((b) => b.active));
     rows.replaceChildren(...backends.map((b) => {
       const tr = document.createElement('tr');
@@ -60,13 +81,18 @@ export const DASHBOARD_HTML = `<!doctype html>
       button.onclick = () => fetch('api/backends/' + encodeURIComponent(b.id) + '/' + button.dataset.action, { method: 'POST', headers });
       action.append(button);
       const active = cell(String(b.active), 'num active');
-      tr.append(cell(b.pool), cell(b.name + '  ' + b.url.replace('http://', '')), state, barCell, active, cell(String(b.rps), 'num'), cell(ms(b.p50), 'num'), cell(ms(b.p99), 'num'), action);
+      tr.append(cell(b.pool), cell(b.name + '  ' + b.url.replace('http://', '')), state, barCell, active, fleetCell(b.id), cell(String(b.rps), 'num'), cell(ms(b.p50), 'num'), cell(ms(b.p99), 'num'), action);
       return tr;
     }));
     status.textContent = 'updated ' + new Date().toLocaleTimeString();
   }
   const events = new EventSource('api/events' + (token ? '?token=' + encodeURIComponent(token) : ''));
   events.onmessage = (event) => render(JSON.parse(event.data));
+  events.addEventListener('fleet', (event) => {
+    fleet = JSON.parse(event.data);
+    renderFleet();
+    render(last);
+  });
   events.onerror = () => { status.textContent = 'disconnected, retrying…'; };
 </script>
 </body>

@@ -394,17 +394,18 @@ export class FleetAgent {
   /** What the admin API and /metrics show. */
   snapshot(): FleetView {
     const backends: FleetView['backends'] = [];
+    const live = [...this.view.instances].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
     for (const id of Object.keys(this.control.plan.backendSlots)) {
       const instances: Record<string, number> = {};
       let total = 0;
-      for (const [name, active] of this.view.instances) {
+      for (const [name, active] of live) {
         const count = name === this.config.name ? this.table.active(this.control.plan.backendSlots[id]) : (active.get(id) ?? 0);
         instances[name] = count;
         total += count;
       }
       backends.push({ id, instances, total, sessions: this.view.sessions.get(id) ?? 0 });
     }
-    return { name: this.config.name, degraded: !this.up, instances: [...this.view.instances.keys()], backends };
+    return { name: this.config.name, degraded: !this.up, instances: live.map(([name]) => name), backends };
   }
 
   /** Leaves the fleet: this instance's counts go at once instead of after 3 heartbeats. */

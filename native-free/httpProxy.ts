@@ -115,10 +115,10 @@ class NodeReply implements ClientReply {
     });
   }
 
-  fault(fault: ProxyFault, closeConnection: boolean): void {
+  fault(fault: ProxyFault, closeConnection: boolean, retryAfterSeconds = 0): void {
     if (this.finished) return;
     this.finished = true;
-    writeFault(this.res, fault, closeConnection);
+    writeFault(this.res, fault, closeConnection, retryAfterSeconds);
   }
 
   start(statusCode: number, statusMessage: string | undefined, headers: string[], _total: number, noBody: boolean): void {

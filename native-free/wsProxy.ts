@@ -129,10 +129,10 @@ class NodeHandshake implements ClientHandshake {
     return true;
   }
 
-  refuse(fault: ProxyFault): void {
+  refuse(fault: ProxyFault, _closeConnection = false, retryAfterSeconds = 0): void {
     if (this.answered) return;
     this.answered = true;
-    answerFault(this.socket, fault);
+    answerFault(this.socket, fault, retryAfterSeconds);
   }
 
   relay(status: number, statusMessage: string, contentType: string | undefined, body: Buffer): void {

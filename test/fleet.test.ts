@@ -38,7 +38,7 @@ interface Instance {
   state(backend: TestBackend): Promise<string>;
 }
 
-async function startInstance(t: ExecutionContext, redis: TestRedis | string, name: string, backends: { address: string }[], options: { maxConns?: number; tcpPort?: number } = {}): Promise<Instance> {
+async function startInstance(t: ExecutionContext, redis: TestRedis | string, name: string, backends: { address: string }[], options: { maxConns?: number; tcpPort?: number; routes?: unknown[] } = {}): Promise<Instance> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = join(tmpdir(), `fairway-fleet-${process.pid}-${port}.yaml`);
   writeFileSync(
@@ -51,6 +51,7 @@ async function startInstance(t: ExecutionContext, redis: TestRedis | string, nam
       fleet: fleetConfig(typeof redis === 'string' ? redis : redis.url, name),
       pools: { main: { backends: backends.map((b) => (options.maxConns ? { url: b.address, max_conns: options.maxConns } : b.address)) } },
       ...(options.tcpPort ? { tcp: [{ listen: `127.0.0.1:${options.tcpPort}`, pool: 'main' }] } : {}),
+      ...(options.routes ? { routes: options.routes } : {}),
     }),
   );
   const { child } = await runCli(t, ['--config', file]);
@@ -490,4 +491,42 @@ test('fleet dashboard: the page shows the live instances, each backend\'s fleet 
   await page.waitForFunction(() => document.getElementById('fleet-state')?.textContent === 'degraded', undefined, { timeout: 20_000 });
   t.pass();
   await closeAll(t, sockets);
+});
+
+test('fleet rate limit: a burst of 40 requests spread over 3 instances passes exactly the burst of 10; scope instance would pass 30', async (t) => {
+  const redis = await startRedis(t);
+  const backends = await threeBackends(t);
+  const routes = [
+    { match: { path: '/fleet' }, pool: 'main', rate_limit: { scope: 'fleet', requests: { rate: '1/m', burst: 10 } } },
+    { match: { path: '/local' }, pool: 'main', rate_limit: { requests: { rate: '1/m', burst: 10 } } },
+    { match: { path: '/sessions' }, pool: 'main', rate_limit: { scope: 'fleet', new_sessions: { rate: '1/m', burst: 4 } } },
+    { match: { path: '/' }, pool: 'main' },
+  ];
+  const instances = await Promise.all(['lb-a', 'lb-b', 'lb-c'].map((name) => startInstance(t, redis, name, backends, { routes })));
+  await joined(...instances);
+  const burst = async (path: string) => {
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => fetch(`http://127.0.0.1:${instances[i % 3].port}${path}`).then(async (res) => ({ status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text() }))));
+    return answers;
+  };
+  const fleet = await burst('/fleet');
+  t.is(fleet.filter((a) => a.status === 200).length, 10);
+  const refused = fleet.filter((a) => a.status === 429);
+  t.is(refused.length, 30);
+  t.true(refused.every((a) => Number(a.retryAfter) >= 1), refused.map((a) => a.retryAfter).join());
+  // The same limit counted per instance lets each instance's burst through.
+  const local = await burst('/local');
+  t.is(local.filter((a) => a.status === 200).length, 30);
+  const metrics = (await adminRequest(instances[0].adminPort, 'GET', '/metrics')).body;
+  t.regex(metrics, /fairway_rate_limited_total\{reason="requests"\} [1-9]/);
+  // New WebSocket sessions too: 12 upgrades over the 3 instances against a fleet burst of 4.
+  const upgrades = await Promise.all(Array.from({ length: 12 }, (_, i) => openSocket(`ws://127.0.0.1:${instances[i % 3].port}/sessions`).then((ws) => ws, (err: Error) => err)));
+  const opened = upgrades.filter((u): u is WebSocket => !(u instanceof Error));
+  t.is(opened.length, 4);
+  t.true(upgrades.filter((u) => u instanceof Error).every((err) => (err as Error).message === 'unexpected response 429'));
+  await closeAll(t, opened);
+});
+
+test('fleet rate limit config: scope fleet without a fleet section is named', (t) => {
+  const error = t.throws(() => validateConfig({ pools: { main: { backends: ['127.0.0.1:9001'] } }, routes: [{ match: { path: '/' }, pool: 'main', rate_limit: { scope: 'fleet', requests: { rate: '1/s' } } }] }));
+  t.regex(error!.message, /routes\[0\]\.rate_limit\.scope: expected instance, or a fleet section for fleet/);
 });

@@ -20,6 +20,7 @@ export const DEFAULTS = {
   'fleet.sync': '100ms',
   'fleet.timeout': '50ms',
   'fleet.exact_sessions': true,
+  'routes[].rate_limit.scope': 'instance',
   'pools.NAME.algorithm': 'least-conn',
   'pools.NAME.least_time.decay': '10s',
   'pools.NAME.queue.size': 0,

@@ -34,7 +34,7 @@ export const CONFIG_KEYS = {
   'routes[].timeouts': ['response', 'idle'],
   'routes[].request_headers': HEADER_EDIT_KEYS,
   'routes[].response_headers': HEADER_EDIT_KEYS,
-  'routes[].rate_limit': ['key', 'requests', 'new_sessions', 'concurrent_sessions'],
+  'routes[].rate_limit': ['key', 'scope', 'requests', 'new_sessions', 'concurrent_sessions'],
   'routes[].rate_limit.requests': BUCKET_KEYS,
   'routes[].rate_limit.new_sessions': BUCKET_KEYS,
   'tcp[]': ['listen', 'pool', 'idle_timeout', 'send_proxy', 'accept_proxy'],

@@ -5,6 +5,7 @@ import { isToken } from '../core/httpSyntax.js';
 import type { Config, HeaderEdit, RateLimitConfig, RouteConfig, RouteMatch } from './types.js';
 import { Checker, join, parseRate } from './checker.js';
 import { CONFIG_KEYS } from './keys.js';
+import { DEFAULTS } from './defaults.js';
 
 function parseBucket(check: Checker, path: string, raw: unknown): { rate: number; burst: number } | undefined {
   const obj = check.object(path, raw, CONFIG_KEYS['routes[].rate_limit.requests']);
@@ -30,7 +31,8 @@ function parseRateLimit(check: Checker, path: string, raw: unknown): RateLimitCo
   if (obj.requests === undefined && obj.new_sessions === undefined && obj.concurrent_sessions === undefined) {
     return check.fail(path, 'at least one of requests, new_sessions, concurrent_sessions', raw);
   }
-  return { key, requests, newSessions, concurrentSessions };
+  const scope = obj.scope === undefined ? (DEFAULTS['routes[].rate_limit.scope'] as 'instance') : (check.oneOf(join(path, 'scope'), obj.scope, ['instance', 'fleet'] as const) ?? 'instance');
+  return { key, requests, newSessions, concurrentSessions, scope };
 }
 
 /** Headers a route may not set or remove: they describe the connection or the message framing. */

@@ -107,6 +107,10 @@ export function validateConfig(raw: unknown): Config {
     check.fail('routes', 'a list of routes when more than one pool serves HTTP', undefined);
   }
 
+  routes.forEach((route, i) => {
+    if (route.rateLimit?.scope === 'fleet' && !fleet) check.fail(`routes[${i}].rate_limit.scope`, 'instance, or a fleet section for fleet', 'fleet');
+  });
+
   let trustedProxies: string[] = [];
   if (top.trusted_proxies !== undefined) {
     const list = top.trusted_proxies;

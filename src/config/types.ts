@@ -132,6 +132,8 @@ export interface RateLimitConfig {
   newSessions?: { rate: number; burst: number };
   /** Most WebSocket sessions open at once per client; 0 = no limit. */
   concurrentSessions: number;
+  /** Where the buckets are counted: this instance's shared memory, or Redis for the whole fleet. */
+  scope: 'instance' | 'fleet';
 }
 
 export interface HeaderEdit {

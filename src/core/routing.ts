@@ -30,6 +30,8 @@ export interface RouteLimit {
   requests?: Bucket;
   sessions?: Bucket;
   maxSessions: number;
+  /** The buckets are counted in Redis for the whole fleet (scope: fleet); maxSessions stays here. */
+  fleet: boolean;
 }
 
 export interface UpstreamEdit {
@@ -73,6 +75,7 @@ export class Router {
           requests: route.rateLimit.requests && bucket(route.rateLimit.requests.rate, route.rateLimit.requests.burst),
           sessions: route.rateLimit.newSessions && bucket(route.rateLimit.newSessions.rate, route.rateLimit.newSessions.burst),
           maxSessions: route.rateLimit.concurrentSessions,
+          fleet: route.rateLimit.scope === 'fleet',
         },
       },
     }));

@@ -8,6 +8,7 @@ import type { RequestHead } from '../core/forwarding.js';
 import type { MatchedRoute } from '../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
+import { checkFleetLimit } from './requestGate.js';
 import type { Admission } from './requestGate.js';
 import type { UpstreamControl, UpstreamResponseHandler } from './upstreamHttp.js';
 import type { WorkerContext } from './workerContext.js';
@@ -18,7 +19,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 /** How an engine answers the client. Calls come in order: start, write*, end or fail; or fault. */
 export interface ClientReply {
   /** A short error response of fairway's own, optionally closing the connection. */
-  fault(fault: ProxyFault, closeConnection: boolean): void;
+  fault(fault: ProxyFault, closeConnection: boolean, retryAfterSeconds?: number): void;
   /**
    * The response head: `headers` is a flat [name, value, name, value, …] list with hop-by-hop
    * headers already taken out; `total` is the announced length or -1 (streamed); `noBody` for HEAD, 204 and 304.
@@ -73,21 +74,33 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     context.inFlightHttp++;
   }
 
-  /** Asks the pool for a backend (now, or after waiting in its queue). */
+  /** Asks the pool for a backend (now, or after waiting in its queue), after the fleet's rate limit if the route has one. */
   start(gate: Admission): void {
-    this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
+    if (!gate.fleetLimit) {
+      this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
+      return;
+    }
+    this.cancelWait = checkFleetLimit(
+      this.context,
+      gate.fleetLimit,
+      () => {
+        this.cancelWait = undefined;
+        if (!this.finished) this.start({ ...gate, fleetLimit: undefined });
+      },
+      (refusal) => this.refuse(refusal.fault, refusal.retryAfter),
+    );
   }
 
   private get slot(): number {
     return this.lease.slot;
   }
 
-  refuse(fault: ProxyFault): void {
+  refuse(fault: ProxyFault, retryAfterSeconds = 0): void {
     this.cancelWait = undefined;
-    if (this.clientGone) return;
+    if (this.clientGone || this.finished) return;
     this.responseDone = true;
     this.status = fault.status;
-    this.reply.fault(fault, false);
+    this.reply.fault(fault, false, retryAfterSeconds);
     this.finish();
   }
 

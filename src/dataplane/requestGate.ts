@@ -5,6 +5,7 @@
 import { FAULTS, type ProxyFault } from '../core/errors.js';
 import type { RequestHead } from '../core/forwarding.js';
 import { editHeaders, rewritePath, type MatchedRoute, type RequestFacts, type RouteLimit } from '../core/routing.js';
+import type { Bucket, LimitReason } from '../core/limits/clientLimits.js';
 import type { PoolRuntime } from './admission.js';
 import type { WorkerContext } from './workerContext.js';
 
@@ -17,6 +18,17 @@ export interface Admission {
   stickySlot: number;
   /** The client's slot in the shared limits when an upgrade's session is counted there, else -1. */
   limitSlot: number;
+  /** The route's buckets the fleet counts, to be checked in Redis before a backend is chosen. */
+  fleetLimit?: FleetLimit;
+}
+
+/** Buckets of a route with scope: fleet, for one client. */
+export interface FleetLimit {
+  key: string;
+  requests?: Bucket;
+  sessions?: Bucket;
+  upgrade: boolean;
+  head: RequestHead;
 }
 
 export interface Refusal {
@@ -46,10 +58,12 @@ export function gateRequest(context: WorkerContext, head: RequestHead, facts: ()
   if (upgrade && !route.websocket) return refusal(FAULTS.websocketNotAllowed);
   if (upgrade && context.shuttingDown) return refusal(FAULTS.noBackend, 0, true);
   let limitSlot = -1;
+  let fleetLimit: FleetLimit | undefined;
   if (route.limit) {
     const limited = checkLimit(context, head, route.limit, request, upgrade);
     if ('fault' in limited) return limited;
     limitSlot = limited.slot;
+    fleetLimit = limited.fleetLimit;
   }
   // A declared length over the limit is refused before anything is read or sent upstream.
   if (!upgrade && route.maxBody > 0 && head.contentLength > route.maxBody) return refusal(FAULTS.bodyTooLarge, 0, true);
@@ -62,7 +76,7 @@ export function gateRequest(context: WorkerContext, head: RequestHead, facts: ()
     if (edit.stripPrefix || edit.addPrefix) head.path = rewritePath(head.path, edit.stripPrefix, edit.addPrefix);
     if (edit.headers) editHeaders(head.headers, edit.headers);
   }
-  return { route, pool, key, stickySlot, limitSlot };
+  return { route, pool, key, stickySlot, limitSlot, fleetLimit };
 }
 
 function refusal(fault: ProxyFault, retryAfter = 0, closeConnection = false): Refusal {
@@ -74,17 +88,51 @@ function refusal(fault: ProxyFault, retryAfter = 0, closeConnection = false): Re
  * upgrade; for an upgrade, a new-session token and room under the concurrent-session limit,
  * counted until the session ends (release with context.limits.release).
  */
-function checkLimit(context: WorkerContext, head: RequestHead, limit: RouteLimit, request: () => RequestFacts, upgrade: boolean): { slot: number } | Refusal {
+function checkLimit(context: WorkerContext, head: RequestHead, limit: RouteLimit, request: () => RequestFacts, upgrade: boolean): { slot: number; fleetLimit?: FleetLimit } | Refusal {
   const who = (limit.header && request().header(limit.header)) || head.client;
+  const key = limit.prefix + who;
   const countSession = upgrade && limit.maxSessions > 0;
-  const verdict = context.limits.admit(limit.prefix + who, Date.now(), context.worker, {
-    requests: limit.requests,
-    sessions: upgrade ? limit.sessions : undefined,
+  const sessions = upgrade ? limit.sessions : undefined;
+  // scope: fleet while Redis answers: the buckets are taken in Redis next, the session count stays here.
+  const inFleet = limit.fleet && context.fleet?.answering === true && (limit.requests !== undefined || sessions !== undefined);
+  if (inFleet && !countSession) return { slot: -1, fleetLimit: { key, requests: limit.requests, sessions, upgrade, head } };
+  const verdict = context.limits.admit(key, Date.now(), context.worker, {
+    requests: inFleet ? undefined : limit.requests,
+    sessions: inFleet ? undefined : sessions,
     maxSessions: upgrade ? limit.maxSessions : 0,
     countSession,
   });
-  if (verdict.allowed) return { slot: countSession ? verdict.slot : -1 };
-  if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, reason: verdict.reason, client: head.client });
-  const fault = verdict.reason === 'concurrent-sessions' ? FAULTS.tooManySessions : FAULTS.rateLimited;
-  return refusal(fault, Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
+  if (verdict.allowed) return { slot: countSession ? verdict.slot : -1, fleetLimit: inFleet ? { key, requests: limit.requests, sessions, upgrade, head } : undefined };
+  return limitRefusal(context, head, upgrade, verdict.reason, verdict.retryAfterMs);
+}
+
+function limitRefusal(context: WorkerContext, head: RequestHead, upgrade: boolean, reason: LimitReason, retryAfterMs: number): Refusal {
+  if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, reason, client: head.client });
+  const fault = reason === 'concurrent-sessions' ? FAULTS.tooManySessions : FAULTS.rateLimited;
+  return refusal(fault, Math.max(1, Math.ceil(retryAfterMs / 1000)));
+}
+
+/**
+ * Takes the client's tokens of a scope: fleet route in Redis (through the primary), then calls
+ * `pass`, or `refuse` with the 429 and its Retry-After. When Redis cannot answer in time, the
+ * buckets are taken here instead, as for scope: instance. Returns what to call if the client
+ * leaves meanwhile.
+ */
+export function checkFleetLimit(context: WorkerContext, limit: FleetLimit, pass: () => void, refuse: (refusal: Refusal) => void): () => void {
+  let gone = false;
+  void context.fleet!.limit(limit.key, limit.requests, limit.sessions).then((verdict) => {
+    if (gone) return;
+    if (verdict === null) {
+      const local = context.limits.admit(limit.key, Date.now(), context.worker, { requests: limit.requests, sessions: limit.sessions, maxSessions: 0, countSession: false });
+      if (local.allowed) pass();
+      else refuse(limitRefusal(context, limit.head, limit.upgrade, local.reason, local.retryAfterMs));
+    } else if (verdict.allowed) pass();
+    else {
+      context.limits.countRefusal(verdict.reason);
+      refuse(limitRefusal(context, limit.head, limit.upgrade, verdict.reason, verdict.retryAfterMs));
+    }
+  });
+  return () => {
+    gone = true;
+  };
 }

@@ -8,7 +8,7 @@ import type { RequestHead } from '../core/forwarding.js';
 import { tlsConnectOptions } from '../core/upstreamTls.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
-import type { Admission } from './requestGate.js';
+import { checkFleetLimit, type Admission } from './requestGate.js';
 import { UpstreamWebSocket, type UpstreamHandler } from './upstreamWebSocket.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -30,7 +30,7 @@ export interface ClientHandshake {
   /** Subprotocols the client offered, as sent. */
   readonly protocols: string;
   /** An error response of fairway's own. */
-  refuse(fault: ProxyFault, closeConnection: boolean): void;
+  refuse(fault: ProxyFault, closeConnection: boolean, retryAfterSeconds?: number): void;
   /** The backend's own refusal (status, content type, body), passed on. */
   relay(status: number, statusMessage: string, contentType: string | undefined, body: Buffer): void;
   /** Completes the upgrade; the engine calls the session's onClientOpen with the socket. */
@@ -107,7 +107,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     this.stickyMatched = gate.stickySlot >= 0;
     this.limitSlot = gate.limitSlot;
     this.responseTimeout = gate.route.timeouts?.response ?? context.config.timeouts.response;
-    this.lease = new BackendLease(context.table, context.worker, gate.pool, gate.key, context.fleet);
+    this.lease = new BackendLease(context.table, context.worker, gate.pool, gate.key, context.sessionFleet);
     this.pending = handshake;
     this.path = head.path;
     this.fromAddress = head.client;
@@ -115,19 +115,31 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     context.webSockets.add(this);
   }
 
-  refuse(fault: ProxyFault): void {
+  refuse(fault: ProxyFault, retryAfterSeconds = 0): void {
     this.cancelWait = undefined;
     const handshake = this.pending;
     if (!handshake) return;
     this.pending = null;
     this.closeCode = fault.status;
-    handshake.refuse(fault, false);
+    handshake.refuse(fault, false, retryAfterSeconds);
     this.finish();
   }
 
-  /** Asks for a backend (now, or after the fleet's answer or a wait in the pool's queue). */
+  /** Asks for a backend (now, or after the fleet's answer or a wait in the pool's queue), after the fleet's rate limit if the route has one. */
   start(gate: Admission): void {
-    this.cancelWait = this.lease.find(this, gate.stickySlot);
+    if (!gate.fleetLimit) {
+      this.cancelWait = this.lease.find(this, gate.stickySlot);
+      return;
+    }
+    this.cancelWait = checkFleetLimit(
+      this.context,
+      gate.fleetLimit,
+      () => {
+        this.cancelWait = undefined;
+        if (this.pending) this.start({ ...gate, fleetLimit: undefined });
+      },
+      (refusal) => this.refuse(refusal.fault, refusal.retryAfter),
+    );
   }
 
   admit(slot: number): void {

@@ -43,8 +43,13 @@ export class WorkerContext {
   readonly webSockets = new Set<OpenSession>();
   /** Connections of the TCP listeners this worker runs. */
   readonly tcpSessions = new Set<OpenSession>();
-  /** Fleet-exact session picks, when the config asks for them. */
+  /** The fleet's session picks and rate limits, with a `fleet` section. */
   fleet: FleetSessions | undefined;
+
+  /** What a session's lease counts in the fleet through, when session picks are fleet-exact. */
+  get sessionFleet(): FleetSessions | undefined {
+    return this.fleet?.exactSessions ? this.fleet : undefined;
+  }
   inFlightHttp = 0;
   shuttingDown = false;
   /** Scheme clients use, for X-Forwarded-Proto. */

@@ -46,7 +46,7 @@ export async function serveWorker(task: ServeTask, makeEngine: (context: WorkerC
   const table = StateTable.attach(task.buffer);
   const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
   const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
-  if (config.fleet?.exactSessions) context.fleet = new FleetSessions(table, (message) => channel.post(message));
+  if (config.fleet) context.fleet = new FleetSessions(table, (message) => channel.post(message), config.fleet.exactSessions);
   let engine: Engine;
   try {
     engine = makeEngine(context, logger);
@@ -226,6 +226,7 @@ export async function runWorker(
       } else if (message.type === 'close-sessions') closeSpread(context, message);
       else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
       else if (message.type === 'fleet-picked') context.fleet?.answer(message.id, message.slot);
+      else if (message.type === 'fleet-limited') context.fleet?.limited(message.id, message.verdict);
       else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
     });
   });

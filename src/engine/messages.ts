@@ -6,6 +6,7 @@ import type { Config } from '../config/types.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SessionPlan } from '../core/balancers/picker.js';
+import type { Bucket } from '../core/limits/clientLimits.js';
 
 export interface ServeTask {
   worker: number;
@@ -31,7 +32,9 @@ export type WorkerMessage =
   /** This worker took a session on `slot` without asking the fleet (sticky, retry, Redis lost). */
   | { type: 'fleet-held'; slot: number }
   /** A session on `slot` that the fleet counts has ended. */
-  | { type: 'fleet-release'; slot: number };
+  | { type: 'fleet-release'; slot: number }
+  /** Take a token from each of the fleet's buckets for `key` (answered by 'fleet-limited'). */
+  | { type: 'fleet-limit'; id: number; key: string; requests?: Bucket; sessions?: Bucket };
 /** Primary → worker. */
 export type PrimaryMessage =
   /** Every worker is ready and the primary has let go of the ports: listen now. */
@@ -43,7 +46,12 @@ export type PrimaryMessage =
   /** Close `count` of this worker's WebSockets on `slot` (rebalancing), newest or oldest first. */
   | { type: 'shed'; slot: number; count: number; order: 'newest' | 'oldest' }
   /** The fleet's answer to 'fleet-pick' `id`: a slot taken fleet-wide, ALL_FULL, or PICK_LOCALLY. */
-  | { type: 'fleet-picked'; id: number; slot: number };
+  | { type: 'fleet-picked'; id: number; slot: number }
+  /** The fleet's answer to 'fleet-limit' `id`; `verdict` null when Redis could not answer in time. */
+  | { type: 'fleet-limited'; id: number; verdict: FleetVerdict | null };
+
+/** A fleet bucket check: allowed, or refused with the reason and how long until a token. */
+export type FleetVerdict = { allowed: true } | { allowed: false; reason: 'requests' | 'new-sessions'; retryAfterMs: number };
 
 export interface ServeResult {
   worker: number;

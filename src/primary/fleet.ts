@@ -8,12 +8,13 @@ import type { SessionPlan } from '../core/balancers/picker.js';
 import { ALL_FULL } from '../core/balancers/picker.js';
 import type { FleetConfig } from '../config/types.js';
 import { FLEET_DEGRADED, FLEET_UP, type StateTable } from '../core/state/stateTable.js';
-import type { WorkerMessage } from '../engine/messages.js';
+import type { FleetVerdict, WorkerMessage } from '../engine/messages.js';
+import type { Bucket } from '../core/limits/clientLimits.js';
 import { PICK_LOCALLY } from '../dataplane/fleetSessions.js';
 import type { Logger } from '../log.js';
 import { validateBackend } from '../config/schema.js';
 import type { ControlPlane, SharedChange } from './controlPlane.js';
-import { PICK, PREFIX, RELEASE, REPLACE, SYNC, TAKE } from './fleetScripts.js';
+import { LIMIT, PICK, PREFIX, RELEASE, REPLACE, SYNC, TAKE } from './fleetScripts.js';
 import type { Supervisor } from './supervisor.js';
 import type { SlotRegistry } from '../core/state/slotRegistry.js';
 
@@ -261,6 +262,22 @@ export class FleetAgent {
     if (message.type === 'fleet-pick') void this.pick(worker, message.id, message.plan);
     else if (message.type === 'fleet-held') this.count(worker, message.slot, 1);
     else if (message.type === 'fleet-release') this.count(worker, message.slot, -1);
+    else if (message.type === 'fleet-limit') void this.limit(worker, message.id, message.key, message.requests, message.sessions);
+  }
+
+  /** Takes a client's tokens of a scope: fleet route in Redis; null to the worker when Redis cannot answer in time. */
+  private async limit(worker: number, id: number, key: string, requests: Bucket | undefined, sessions: Bucket | undefined): Promise<void> {
+    let verdict: FleetVerdict | null = null;
+    if (this.ready) {
+      try {
+        const args = [requests?.interval ?? 0, requests?.tolerance ?? 0, sessions?.interval ?? 0, sessions?.tolerance ?? 0];
+        const [reason, wait] = (await within(this.run(LIMIT, [`${PREFIX}limit:${key}:r`, `${PREFIX}limit:${key}:s`], args), this.config.timeout)) as [string, string?];
+        verdict = reason === 'ok' ? { allowed: true } : { allowed: false, reason: reason as 'requests' | 'new-sessions', retryAfterMs: Number(wait) };
+      } catch (err) {
+        this.degrade((err as Error).message);
+      }
+    }
+    this.supervisor.sendTo(worker, { type: 'fleet-limited', id, verdict });
   }
 
   private async pick(worker: number, id: number, plan: SessionPlan): Promise<void> {

@@ -8,6 +8,9 @@
 //   sessions             hash: backend id → the sum of held:* over live instances
 //   admin:drained        hash: backend id → 1 when drained on any instance (admin API)
 //   admin:weight         hash: backend id → weight set through the admin API
+//   admin:added/removed  hash: backends added (id → { pool, body }) or removed through the admin API
+//   limit:ROUTE:CLIENT:r / :s   a client's request / new-session bucket of a scope: fleet route
+//                        (its theoretical arrival time, ms), expiring once it is full again
 // Invariant: sessions[b] = Σ held:NAME[b] over the names in `instances`; every script keeps it.
 
 export const PREFIX = 'fairway:';
@@ -141,4 +144,28 @@ else
   redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
 end
 return 1
+`;
+
+/**
+ * KEYS: the request bucket's key, the new-session bucket's key. ARGV: interval and tolerance (ms)
+ * of each bucket, 0 for a bucket the route does not have. The rule of ClientLimits (GCRA, all or
+ * nothing: a refused request takes no token) on Redis's clock, so that every instance draws from
+ * one bucket per client. Returns { 'ok' } or { reason, retry-after ms }.
+ */
+export const LIMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local function advance(key, interval, tolerance)
+  if interval == 0 then return nil end
+  local tat = math.max(tonumber(redis.call('GET', key) or '0'), now) + interval
+  if tat - now > tolerance then return nil, tat - now - tolerance end
+  return tat
+end
+local requests, wait = advance(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if wait then return { 'requests', tostring(wait) } end
+local sessions, waitSessions = advance(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+if waitSessions then return { 'new-sessions', tostring(waitSessions) } end
+if requests then redis.call('SET', KEYS[1], tostring(requests), 'PX', math.ceil(requests - now) + 1) end
+if sessions then redis.call('SET', KEYS[2], tostring(sessions), 'PX', math.ceil(sessions - now) + 1) end
+return { 'ok' }
 `;

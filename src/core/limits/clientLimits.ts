@@ -96,8 +96,13 @@ export class ClientLimits {
    */
   admit(key: string, now: number, worker: number, limit: LimitRequest): LimitVerdict {
     const verdict = this.decide(key, now, worker, limit);
-    if (!verdict.allowed) Atomics.add(this.refused, REASONS.indexOf(verdict.reason), 1n);
+    if (!verdict.allowed) this.countRefusal(verdict.reason);
     return verdict;
+  }
+
+  /** Counts a refusal decided elsewhere (the fleet's buckets in Redis). */
+  countRefusal(reason: LimitReason): void {
+    Atomics.add(this.refused, REASONS.indexOf(reason), 1n);
   }
 
   /** Requests refused so far, by reason. */

@@ -63,7 +63,7 @@ export class TcpListener {
     }
     const clientAddress = address.startsWith('::ffff:') ? address.slice(7) : address;
     const key = pool.hashKey(undefined, clientAddress);
-    const session = new TcpSession(this.context, this, new BackendLease(this.context.table, this.context.worker, pool, key, this.context.fleet), client, clientAddress, port, early);
+    const session = new TcpSession(this.context, this, new BackendLease(this.context.table, this.context.worker, pool, key, this.context.sessionFleet), client, clientAddress, port, early);
     this.context.tcpSessions.add(session);
     session.cancelWait = session.find();
   }

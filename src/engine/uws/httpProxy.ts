@@ -158,10 +158,10 @@ class UwsReply implements ClientReply {
 
   constructor(private readonly res: HttpResponse) {}
 
-  fault(fault: ProxyFault, closeConnection: boolean): void {
+  fault(fault: ProxyFault, closeConnection: boolean, retryAfterSeconds = 0): void {
     if (this.finished) return;
     this.finished = true;
-    this.res.cork(() => writeFault(this.res, fault, closeConnection));
+    this.res.cork(() => writeFault(this.res, fault, closeConnection, retryAfterSeconds));
   }
 
   start(statusCode: number, statusMessage: string | undefined, headers: string[], total: number, noBody: boolean): void {

@@ -130,10 +130,10 @@ class UwsHandshake implements ClientHandshake {
     });
   }
 
-  refuse(fault: ProxyFault, closeConnection: boolean): void {
+  refuse(fault: ProxyFault, closeConnection: boolean, retryAfterSeconds = 0): void {
     if (this.answered) return;
     this.answered = true;
-    this.res.cork(() => writeFault(this.res, fault, closeConnection));
+    this.res.cork(() => writeFault(this.res, fault, closeConnection, retryAfterSeconds));
   }
 
   relay(status: number, statusMessage: string, contentType: string | undefined, body: Buffer): void {

@@ -1,7 +1,8 @@
 // `npm run bench`: HTTP and WebSocket throughput, latency, memory per idle session and CPU per
 // request, in one run, for direct access, fairway (1 and N workers) and, when installed, HAProxy
 // and NGINX with equivalent configs. Everything on 127.0.0.1; every loop bounded in time; every
-// process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md.
+// process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md;
+// then, with redis-server installed, runs bench/fleet.mjs for the fleet's rows.
 // Usage: npm run bench [-- --quick] [--compare DIR]
 //   --compare DIR: also measures the fairway built in another checkout DIR (its dist/), 1 and N
 //   workers, in the same rounds, so that a change is judged against its base in one run.
@@ -427,4 +428,11 @@ let text = readFileSync(docs, 'utf8');
 text = text.includes('<!-- bench:start -->') ? text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, section) : `${text.trimEnd()}\n\n${section}\n`;
 writeFileSync(docs, text);
 console.log(`\nwrote bench/results/${stamp}.json and docs/BENCHMARKS.md`);
+
+// The fleet's rows (a fleet instance against no fleet, Redis on this host), when redis-server is here.
+if (has('redis-server') && has('wrk')) {
+  for (const child of started) await stop(child);
+  const fleet = spawnSync(process.execPath, [join(root, 'bench/fleet.mjs'), ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+  if (fleet.status !== 0) process.stderr.write('bench/fleet.mjs failed\n');
+} else console.log('fleet rows skipped: redis-server and wrk are needed (apt-get install redis-server wrk)');
 process.exit(0);

@@ -16,6 +16,8 @@ import { validateConfig, ConfigError } from '../dist/src/index.js';
 import type { FleetView } from '../dist/src/primary/fleet.js';
 import { closed, freePort, openSocket, runCli, START_DEADLINE, startBackend, startRedis, waitFor, type TestBackend, type TestRedis } from './helpers.js';
 
+// The tests run one at a time: each starts two or three fairway processes, a Redis and sometimes
+// a browser, as much as other files' heavy tests together.
 // Each instance is a fairway process of its own with one worker thread, as instances are
 // deployed: exactness across the threads of one instance is tested elsewhere (websocket,
 // balancers). Several uws threads in one process on a CPU-saturated host now and then drop a
@@ -186,7 +188,7 @@ async function adminPost(instance: Instance, backend: TestBackend, action: 'drai
   if (status !== 200) throw new Error(`${action} on ${instance.name}: ${status} ${body}`);
 }
 
-test('fleet: 300 sessions opened 200 via A, 100 via B, 0 via C land exactly 100/100/100; closes and reopens stay exact', async (t) => {
+test.serial('fleet: 300 sessions opened 200 via A, 100 via B, 0 via C land exactly 100/100/100; closes and reopens stay exact', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b, c] = await Promise.all(['lb-a', 'lb-b', 'lb-c'].map((name) => startInstance(t, redis, name, backends)));
@@ -211,7 +213,7 @@ test('fleet: 300 sessions opened 200 via A, 100 via B, 0 via C land exactly 100/
   await closeAll(t, [...sockets, ...reopened]);
 });
 
-test('fleet: max_conns 50 on each of 3 backends, 200 sessions opened at once over 3 instances: exactly 150 accepted, never 51 on one', async (t) => {
+test.serial('fleet: max_conns 50 on each of 3 backends, 200 sessions opened at once over 3 instances: exactly 150 accepted, never 51 on one', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const instances = await Promise.all(['lb-a', 'lb-b', 'lb-c'].map((name) => startInstance(t, redis, name, backends, { maxConns: 50 })));
@@ -234,7 +236,7 @@ test('fleet: max_conns 50 on each of 3 backends, 200 sessions opened at once ove
   await closeAll(t, opened);
 });
 
-test('fleet: kill -9 of an instance holding sessions: the survivors drop its counts and new sessions refill exactly', async (t) => {
+test.serial('fleet: kill -9 of an instance holding sessions: the survivors drop its counts and new sessions refill exactly', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
@@ -264,7 +266,7 @@ test('fleet: kill -9 of an instance holding sessions: the survivors drop its cou
   await closeAll(t, sockets);
 });
 
-test('fleet: Redis killed under load costs no client a request or a session; restarted empty, the fleet count converges to the backends\' truth', async (t) => {
+test.serial('fleet: Redis killed under load costs no client a request or a session; restarted empty, the fleet count converges to the backends\' truth', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
@@ -316,7 +318,7 @@ test('fleet: Redis killed under load costs no client a request or a session; res
   await closeAll(t, sockets);
 });
 
-test('fleet: a drain on one instance applies on every instance, also on one that starts later; undrain too', async (t) => {
+test.serial('fleet: a drain on one instance applies on every instance, also on one that starts later; undrain too', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
@@ -344,7 +346,7 @@ test('fleet: a drain on one instance applies on every instance, also on one that
   await closeAll(t, [...viaB, ...viaC, ...refill]);
 });
 
-test('fleet: an instance started while Redis is down serves at once from local counts, and joins the fleet when Redis comes', async (t) => {
+test.serial('fleet: an instance started while Redis is down serves at once from local counts, and joins the fleet when Redis comes', async (t) => {
   const backends = await threeBackends(t);
   const redisPort = await freePort();
   const a = await startInstance(t, `redis://127.0.0.1:${redisPort}`, 'lb-a', backends);
@@ -359,7 +361,7 @@ test('fleet: an instance started while Redis is down serves at once from local c
   await closeAll(t, early);
 });
 
-test('fleet config: a bad URL, a heartbeat of 0 and a sync longer than the heartbeat are named', (t) => {
+test.serial('fleet config: a bad URL, a heartbeat of 0 and a sync longer than the heartbeat are named', (t) => {
   const pools = { main: { backends: ['127.0.0.1:9001'] } };
   const problems = (fleet: unknown) => {
     try {
@@ -379,7 +381,7 @@ test('fleet config: a bad URL, a heartbeat of 0 and a sync longer than the heart
   t.true(config.fleet!.name.length > 0);
 });
 
-test('fleet config: the CLI refuses a bad fleet section with exit 2', async (t) => {
+test.serial('fleet config: the CLI refuses a bad fleet section with exit 2', async (t) => {
   const file = join(tmpdir(), `fairway-fleet-bad-${process.pid}.yaml`);
   writeFileSync(file, 'fleet: { redis: "127.0.0.1:6379", sync: 5s }\npools: { main: { backends: ["127.0.0.1:9001"] } }\n');
   const { child, output } = await runCli(t, ['--config', file, '--check']);
@@ -389,7 +391,7 @@ test('fleet config: the CLI refuses a bad fleet section with exit 2', async (t) 
   t.regex(output(), /fleet\.sync: expected at most fleet\.heartbeat/);
 });
 
-test('fleet: TCP sessions are fleet-exact too: max_conns 10 on 2 backends, 30 connections over 2 instances, exactly 20 reach a backend', async (t) => {
+test.serial('fleet: TCP sessions are fleet-exact too: max_conns 10 on 2 backends, 30 connections over 2 instances, exactly 20 reach a backend', async (t) => {
   const redis = await startRedis(t);
   const open: Set<Socket>[] = [new Set(), new Set()];
   let highest = 0;
@@ -433,7 +435,7 @@ test('fleet: TCP sessions are fleet-exact too: max_conns 10 on 2 backends, 30 co
   await waitFor('the backends to see every connection close', () => open.every((s) => s.size === 0));
 });
 
-test('fleet: a backend added on one instance joins every pool of the fleet, also on an instance that starts later; removed on another, it leaves all', async (t) => {
+test.serial('fleet: a backend added on one instance joins every pool of the fleet, also on an instance that starts later; removed on another, it leaves all', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends.slice(0, 2))));
@@ -466,7 +468,7 @@ test('fleet: a backend added on one instance joins every pool of the fleet, also
   await until('every instance to take it out once its sessions ended', async () => (await Promise.all([a, b, c].map((x) => status(x, backends[2])))).every((s) => s === 404));
 });
 
-test('fleet dashboard: the page shows the live instances, each backend\'s fleet total, and when Redis is lost', async (t) => {
+test.serial('fleet dashboard: the page shows the live instances, each backend\'s fleet total, and when Redis is lost', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
@@ -493,7 +495,7 @@ test('fleet dashboard: the page shows the live instances, each backend\'s fleet 
   await closeAll(t, sockets);
 });
 
-test('fleet rate limit: a burst of 40 requests spread over 3 instances passes exactly the burst of 10; scope instance would pass 30', async (t) => {
+test.serial('fleet rate limit: a burst of 40 requests spread over 3 instances passes exactly the burst of 10; scope instance would pass 30', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const routes = [
@@ -526,7 +528,7 @@ test('fleet rate limit: a burst of 40 requests spread over 3 instances passes ex
   await closeAll(t, opened);
 });
 
-test('fleet rate limit config: scope fleet without a fleet section is named', (t) => {
+test.serial('fleet rate limit config: scope fleet without a fleet section is named', (t) => {
   const error = t.throws(() => validateConfig({ pools: { main: { backends: ['127.0.0.1:9001'] } }, routes: [{ match: { path: '/' }, pool: 'main', rate_limit: { scope: 'fleet', requests: { rate: '1/s' } } }] }));
   t.regex(error!.message, /routes\[0\]\.rate_limit\.scope: expected instance, or a fleet section for fleet/);
 });

@@ -19,10 +19,7 @@ import { closed, freePort, openSocket, runCli, START_DEADLINE, startBackend, sta
 // The tests run one at a time: each starts two or three fairway processes, a Redis and sometimes
 // a browser, as much as other files' heavy tests together.
 // Each instance is a fairway process of its own with one worker thread, as instances are
-// deployed: exactness across the threads of one instance is tested elsewhere (websocket,
-// balancers). Several uws threads in one process on a CPU-saturated host now and then drop a
-// fresh session right after its upgrade (docs/engines.md), which would break the exact counts
-// these tests check for a reason that is not the fleet's.
+// deployed; exactness across the threads of one instance is tested elsewhere (websocket, balancers).
 
 /** Generous bounds: on a loaded 2-core machine a Redis answer must not count as lost. */
 function fleetConfig(redis: string, name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {

@@ -148,6 +148,13 @@ class UwsHandshake implements ClientHandshake {
     });
   }
 
+  /**
+   * Corked, as every answer made outside a uWS handler must be (uWS 20.30 prints a warning for
+   * each one that is not). Known cost: 20.30's cork() re-reads the response's state after its
+   * callback, and when the upgrade reallocated the socket in place it can read the new WebSocket's
+   * bytes as "close the connection" and cut the session a millisecond after its open
+   * (uNetworking/uWebSockets#1928, fixed upstream by #1929; docs/engines.md).
+   */
   accept(protocol: string, setCookie: string | undefined): void {
     if (this.answered) return;
     this.answered = true;

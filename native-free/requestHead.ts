@@ -38,7 +38,7 @@ export function readRequestHead(context: WorkerContext, req: ClientRequest, webs
       if (name.charCodeAt(0) !== 58 /* : */) visit(name, raw[i + 1]);
     }
   };
-  const head = upstreamHead(line, forEachHeader, websocket, context.proto, context.addressing);
+  const head = upstreamHead(line, forEachHeader, websocket, context);
   // An HTTP/2 request has no Host header; the backend (HTTP/1.1) needs one.
   if (h2 && line.host && !head.headers.includes('host')) head.headers.push('host', line.host);
   return head;

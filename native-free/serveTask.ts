@@ -2,12 +2,12 @@
 // the listen address until shutdown (the task itself is the shared serveWorker).
 
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../src/config/types.js';
-import { FAULTS } from '../src/core/errors.js';
+import { FAULTS, type ProxyFault } from '../src/core/errors.js';
 import type { ServeResult, ServeTask } from '../src/engine/messages.js';
 import { netReusePort, readProxyHeader } from '../src/engine/sockets.js';
 import { serveWorker, type Engine } from '../src/dataplane/workerLoop.js';
@@ -46,9 +46,20 @@ function nativeEngine(context: WorkerContext, logger: Logger): Engine {
         { allowHTTP1: true, minVersion: 'TLSv1.2', cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), SNICallback: certificates.select },
         onRequest,
       )
-    : createHttpServer({ requestTimeout: 0 }, onRequest);
+    : createHttpServer(
+        {
+          requestTimeout: 0,
+          // A request head must arrive within timeouts.request_head (else 408), checked each second.
+          headersTimeout: config.timeouts.requestHead,
+          connectionsCheckingInterval: Math.min(1000, config.timeouts.requestHead / 2),
+          // The request line and the headers are checked one by one (414, 431) in the shared layer.
+          maxHeaderSize: config.limits.maxRequestLine + config.limits.maxRequestHead,
+        },
+        onRequest,
+      );
   // Long uploads and downloads are bounded by the idle timeouts, not by a whole-request limit.
   if ('requestTimeout' in server) server.requestTimeout = 0;
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => answerClientError(err, socket, config.limits.maxRequestLine));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, early: Buffer) => {
     try {
       handleUpgrade(context, webSockets, clients, req, socket, early);
@@ -92,6 +103,27 @@ function nativeEngine(context: WorkerContext, logger: Logger): Engine {
     },
     discard: stopListening,
   };
+}
+
+/**
+ * Answers what node:http could not read as a request, as HAProxy does: 408 for a head that did not
+ * arrive in time, 414 or 431 for one too large, 400 for the rest; then closes the connection.
+ */
+function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket, maxRequestLine: number): void {
+  const inResponse = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage?.headersSent === true;
+  if (err.code !== 'ECONNRESET' && socket.writable && !inResponse) {
+    let fault: ProxyFault = FAULTS.badRequest;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') fault = FAULTS.headTimeout;
+    else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      // What node had not parsed yet: the request line is too long when it has not ended there.
+      const lineEnd = err.rawPacket?.indexOf('\r\n') ?? 0;
+      fault = lineEnd < 0 || lineEnd > maxRequestLine ? FAULTS.uriTooLong : FAULTS.headTooLarge;
+    }
+    const body = `${fault.message}\n`;
+    // Closed once the answer is out, whatever the client still sends.
+    socket.end(`HTTP/1.1 ${fault.status} ${STATUS_CODES[fault.status]}\r\ncontent-type: text/plain; charset=utf-8\r\nx-fairway-error: ${fault.code}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    socket.destroySoon();
+  } else socket.destroy();
 }
 
 function listen(server: NetServer | FrontServer, at: { host: string; port: number }, reusePort: boolean): Promise<NetServer | FrontServer> {

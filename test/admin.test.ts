@@ -11,10 +11,11 @@ import { WebSocket } from 'ws';
 import { validateConfig, ConfigError } from '../dist/src/index.js';
 import { closed, freePort, nextMessage, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
 
-async function api(port: number, method: string, path: string, body?: unknown, token?: string) {
+/** One admin call; every write is sent as JSON, as the API requires. */
+async function api(port: number, method: string, path: string, body?: unknown, token?: string, extra: Record<string, string> = {}) {
   const res = await request(`http://127.0.0.1:${port}${path}`, {
     method: method as 'GET',
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(method === 'GET' ? {} : { 'content-type': 'application/json' }), ...extra },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.body.text();
@@ -105,6 +106,49 @@ test('a token is required on every route when set; a non-loopback admin listener
   t.is(proxy.control.backends()[0].state, 'up', 'refused calls changed nothing');
   const error = t.throws(() => validateConfig({ admin: { listen: '0.0.0.0:9900' }, pools: { a: { backends: ['127.0.0.1:1'] } } }), { instanceOf: ConfigError });
   t.regex(error!.message, /admin\.token: expected a token when admin\.listen is not a loopback address \(0\.0\.0\.0\)/);
+});
+
+test('a web page cannot drive the admin API: writes must be JSON, a foreign Origin or Host is refused; admin.hosts adds names', async (t) => {
+  const a = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0', hosts: ['lb1.internal'] }, pools: { main: { backends: [a.address] } } });
+  const admin = proxy.adminPort!;
+  const drain = `/api/backends/${enc(`main/${a.address}`)}/drain`;
+  // What a form or a no-preflight fetch from another site sends.
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+    const res = await request(`http://127.0.0.1:${admin}${drain}`, { method: 'POST', headers: { 'content-type': type, origin: 'http://evil.example' }, body: 'x' });
+    t.is(res.statusCode, 403, `${type} from another origin`);
+    await res.body.text();
+  }
+  const plain = await request(`http://127.0.0.1:${admin}${drain}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' });
+  t.is(plain.statusCode, 415);
+  t.regex(await plain.body.text(), /content-type: send application\/json/);
+  const bare = await request(`http://127.0.0.1:${admin}/api/reload`, { method: 'POST' });
+  t.is(bare.statusCode, 415, 'a write without a type');
+  await bare.body.text();
+  t.is((await api(admin, 'POST', drain, undefined, undefined, { origin: 'http://evil.example' })).status, 403, 'JSON from another origin');
+  t.is((await api(admin, 'POST', drain, undefined, undefined, { origin: 'null' })).status, 403, 'an opaque origin');
+  // DNS rebinding: a page on its own name that resolves to the listener.
+  const rebound = await api(admin, 'GET', '/api/backends', undefined, undefined, { host: `evil.example:${admin}` });
+  t.is(rebound.status, 403);
+  t.regex(rebound.body.error, /host: evil\.example:\d+ is not a name of this admin listener/);
+  t.is((await api(admin, 'GET', '/', undefined, undefined, { host: 'evil.example' })).status, 403, 'the dashboard page too');
+  t.is(proxy.control.backends()[0].state, 'up', 'refused calls changed nothing');
+
+  for (const host of [`127.0.0.1:${admin}`, `localhost:${admin}`, `[::1]:${admin}`, `LB1.internal:${admin}`]) {
+    t.is((await api(admin, 'GET', '/api/backends', undefined, undefined, { host })).status, 200, host);
+  }
+  const own = await api(admin, 'POST', drain, undefined, undefined, { origin: `http://127.0.0.1:${admin}` });
+  t.is(own.status, 200, 'a page the listener serves may write');
+  t.is(proxy.control.backends()[0].state, 'draining');
+});
+
+test('a blank admin token, or one with spaces around it, is named and refused', (t) => {
+  for (const token of ['   ', ' s3cret', 's3cret\t', '']) {
+    const error = t.throws(() => validateConfig({ admin: { listen: '0.0.0.0:9900', token }, pools: { a: { backends: ['127.0.0.1:1'] } } }), { instanceOf: ConfigError });
+    t.regex(error!.message, /admin\.token: expected a (token that neither is blank|non-empty string)/, JSON.stringify(token));
+  }
+  const hosts = t.throws(() => validateConfig({ admin: { hosts: ['lb1/x'] }, pools: { a: { backends: ['127.0.0.1:1'] } } }), { instanceOf: ConfigError });
+  t.regex(hosts!.message, /admin\.hosts: expected a list of host names/);
 });
 
 function metric(text: string, name: string, labels: string): number {

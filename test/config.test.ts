@@ -63,6 +63,9 @@ const INVALID: [string, string, RegExp][] = [
   ['duplicate backend', 'pools: { a: { backends: [127.0.0.1:1, "http://127.0.0.1:1"] } }\n', /config: pools\.a\.backends\[1\]: duplicate backend http:\/\/127\.0\.0\.1:1 in pool a/],
   ['two pools without routes', 'pools: { a: { backends: [127.0.0.1:1] }, b: { backends: [127.0.0.1:2] } }\n', /config: routes: expected a list of routes when more than one pool serves HTTP/],
   ['not YAML', 'pools: [unclosed\n', /not valid YAML or JSON/],
+  ['a blank admin token', 'admin: { listen: 0.0.0.0:9900, token: "  " }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: admin\.token: expected a token that neither is blank nor starts or ends with a space, got " {2}"/],
+  ['a tiny request head limit', 'limits: { max_request_head: 100b }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: limits\.max_request_head: expected a size from "1kb" to "1mb", got "100b"/],
+  ['a request head timeout under a second', 'timeouts: { request_head: 10ms }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: timeouts\.request_head: expected at least "1s", got "10ms"/],
 ];
 
 for (const [name, text, message] of INVALID) {

@@ -168,7 +168,7 @@ const idOf = (backend: TestBackend) => `main/${backend.address}`;
  */
 function adminRequest(port: number, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false, headers: method === 'GET' ? {} : { 'content-type': 'application/json' } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));

@@ -78,6 +78,15 @@ export class Checker {
     return bytes;
   }
 
+  /** A list of DNS host names, lower-cased. */
+  hostNames(path: string, value: unknown): string[] {
+    if (!Array.isArray(value) || value.some((name) => typeof name !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name))) {
+      this.fail(path, 'a list of host names such as "lb1.internal"', value);
+      return [];
+    }
+    return (value as string[]).map((name) => name.toLowerCase());
+  }
+
   hostPort(path: string, value: unknown): HostPort | undefined {
     const parsed = typeof value === 'string' ? parseHostPort(value) : undefined;
     if (!parsed) return this.fail(path, 'host:port such as "127.0.0.1:8080"', value);

@@ -8,14 +8,15 @@
 const BUCKET_KEYS = ['rate', 'burst'] as const;
 const HEADER_EDIT_KEYS = ['set', 'remove'] as const;
 export const CONFIG_KEYS = {
-  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'websocket', 'shutdown', 'admin', 'fleet', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
+  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'limits', 'websocket', 'shutdown', 'admin', 'fleet', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
   tls: ['cert', 'key', 'certs', 'redirect'],
   'tls.certs[]': ['names', 'cert', 'key'],
   log: ['level', 'access'],
-  timeouts: ['connect', 'response', 'idle'],
+  timeouts: ['connect', 'response', 'idle', 'request_head', 'request_body'],
+  limits: ['max_request_line', 'max_request_head'],
   websocket: ['max_message', 'ping_interval', 'max_buffered'],
   shutdown: ['grace'],
-  admin: ['listen', 'token'],
+  admin: ['listen', 'token', 'hosts'],
   fleet: ['redis', 'name', 'heartbeat', 'sync', 'timeout', 'exact_sessions'],
   'pools.NAME': ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'],
   'pools.NAME.backends[]': ['url', 'weight', 'name', 'max_conns'],

@@ -42,11 +42,34 @@ export function validateConfig(raw: unknown): Config {
     if (obj?.access !== undefined) log.access = check.boolean('log.access', obj.access) ?? log.access;
   }
 
-  const timeouts = { connect: defaultMs('timeouts.connect'), response: defaultMs('timeouts.response'), idle: defaultMs('timeouts.idle') };
+  const timeouts = {
+    connect: defaultMs('timeouts.connect'),
+    response: defaultMs('timeouts.response'),
+    idle: defaultMs('timeouts.idle'),
+    requestHead: defaultMs('timeouts.request_head'),
+    requestBody: defaultMs('timeouts.request_body'),
+  };
   if (top.timeouts !== undefined) {
     const obj = check.object('timeouts', top.timeouts, CONFIG_KEYS.timeouts);
     for (const key of ['connect', 'response', 'idle'] as const) {
       if (obj?.[key] !== undefined) timeouts[key] = check.duration(`timeouts.${key}`, obj[key]) ?? timeouts[key];
+    }
+    for (const [key, name] of [['requestHead', 'request_head'], ['requestBody', 'request_body']] as const) {
+      if (obj?.[name] === undefined) continue;
+      const ms = check.duration(`timeouts.${name}`, obj[name]);
+      if (ms !== undefined && ms < 1000) check.fail(`timeouts.${name}`, 'at least "1s"', obj[name]);
+      else if (ms !== undefined) timeouts[key] = ms;
+    }
+  }
+
+  const limits = { maxRequestLine: defaultBytes('limits.max_request_line'), maxRequestHead: defaultBytes('limits.max_request_head') };
+  if (top.limits !== undefined) {
+    const obj = check.object('limits', top.limits, CONFIG_KEYS.limits);
+    for (const [key, name] of [['maxRequestLine', 'max_request_line'], ['maxRequestHead', 'max_request_head']] as const) {
+      if (obj?.[name] === undefined) continue;
+      const bytes = check.size(`limits.${name}`, obj[name]);
+      if (bytes !== undefined && (bytes < 1024 || bytes > 1024 * 1024)) check.fail(`limits.${name}`, 'a size from "1kb" to "1mb"', obj[name]);
+      else if (bytes !== undefined) limits[key] = bytes;
     }
   }
 
@@ -73,11 +96,16 @@ export function validateConfig(raw: unknown): Config {
   if (top.admin !== undefined) {
     const obj = check.object('admin', top.admin, CONFIG_KEYS.admin);
     const adminListen = obj ? check.hostPort('admin.listen', obj.listen ?? '127.0.0.1:9900') : undefined;
-    const token = obj?.token === undefined ? undefined : check.string('admin.token', obj.token);
+    let token = obj?.token === undefined ? undefined : check.string('admin.token', obj.token);
+    // HTTP strips the spaces around a header value: such a token could never be sent.
+    if (token !== undefined && (token.trim() === '' || token.trim() !== token)) {
+      token = check.fail('admin.token', 'a token that neither is blank nor starts or ends with a space', obj!.token);
+    }
     if (adminListen && !LOOPBACK.test(adminListen.host) && token === undefined) {
       check.fail('admin.token', `a token when admin.listen is not a loopback address (${adminListen.host})`, undefined);
     }
-    if (adminListen) admin = { listen: adminListen, token };
+    const hosts = obj?.hosts === undefined ? [] : check.hostNames('admin.hosts', obj.hosts);
+    if (adminListen) admin = { listen: adminListen, token, hosts };
   }
 
   const fleet = top.fleet === undefined ? undefined : parseFleet(check, top.fleet);
@@ -121,5 +149,5 @@ export function validateConfig(raw: unknown): Config {
   const proxyProtocol = top.proxy_protocol === undefined ? false : (check.boolean('proxy_protocol', top.proxy_protocol) ?? false);
 
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, tls, admin, fleet, workers: workers!, engine: engine!, log, timeouts, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol, tcp };
+  return { listen: listen!, tls, admin, fleet, workers: workers!, engine: engine!, log, timeouts, limits, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol, tcp };
 }

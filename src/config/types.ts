@@ -146,6 +146,8 @@ export interface HeaderEdit {
 export interface AdminConfig {
   listen: HostPort;
   token?: string;
+  /** Lower-case host names the listener answers to besides IP literals and localhost. */
+  hosts: string[];
 }
 
 /** Several fairway instances sharing exact counts through Redis (docs/fleet.md). */
@@ -185,8 +187,13 @@ export interface Config {
   workers: number;
   engine: EngineName;
   log: { level: (typeof LOG_LEVELS)[number]; access: boolean };
-  /** Upstream HTTP timeouts, in milliseconds. */
-  timeouts: { connect: number; response: number; idle: number };
+  /**
+   * Upstream HTTP timeouts (connect, response, idle) and the client's: a whole request head, and
+   * a pause in a request body, in milliseconds.
+   */
+  timeouts: { connect: number; response: number; idle: number; requestHead: number; requestBody: number };
+  /** Request line and header section sizes past which a request is refused (414, 431), bytes. */
+  limits: { maxRequestLine: number; maxRequestHead: number };
   websocket: { maxMessage: number; pingInterval: number; maxBuffered: number };
   shutdown: { grace: number };
   pools: Record<string, PoolConfig>;

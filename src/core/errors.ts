@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'FAIRWAY_UPSTREAM_CLOSED'
   | 'FAIRWAY_UPSTREAM_PROTOCOL'
   | 'FAIRWAY_CLIENT_CLOSED'
+  | 'FAIRWAY_CLIENT_BODY_TIMEOUT'
   | 'FAIRWAY_BODY_LENGTH';
 
 export interface ProxyFault {
@@ -35,6 +36,12 @@ export interface ProxyFault {
 export const FAULTS = {
   badFraming: { code: 'bad-framing', source: 'downstream', status: 400, message: 'the request body framing is invalid: send one Content-Length of digits or Transfer-Encoding: chunked, not both' },
   unsupportedCoding: { code: 'unsupported-coding', source: 'downstream', status: 501, message: 'the request uses a transfer coding other than chunked' },
+  badRequest: { code: 'bad-request', source: 'downstream', status: 400, message: 'the request could not be parsed' },
+  headTimeout: { code: 'head-timeout', source: 'downstream', status: 408, message: 'the request head did not arrive in time' },
+  bodyTimeout: { code: 'body-timeout', source: 'downstream', status: 408, message: 'the request body stopped arriving' },
+  badHost: { code: 'bad-host', source: 'downstream', status: 400, message: 'the request needs one valid Host header' },
+  uriTooLong: { code: 'uri-too-long', source: 'downstream', status: 414, message: 'the request line is longer than this listener allows' },
+  headTooLarge: { code: 'head-too-large', source: 'downstream', status: 431, message: 'the request headers are larger than this listener allows' },
   upgradeWithBody: { code: 'upgrade-with-body', source: 'downstream', status: 400, message: 'a WebSocket upgrade request carries no body' },
   noRoute: { code: 'no-route', source: 'downstream', status: 404, message: 'no route matches this request' },
   forbidden: { code: 'forbidden', source: 'downstream', status: 403, message: 'this address may not use this route' },
@@ -75,6 +82,8 @@ export function faultFor(err: unknown): ProxyFault {
       return FAULTS.connectTimeout;
     case 'FAIRWAY_BAD_HANDSHAKE':
       return FAULTS.badHandshake;
+    case 'FAIRWAY_CLIENT_BODY_TIMEOUT':
+      return FAULTS.bodyTimeout;
     case 'FAIRWAY_HANDSHAKE_TIMEOUT':
     case 'FAIRWAY_RESPONSE_TIMEOUT':
     case 'FAIRWAY_BODY_TIMEOUT':

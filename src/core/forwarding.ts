@@ -21,6 +21,16 @@ const NOT_FORWARDED = new Set([
   'x-forwarded-for',
 ]);
 
+/**
+ * Names a client may not send with `_` for `-` (X_Forwarded_For): backends that read CGI-style
+ * variables take both spellings for one, so these would stand in for the headers fairway drops,
+ * sets or frames itself. Dropped, as NGINX drops every name with `_` by default.
+ */
+const CGI_TWINS = new Set([...NOT_FORWARDED, 'host', 'content-length', 'forwarded', 'x-real-ip']);
+
+/** A Host value (RFC 9110 7.2): an IP literal or a registered name, then an optional port. */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?$/;
+
 /** Headers that belong to one WebSocket leg's handshake and are made anew for the other. */
 const WEBSOCKET_HANDSHAKE = new Set([
   'sec-websocket-key',
@@ -47,8 +57,20 @@ export interface RequestHead {
    */
   contentLength: number;
   chunked: boolean;
-  /** Set when the framing is invalid: the request is refused and its connection closed. */
-  framingFault: ProxyFault | undefined;
+  /**
+   * Set when the head is refused: its framing, its Host, or its size. The request goes nowhere and
+   * its connection is closed.
+   */
+  headFault: ProxyFault | undefined;
+}
+
+/** What a listener makes of every request head. */
+export interface HeadRules {
+  proto: 'http' | 'https';
+  addressing: Addressing;
+  /** Longest request line (method, target and version) and longest header section, bytes. */
+  maxRequestLine: number;
+  maxRequestHead: number;
 }
 
 /** What an engine read of a request, before the head for upstream is made of it. */
@@ -71,18 +93,24 @@ export function upstreamHead(
   line: RequestLine,
   forEachHeader: (visit: (name: string, value: string) => void) => void,
   websocket: boolean,
-  proto: 'http' | 'https',
-  addressing: Addressing,
+  rules: HeadRules,
 ): RequestHead {
   const { method, path, host, peer } = line;
   const connectionTokens = line.connection;
   const headers: string[] = [];
   let forwardedFor = '';
+  let hosts = 0;
+  // Name, ": ", value and CRLF of every header line, as sent.
+  let headSize = 0;
   // Framing headers as sent: most requests have none, so nothing is allocated for them.
   let lengths: string[] | null = null;
   let codings: string[] | null = null;
   forEachHeader((name, value) => {
-    if (name === 'x-forwarded-for') {
+    headSize += name.length + value.length + 4;
+    if (name === 'host') {
+      // Never dropped, even when the client lists it in Connection.
+      if (++hosts === 1) headers.push(name, value);
+    } else if (name === 'x-forwarded-for') {
       forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
     } else if (name === 'content-length') {
       (lengths ??= []).push(value);
@@ -90,25 +118,36 @@ export function upstreamHead(
       (codings ??= []).push(value);
     } else if (
       !NOT_FORWARDED.has(name) &&
+      !(name.includes('_') && CGI_TWINS.has(name.replaceAll('_', '-'))) &&
       !(websocket && WEBSOCKET_HANDSHAKE.has(name)) &&
       !(connectionTokens !== '' && connectionTokens !== 'keep-alive' && connectionTokens !== 'close' && listsToken(connectionTokens, name))
     ) {
       headers.push(name, value);
     }
   });
-  const client = clientBehind(peer, forwardedFor, addressing.trusted);
+  const client = clientBehind(peer, forwardedFor, rules.addressing.trusted);
   headers.push(
     'x-forwarded-for',
     forwardedFor ? `${forwardedFor}, ${peer}` : peer,
     'x-forwarded-proto',
-    proto,
+    rules.proto,
   );
   if (host) headers.push('x-forwarded-host', host);
   const colon = host.lastIndexOf(':');
   const hostName = (colon > host.lastIndexOf(']') ? host.slice(0, colon) : host).toLowerCase();
-  const head: RequestHead = { method, path, host, hostName, client, headers, contentLength: -1, chunked: false, framingFault: undefined };
-  if (lengths !== null || codings !== null) requestFraming(head, lengths ?? NONE, codings ?? NONE);
+  const head: RequestHead = { method, path, host, hostName, client, headers, contentLength: -1, chunked: false, headFault: undefined };
+  // "GET /path HTTP/1.1": the method, the target, and the version with its spaces.
+  if (method.length + path.length + 10 > rules.maxRequestLine) head.headFault = FAULTS.uriTooLong;
+  else if (headSize > rules.maxRequestHead) head.headFault = FAULTS.headTooLarge;
+  else if (hosts > 1 || ((hosts === 1 || host !== '') && !validHost(host))) head.headFault = FAULTS.badHost;
+  else if (lengths !== null || codings !== null) requestFraming(head, lengths ?? NONE, codings ?? NONE);
   return head;
+}
+
+/** RFC 9110 7.2 and 3986 3.2.2: a host of the URI grammar and a port of at most 65535. */
+export function validHost(host: string): boolean {
+  const match = HOST.exec(host);
+  return match !== null && (match[1] === undefined || Number(match[1]) <= 65535);
 }
 
 const NONE: string[] = [];
@@ -121,9 +160,9 @@ const NONE: string[] = [];
  * Content-Length, chunked that is not the final coding or appears twice, and codings that are
  * not tokens. A coding other than chunked is 501: fairway would have to undo it.
  */
-export function requestFraming(head: Pick<RequestHead, 'contentLength' | 'chunked' | 'framingFault'>, lengths: string[], codings: string[]): void {
-  head.framingFault = framingFault(lengths, codings);
-  if (head.framingFault) return;
+export function requestFraming(head: Pick<RequestHead, 'contentLength' | 'chunked' | 'headFault'>, lengths: string[], codings: string[]): void {
+  head.headFault = framingFault(lengths, codings);
+  if (head.headFault) return;
   if (codings.length > 0) head.chunked = true;
   else if (lengths.length === 1) head.contentLength = contentLengthOf(lengths[0].trim());
 }

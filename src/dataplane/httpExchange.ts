@@ -173,8 +173,10 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
 
   onResponseError(_controller: UpstreamControl | null, err: Error): void {
     this.controller = null;
-    // Our own abort of a body over the limit is no failure of the backend's.
-    if (!this.clientGone && this.status !== 413) {
+    // Our own abort of a body over the limit, or of one the client stopped sending, is no
+    // failure of the backend's.
+    const clientsFault = this.status === 413 || (err as { code?: string }).code === 'FAIRWAY_CLIENT_BODY_TIMEOUT';
+    if (!this.clientGone && !clientsFault) {
       this.context.table.countFailure(this.slot);
       this.context.table.recordOutcome(this.slot, true, 0);
       if (this.retry(err)) return;

@@ -45,9 +45,9 @@ export interface Refusal {
  * by header, hashing, stickiness); `head` gets the route's path rewrite and header edits.
  */
 export function gateRequest(context: WorkerContext, head: RequestHead, facts: () => RequestFacts, upgrade: boolean): Admission | Refusal {
-  // Framing first: a request that two parsers could read two ways goes nowhere, and its
-  // connection is closed, since where its body ends is not known.
-  if (head.framingFault) return refusal(head.framingFault, 0, true);
+  // The head first: a request that two parsers could read two ways (its framing, its Host) goes
+  // nowhere, and its connection is closed, since where its body ends is not known.
+  if (head.headFault) return refusal(head.headFault, 0, true);
   if (upgrade && (head.contentLength > 0 || head.chunked)) return refusal(FAULTS.upgradeWithBody, 0, true);
   const { router } = context;
   let read: RequestFacts | undefined;

@@ -22,6 +22,8 @@ export interface UpstreamHttpOptions {
   idleTimeout: number;
   /** An unused connection is closed after this long, ms (below common servers' 5 s). */
   keepAliveTimeout: number;
+  /** Silence allowed from the client between two pieces of a request body, ms (default: none). */
+  requestBodyTimeout?: number;
 }
 
 export interface UpstreamRequest {
@@ -115,6 +117,9 @@ class UpstreamConnection implements UpstreamControl {
   private chunkedBody = false;
   /** Body bytes still due under the Content-Length this client wrote. */
   private bodyLeft = 0;
+  /** When the client last gave body bytes, and whether reading them waits on the backend. */
+  private bodyAt = 0;
+  private bodyHeld = false;
   /** Response bytes not parsed yet (head or chunk framing split across reads). */
   private pending: Buffer | null = null;
   private framing = Framing.None;
@@ -129,7 +134,11 @@ class UpstreamConnection implements UpstreamControl {
   private readonly onBodyData = (chunk: Buffer) => this.writeBodyChunk(chunk);
   private readonly onBodyEnd = () => this.endBody();
   private readonly onBodyError = (err: Error) => this.fail(err);
-  private readonly onDrain = () => this.request?.body?.resume();
+  private readonly onDrain = () => {
+    this.bodyHeld = false;
+    this.bodyAt = performance.now();
+    this.request?.body?.resume();
+  };
 
   constructor(private readonly pool: UpstreamHttpPool) {
     const { options } = pool;
@@ -158,9 +167,11 @@ class UpstreamConnection implements UpstreamControl {
     this.requestSent = false;
     this.reusable = true;
     this.served++;
+    this.bodyAt = performance.now();
+    this.bodyHeld = false;
     if (this.phase !== Phase.Connecting) {
       this.phase = Phase.Head;
-      this.deadline = performance.now() + this.responseTimeout;
+      this.deadline = this.headDeadline(this.bodyAt);
     }
     handler.onRequestStart(this);
     if (this.handler !== handler) return; // aborted at once
@@ -192,8 +203,14 @@ class UpstreamConnection implements UpstreamControl {
     return `${head}\r\n`;
   }
 
+  /** While a request body streams up, a client's pause in it may end the wait sooner. */
+  private headDeadline(now: number): number {
+    return now + (this.requestSent || !this.request?.body ? this.responseTimeout : Math.min(this.responseTimeout, this.pool.options.requestBodyTimeout ?? Infinity));
+  }
+
   private writeBodyChunk(chunk: Buffer): void {
     if (this.phase === Phase.Closed || chunk.length === 0) return;
+    this.bodyAt = performance.now();
     const { socket } = this;
     let ok: boolean;
     if (this.chunkedBody) {
@@ -210,7 +227,10 @@ class UpstreamConnection implements UpstreamControl {
       if (this.bodyLeft < 0) return this.fail(upstreamFailure('FAIRWAY_BODY_LENGTH', 'the request body is longer than its Content-Length'));
       ok = socket.write(chunk);
     }
-    if (!ok) this.request?.body?.pause();
+    if (!ok) {
+      this.bodyHeld = true;
+      this.request?.body?.pause();
+    }
   }
 
   private endBody(): void {
@@ -219,6 +239,8 @@ class UpstreamConnection implements UpstreamControl {
     if (this.chunkedBody) this.socket.write(LAST_CHUNK);
     this.requestSent = true;
     this.detachBody();
+    // The wait for the answer starts once the request is all sent.
+    if (this.phase === Phase.Head) this.deadline = performance.now() + this.responseTimeout;
   }
 
   /**
@@ -239,7 +261,7 @@ class UpstreamConnection implements UpstreamControl {
   private onConnect(): void {
     if (this.phase !== Phase.Connecting) return;
     this.phase = Phase.Head;
-    this.deadline = performance.now() + this.responseTimeout;
+    this.deadline = this.headDeadline(performance.now());
   }
 
   // ---- the response ----------------------------------------------------------------------------
@@ -462,9 +484,14 @@ class UpstreamConnection implements UpstreamControl {
       case Phase.Connecting:
         return this.fail(upstreamFailure('FAIRWAY_CONNECT_TIMEOUT', 'the backend did not accept the connection in time'));
       case Phase.Head:
-        // A request body still streaming up keeps the wait alive.
+        // A request body still streaming up keeps the wait alive, unless the client stopped
+        // sending it (a pause the backend's reading causes does not count).
         if (!this.requestSent) {
-          this.deadline = now + this.responseTimeout;
+          const requestBodyTimeout = this.pool.options.requestBodyTimeout ?? Infinity;
+          if (!this.bodyHeld && now - this.bodyAt >= requestBodyTimeout) {
+            return this.fail(upstreamFailure('FAIRWAY_CLIENT_BODY_TIMEOUT', 'the client stopped sending the request body'));
+          }
+          this.deadline = Math.min(now + this.responseTimeout, (this.bodyHeld ? now : this.bodyAt) + requestBodyTimeout);
           return;
         }
         return this.fail(upstreamFailure('FAIRWAY_RESPONSE_TIMEOUT', 'the backend did not answer in time'));

@@ -4,6 +4,7 @@ import type { BackendConfig, Config } from '../config/types.js';
 import { PICKERS } from '../core/balancers/registry.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import { addressing, type Addressing } from '../core/clientAddress.js';
+import type { HeadRules } from '../core/forwarding.js';
 import { Router } from '../core/routing.js';
 import { tlsConnectOptions } from '../core/upstreamTls.js';
 import type { SlotPlan } from '../core/state/slotRegistry.js';
@@ -31,7 +32,7 @@ export interface OpenSession {
   readonly clientAddress: string;
 }
 
-export class WorkerContext {
+export class WorkerContext implements HeadRules {
   router!: Router;
   addressing!: Addressing;
   pools = new Map<string, PoolRuntime>();
@@ -87,7 +88,8 @@ export class WorkerContext {
         // A backend whose connection settings changed (reload) gets a new client; the old one
         // finishes what it has in flight.
         const connect = tlsConnectOptions(pool, backend);
-        const settings = JSON.stringify([backend.origin, config.timeouts, connect]);
+        const { connect: connectTimeout, response, idle } = config.timeouts;
+        const settings = JSON.stringify([backend.origin, connectTimeout, response, idle, config.timeouts.requestBody, connect]);
         if (this.upstreams[slot] && this.upstreamSettings[slot] === settings) continue;
         this.upstreams[slot]?.close();
         this.upstreamSettings[slot] = settings;
@@ -99,6 +101,7 @@ export class WorkerContext {
           responseTimeout: config.timeouts.response,
           idleTimeout: config.timeouts.idle,
           keepAliveTimeout: KEEP_ALIVE_MS,
+          requestBodyTimeout: config.timeouts.requestBody,
         });
       }
     }
@@ -106,6 +109,14 @@ export class WorkerContext {
     this.router = new Router(config);
     this.addressing = addressing(config.trustedProxies, config.proxyProtocol);
     this.pools = pools;
+  }
+
+  get maxRequestLine(): number {
+    return this.config.limits.maxRequestLine;
+  }
+
+  get maxRequestHead(): number {
+    return this.config.limits.maxRequestHead;
   }
 
   get accessLog(): boolean {

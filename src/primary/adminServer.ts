@@ -1,6 +1,7 @@
 // The admin listener in the primary thread: JSON API, Prometheus metrics, live dashboard (SSE).
 
 import { timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
 import type { StateTable } from '../core/state/stateTable.js';
@@ -47,6 +48,38 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * What a web page the operator visits could send: a request for another host name (DNS
+ * rebinding: a page's own name resolved to this listener), one from another origin, or a write
+ * a page can send cross-origin without a preflight (a form's text/plain). Only the listener's
+ * own names are answered (IP literals, localhost, admin.hosts), a request with an Origin must
+ * come from the listener itself, and every write must be JSON.
+ */
+function refusedRequest(req: IncomingMessage, hosts: string[]): { status: 403 | 415; message: string } | undefined {
+  const host = req.headers.host;
+  if (host !== undefined && !ownHost(host, hosts)) return { status: 403, message: `host: ${host} is not a name of this admin listener (add it to admin.hosts)` };
+  const origin = req.headers.origin;
+  if (origin !== undefined && (host === undefined || (origin !== `http://${host}` && origin !== `https://${host}`))) {
+    return { status: 403, message: `origin: ${origin} may not use the admin API; only pages it serves may` };
+  }
+  if (WRITES.has(req.method ?? '') && mediaType(req.headers['content-type']) !== 'application/json') {
+    return { status: 415, message: 'content-type: send application/json with every POST, PATCH and DELETE' };
+  }
+  return undefined;
+}
+
+/** Whether a Host header names this listener: an IP literal, localhost, or one of `hosts`. */
+function ownHost(host: string, hosts: string[]): boolean {
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
+  return isIP(name) !== 0 || name === 'localhost' || hosts.includes(name);
+}
+
+function mediaType(value: string | undefined): string {
+  return (value ?? '').split(';')[0].trim().toLowerCase();
+}
+
 export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger, fleet?: FleetAgent): Promise<AdminServer> {
   const stats = new LiveStats(control, table);
   const streams = new Set<ServerResponse>();
@@ -64,6 +97,8 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin');
+    const refused = refusedRequest(req, config.hosts);
+    if (refused) return sendError(res, refused.status, refused.message);
     if (!authorized(req, url)) {
       res.setHeader('www-authenticate', 'Bearer');
       return sendError(res, 401, 'missing or wrong token: send Authorization: Bearer <token>');

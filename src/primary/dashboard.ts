@@ -78,7 +78,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       const draining = b.state === 'draining';
       button.textContent = draining ? 'Undrain' : 'Drain';
       button.dataset.action = draining ? 'undrain' : 'drain';
-      button.onclick = () => fetch('api/backends/' + encodeURIComponent(b.id) + '/' + button.dataset.action, { method: 'POST', headers });
+      button.onclick = () => fetch('api/backends/' + encodeURIComponent(b.id) + '/' + button.dataset.action, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' } });
       action.append(button);
       const active = cell(String(b.active), 'num active');
       tr.append(cell(b.pool), cell(b.name + '  ' + b.url.replace('http://', '')), state, barCell, active, fleetCell(b.id), cell(String(b.rps), 'num'), cell(ms(b.p50), 'num'), cell(ms(b.p99), 'num'), action);

@@ -17,7 +17,10 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   413: 'Payload Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   501: 'Not Implemented',
@@ -82,7 +85,7 @@ export class UwsIncoming implements IncomingRequest {
     protected readonly req: HttpRequest,
     upgrade: boolean,
   ) {
-    this.head = readRequestHead(res, req, upgrade, context.proto, context.addressing);
+    this.head = readRequestHead(res, req, upgrade, context);
   }
 
   facts(): RequestFacts {

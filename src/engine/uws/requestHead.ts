@@ -1,22 +1,21 @@
 // Reads a uWS request's method, path and headers synchronously, into what goes upstream.
 
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import type { Addressing } from '../../core/clientAddress.js';
-import { upstreamHead, type RequestHead } from '../../core/forwarding.js';
+import { upstreamHead, type HeadRules, type RequestHead } from '../../core/forwarding.js';
 
 export type { RequestHead };
 
 /** Must run inside the uWS handler: `req` is valid only until it returns. */
-export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean, proto: 'http' | 'https', addressing: Addressing): RequestHead {
+export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: boolean, rules: HeadRules): RequestHead {
   const query = req.getQuery();
   const line = {
     method: req.getCaseSensitiveMethod(),
     path: query ? `${req.getUrl()}?${query}` : req.getUrl(),
     host: req.getHeader('host'),
-    peer: connectionClient(res, addressing.proxyProtocol),
+    peer: connectionClient(res, rules.addressing.proxyProtocol),
     connection: req.getHeader('connection').toLowerCase(),
   };
-  return upstreamHead(line, (visit) => req.forEach(visit), websocket, proto, addressing);
+  return upstreamHead(line, (visit) => req.forEach(visit), websocket, rules);
 }
 
 /** The connection's client: the PROXY protocol's source address when there is one and it is expected. */

@@ -20,6 +20,10 @@ export function createWebSocketServer(context: WorkerContext): WebSocketServer {
   const server = new WebSocketServer({
     noServer: true,
     maxPayload: context.config.websocket.maxMessage,
+    // ws takes 16 384 fragments per message by default (1008 past it): allow a whole max_message
+    // in fragments of 64 bytes, as uWS takes any number.
+    maxFragments: Math.max(16 * 1024, Math.ceil(context.config.websocket.maxMessage / 64)),
+    maxBufferedChunks: Math.max(256 * 1024, Math.ceil(context.config.websocket.maxMessage / 64)),
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: (_offered, req) => answers.get(req)?.protocol || false,

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { WebSocket } from 'ws';
-import { activeOf, activeTotal, closed, deadPort, nextMessage, onePool, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
+import { ENGINE, activeOf, activeTotal, closed, deadPort, nextMessage, onePool, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
 
 test('echo of text, binary and large messages, with the subprotocol and headers passed on', async (t) => {
   const backend = await startBackend(t, 'a');
@@ -35,6 +35,29 @@ test('echo of text, binary and large messages, with the subprotocol and headers 
   ws.close();
   await closed(ws);
   await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
+test('a message of exactly max_message passes (max_buffered as large, as by default), one byte more ends the session; 4 MiB in 64-byte fragments arrives whole', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { websocket: { max_message: '2mb', max_buffered: '2mb' }, ...onePool([backend]) });
+  const ws = await openSocket(`ws://127.0.0.1:${proxy.port}/`);
+  const exact = Buffer.alloc(2 * 1024 * 1024, 7);
+  ws.send(exact);
+  t.true((await nextMessage(ws)).data.equals(exact), 'max_message is inclusive');
+  const end = closed(ws);
+  ws.send(Buffer.alloc(exact.length + 1));
+  // uWS 20.30 closes the connection without a close frame (docs/engines.md).
+  t.is((await end).code, ENGINE === 'uws' ? 1006 : 1009);
+  await waitFor('backend leg closed too', () => backend.openSessions() === 0);
+
+  const big = Buffer.alloc(4 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = i % 251;
+  const proxyWide = await startProxy(t, onePool([backend]));
+  const many = await openSocket(`ws://127.0.0.1:${proxyWide.port}/`);
+  for (let at = 0; at < big.length; at += 64) many.send(big.subarray(at, at + 64), { binary: true, fin: at + 64 >= big.length });
+  t.true((await nextMessage(many)).data.equals(big), '65 536 fragments make one message');
+  many.close();
+  await waitFor('counters back to zero', () => activeTotal(proxy, 'main', [backend]) === 0 && activeTotal(proxyWide, 'main', [backend]) === 0);
 });
 
 test('close codes and reasons pass both ways', async (t) => {

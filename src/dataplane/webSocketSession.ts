@@ -254,12 +254,14 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   /** A message from the client; `data` need only stay valid during the call. */
   onClientMessage(data: Buffer, isBinary: boolean): void {
     const upstream = this.upstream!;
+    // Neither engine can stop reading one client here, so a client that outruns its backend is
+    // cut off: past max_buffered already queued, whatever this message's size (up to max_message).
+    if (upstream.bufferedAmount > this.context.config.websocket.maxBuffered) {
+      this.client!.end(CLOSE_TRY_AGAIN_LATER, 'backend is not keeping up');
+      return;
+    }
     this.bytesIn += data.length;
     upstream.send(data, isBinary);
-    if (upstream.bufferedAmount > this.context.config.websocket.maxBuffered) {
-      // Neither engine can stop reading one client here, so a client that outruns its backend is cut off.
-      this.client!.end(CLOSE_TRY_AGAIN_LATER, 'backend is not keeping up');
-    }
   }
 
   onUpstreamMessage(data: Buffer, isBinary: boolean): void {

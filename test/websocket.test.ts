@@ -60,6 +60,68 @@ test('a message of exactly max_message passes (max_buffered as large, as by defa
   await waitFor('counters back to zero', () => activeTotal(proxy, 'main', [backend]) === 0 && activeTotal(proxyWide, 'main', [backend]) === 0);
 });
 
+/** Opens a WebSocket on a raw socket, sends `frame`, and reads the close frame fairway sends, if any. */
+function breakProtocol(port: number, frame: Buffer, ms: number): Promise<{ closeCode: number | undefined; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let received = Buffer.alloc(0);
+    let upgraded = false;
+    const timer = setTimeout(() => finish(false), ms);
+    const finish = (closed: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      const at = received.indexOf('\r\n\r\n');
+      const frames = at < 0 ? Buffer.alloc(0) : received.subarray(at + 4);
+      // A close frame: 0x88, a length, then the code.
+      resolve({ closeCode: frames.length >= 4 && frames[0] === 0x88 ? frames.readUInt16BE(2) : undefined, closed });
+    };
+    socket.on('connect', () =>
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
+    );
+    socket.on('data', (chunk) => {
+      received = Buffer.concat([received, chunk]);
+      if (!upgraded && received.includes('\r\n\r\n')) {
+        upgraded = true;
+        socket.write(frame);
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => finish(true));
+  });
+}
+
+/** A client frame with a zero mask (so the payload goes as it is). */
+const masked = (first: number, payload: number[]) => Buffer.from([first, 0x80 | payload.length, 0, 0, 0, 0, ...payload]);
+
+test('a client that breaks the WebSocket protocol is closed (with 1002 / 1007 on native-free), and so is the backend leg', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const proxy = await startProxy(t, onePool([backend]));
+  const cases: [string, Buffer, number][] = [
+    ['an unmasked frame', Buffer.from([0x81, 0x02, 0x68, 0x69]), 1002],
+    ['reserved bits set', masked(0xc1, [0x68, 0x69]), 1002],
+    ['an unknown opcode', masked(0x83, [0x68, 0x69]), 1002],
+    ['a continuation without a start', masked(0x80, [0x68, 0x69]), 1002],
+    ['a fragmented ping', masked(0x09, [0x68]), 1002],
+    ['a close code that may not be sent', masked(0x88, [0x03, 0xed]), 1002],
+    ['invalid UTF-8 in a text message', masked(0x81, [0xff, 0xfe]), 1007],
+  ];
+  for (const [name, frame, code] of cases) {
+    const before = backend.closes.length;
+    if (ENGINE === 'uws' && name === 'an unmasked frame') {
+      // uWS 20.30 does not check the mask bit: it reads the next four bytes as the mask and waits
+      // for the rest (docs/operations.md).
+      t.false((await breakProtocol(proxy.port, frame, 2000)).closed, `${name}: uWS waits for more bytes`);
+      continue;
+    }
+    const result = await breakProtocol(proxy.port, frame, 20_000);
+    t.true(result.closed, `${name}: closed`);
+    // uWS 20.30 closes the connection without a close frame (docs/operations.md).
+    t.is(result.closeCode, ENGINE === 'uws' ? undefined : code, name);
+    await waitFor(`${name}: the backend leg closed`, () => backend.closes.length > before);
+  }
+  await waitFor('counter back to zero', () => activeTotal(proxy, 'main', [backend]) === 0);
+});
+
 test('close codes and reasons pass both ways', async (t) => {
   const backend = await startBackend(t, 'a');
   const proxy = await startProxy(t, onePool([backend]));

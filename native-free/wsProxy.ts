@@ -3,11 +3,13 @@
 
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer, type PerMessageDeflateOptions } from 'ws';
 import { FAULTS, type ProxyFault } from '../src/core/errors.js';
 import { serveUpgrade } from '../src/dataplane/serve.js';
 import { SEND_DROPPED, type WebSocketSession, type ClientHandshake, type ClientSocket } from '../src/dataplane/webSocketSession.js';
+import { COMPRESS_THRESHOLD } from '../src/dataplane/upstreamWebSocket.js';
 import type { WorkerContext } from '../src/dataplane/workerContext.js';
+import type { Compression } from '../src/config/types.js';
 import { readRequestHead, requestFacts } from './requestHead.js';
 
 /** The subprotocol and cookie chosen for an upgrade, for the `ws` server's hooks. */
@@ -24,7 +26,9 @@ export function createWebSocketServer(context: WorkerContext): WebSocketServer {
     // in fragments of 64 bytes, as uWS takes any number.
     maxFragments: Math.max(16 * 1024, Math.ceil(context.config.websocket.maxMessage / 64)),
     maxBufferedChunks: Math.max(256 * 1024, Math.ceil(context.config.websocket.maxMessage / 64)),
-    perMessageDeflate: false,
+    // shared: no context takeover either way, so no zlib state stays with a session between
+    // messages; dedicated: each session keeps its compression window.
+    perMessageDeflate: compressionOptions(context.config.websocket.compression),
     clientTracking: false,
     handleProtocols: (_offered, req) => answers.get(req)?.protocol || false,
   });
@@ -172,6 +176,12 @@ class NodeHandshake implements ClientHandshake {
   }
 }
 
+function compressionOptions(mode: Compression): PerMessageDeflateOptions | false {
+  if (mode === 'off') return false;
+  const shared = mode === 'shared';
+  return { serverNoContextTakeover: shared, clientNoContextTakeover: shared, threshold: COMPRESS_THRESHOLD };
+}
+
 /** Bytes a client may send before its upgrade is answered (it should send none). */
 const EARLY_LIMIT = 64 * 1024;
 
@@ -186,11 +196,11 @@ class NodeClientSocket implements ClientSocket {
     private readonly maxBackpressure: number,
   ) {}
 
-  send(data: Buffer, isBinary: boolean): number {
+  send(data: Buffer, isBinary: boolean, compress: boolean): number {
     if (this.ws.readyState !== WebSocket.OPEN) return 1;
     if (this.ws.bufferedAmount > this.maxBackpressure) return SEND_DROPPED;
     // ws may queue `data` itself, and it is valid only during this call: send a copy.
-    this.ws.send(Buffer.from(data), { binary: isBinary });
+    this.ws.send(Buffer.from(data), { binary: isBinary, compress });
     return 1;
   }
 

@@ -19,6 +19,7 @@ export const DEFAULTS = {
   'websocket.max_message': '16mb',
   'websocket.ping_interval': '30s',
   'websocket.max_buffered': '16mb',
+  'websocket.compression': 'off',
   'shutdown.grace': '10s',
   'fleet.heartbeat': '1s',
   'fleet.sync': '100ms',

@@ -14,7 +14,7 @@ export const CONFIG_KEYS = {
   log: ['level', 'access'],
   timeouts: ['connect', 'response', 'idle', 'request_head', 'request_body'],
   limits: ['max_request_line', 'max_request_head'],
-  websocket: ['max_message', 'ping_interval', 'max_buffered'],
+  websocket: ['max_message', 'ping_interval', 'max_buffered', 'compression'],
   shutdown: ['grace'],
   admin: ['listen', 'token', 'hosts'],
   fleet: ['redis', 'name', 'heartbeat', 'sync', 'timeout', 'exact_sessions'],

@@ -10,7 +10,7 @@ import { parseFleet } from './fleet.js';
 import { parseTcpListener, parseTls, httpPools } from './listeners.js';
 import { parsePool } from './pools.js';
 import { parseRoute } from './routes.js';
-import { ENGINES, LOG_LEVELS, type AdminConfig, type Config, type PoolConfig, type RouteConfig, type TcpListenerConfig } from './types.js';
+import { COMPRESSION, ENGINES, LOG_LEVELS, type AdminConfig, type Compression, type Config, type PoolConfig, type RouteConfig, type TcpListenerConfig } from './types.js';
 
 export * from './types.js';
 export { CONFIG_KEYS } from './keys.js';
@@ -73,11 +73,17 @@ export function validateConfig(raw: unknown): Config {
     }
   }
 
-  const websocket = { maxMessage: defaultBytes('websocket.max_message'), pingInterval: defaultMs('websocket.ping_interval'), maxBuffered: defaultBytes('websocket.max_buffered') };
+  const websocket = {
+    maxMessage: defaultBytes('websocket.max_message'),
+    pingInterval: defaultMs('websocket.ping_interval'),
+    maxBuffered: defaultBytes('websocket.max_buffered'),
+    compression: DEFAULTS['websocket.compression'] as Compression,
+  };
   if (top.websocket !== undefined) {
     const obj = check.object('websocket', top.websocket, CONFIG_KEYS.websocket);
     if (obj?.max_message !== undefined) websocket.maxMessage = check.size('websocket.max_message', obj.max_message) ?? 0;
     if (obj?.max_buffered !== undefined) websocket.maxBuffered = check.size('websocket.max_buffered', obj.max_buffered) ?? 0;
+    if (obj?.compression !== undefined) websocket.compression = check.oneOf('websocket.compression', obj.compression, COMPRESSION) ?? websocket.compression;
     if (obj?.ping_interval !== undefined) {
       const ms = check.duration('websocket.ping_interval', obj.ping_interval);
       // uWS counts idle time in seconds and refuses idle timeouts from 1 to 8.

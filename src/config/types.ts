@@ -5,6 +5,8 @@ export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 
 export type Algorithm = (typeof ALGORITHMS)[number];
 export const ENGINES = ['auto', 'uws', 'native-free'] as const;
 export type EngineName = (typeof ENGINES)[number];
+export const COMPRESSION = ['off', 'shared', 'dedicated'] as const;
+export type Compression = (typeof COMPRESSION)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export interface HostPort {
@@ -194,7 +196,8 @@ export interface Config {
   timeouts: { connect: number; response: number; idle: number; requestHead: number; requestBody: number };
   /** Request line and header section sizes past which a request is refused (414, 431), bytes. */
   limits: { maxRequestLine: number; maxRequestHead: number };
-  websocket: { maxMessage: number; pingInterval: number; maxBuffered: number };
+  /** `compression`: permessage-deflate on each leg when the other end offers or accepts it (docs/configuration.md). */
+  websocket: { maxMessage: number; pingInterval: number; maxBuffered: number; compression: Compression };
   shutdown: { grace: number };
   pools: Record<string, PoolConfig>;
   routes: RouteConfig[];

@@ -5,6 +5,7 @@
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
+import { constants as zlib, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import bufferUtil from 'bufferutil';
 import { upstreamFailure } from '../core/errors.js';
@@ -36,6 +37,8 @@ export interface UpstreamTarget {
   headers: string[];
   /** Subprotocols offered, as the client sent them ('' for none). */
   protocols: string;
+  /** Offer permessage-deflate (RFC 7692) without context takeover either way. */
+  compress: boolean;
   maxMessage: number;
   connectTimeout: number;
   /** From the connection to the backend's answer. */
@@ -47,6 +50,14 @@ const HEAD_LIMIT = 16 * 1024;
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** A backend that never answers our close frame must not hold the socket forever. */
 const CLOSE_WAIT_MS = 5000;
+
+/** Messages shorter than this go uncompressed (as the `ws` library's default threshold). */
+export const COMPRESS_THRESHOLD = 1024;
+/** What the offer asks for: each message compressed on its own, so each is inflated in one call. */
+const DEFLATE_OFFER = 'permessage-deflate; client_no_context_takeover; server_no_context_takeover';
+/** The end of a sync-flushed deflate stream, left off each message (RFC 7692 7.2.1). */
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+const RSV1 = 0x40;
 
 const OP_CONTINUATION = 0x0;
 const OP_TEXT = 0x1;
@@ -84,12 +95,12 @@ function nextMask(): Buffer {
 }
 
 /** A masked client frame carrying `payload` (valid only during the call: it is copied into the frame). */
-function frame(opcode: number, payload: Uint8Array): Buffer {
+function frame(opcode: number, payload: Uint8Array, rsv = 0): Buffer {
   const length = payload.length;
   const lengthBytes = length < 126 ? 0 : length < 65536 ? 2 : 8;
   const headerLength = 2 + lengthBytes + 4;
   const out = Buffer.allocUnsafe(headerLength + length);
-  out[0] = 0x80 | opcode;
+  out[0] = 0x80 | rsv | opcode;
   if (lengthBytes === 0) out[1] = 0x80 | length;
   else if (lengthBytes === 2) {
     out[1] = 0x80 | 126;
@@ -135,6 +146,27 @@ function decodeChunked(raw: Buffer): { body: Buffer; complete: boolean; malforme
 }
 
 /** Close codes a peer may send (RFC 6455 7.4.1, 7.4.2). */
+/**
+ * Whether the backend's Sec-WebSocket-Extensions accepts our offer: permessage-deflate alone,
+ * without context takeover on its side (each message must inflate on its own), and no parameter
+ * that was not offered other than a smaller window of its own. Returns what is wrong, or ''.
+ */
+function deflateAnswerProblem(value: string): string {
+  if (value.includes(',')) return 'more than one extension';
+  const [name, ...params] = value.split(';').map((part) => part.trim().toLowerCase());
+  if (name !== 'permessage-deflate') return 'an extension that was not offered';
+  const seen = new Set<string>();
+  for (const param of params) {
+    const [key, arg] = param.split('=').map((part) => part.trim());
+    if (seen.has(key)) return 'a permessage-deflate parameter twice';
+    seen.add(key);
+    if ((key === 'server_no_context_takeover' || key === 'client_no_context_takeover') && arg === undefined) continue;
+    if (key === 'server_max_window_bits' && /^(8|9|1[0-5])$/.test(arg?.replace(/"/g, '') ?? '')) continue;
+    return `a permessage-deflate parameter that was not offered (${param})`;
+  }
+  return seen.has('server_no_context_takeover') ? '' : 'permessage-deflate with context takeover';
+}
+
 function validCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
@@ -155,11 +187,16 @@ export class UpstreamWebSocket {
   private fragments: Buffer[] | null = null;
   private fragmentBytes = 0;
   private messageOpcode = 0;
+  /** permessage-deflate was agreed; the frame being read has RSV1; the message being read is compressed. */
+  private deflate = false;
+  private frameCompressed = false;
+  private messageCompressed = false;
   private closeSent = false;
   private closeReported = false;
   /** Only while the handshake is under way. */
   private key: string | null;
   private offered: string[] | null;
+  private offeredDeflate: boolean;
   private refusal: { status: number; statusMessage: string; contentType: string | undefined; /** -1: until the connection ends. */ length: number; chunked: boolean } | null = null;
   private readonly maxMessage: number;
 
@@ -168,6 +205,7 @@ export class UpstreamWebSocket {
     target: UpstreamTarget,
   ) {
     this.maxMessage = target.maxMessage;
+    this.offeredDeflate = target.compress;
     this.key = randomBytes(16).toString('base64');
     this.offered = target.protocols ? target.protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
     const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Buffer) => this.onRead(length, buffer) };
@@ -209,12 +247,17 @@ export class UpstreamWebSocket {
     if (!hasHost) head += `host: ${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}\r\n`;
     head += `connection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${this.key}\r\n`;
     if (target.protocols) head += `sec-websocket-protocol: ${target.protocols}\r\n`;
+    if (target.compress) head += `sec-websocket-extensions: ${DEFLATE_OFFER}\r\n`;
     return `${head}\r\n`;
   }
 
   send(data: Uint8Array, isBinary: boolean): void {
     if (this.phase !== Phase.Open || this.closeSent) return;
-    this.socket.write(frame(isBinary ? OP_BINARY : OP_TEXT, data));
+    const opcode = isBinary ? OP_BINARY : OP_TEXT;
+    if (this.deflate && data.length >= COMPRESS_THRESHOLD) {
+      const packed = deflateRawSync(data, { finishFlush: zlib.Z_SYNC_FLUSH });
+      this.socket.write(frame(opcode, packed.subarray(0, packed.length - DEFLATE_TAIL.length), RSV1));
+    } else this.socket.write(frame(opcode, data));
   }
 
   ping(): void {
@@ -327,8 +370,12 @@ export class UpstreamWebSocket {
     let problem = '';
     if (headerValue(headers, 'upgrade')?.toLowerCase() !== 'websocket') problem = 'no "Upgrade: websocket"';
     else if (headerValue(headers, 'sec-websocket-accept') !== expected) problem = 'a wrong Sec-WebSocket-Accept';
-    else if (headerValue(headers, 'sec-websocket-extensions') !== undefined) problem = 'an extension that was not offered';
     else if (protocol && !this.offered!.includes(protocol)) problem = 'a subprotocol that was not offered';
+    const extensions = headerValue(headers, 'sec-websocket-extensions');
+    if (!problem && extensions !== undefined) {
+      problem = this.offeredDeflate ? deflateAnswerProblem(extensions) : 'an extension that was not offered';
+      this.deflate = problem === '';
+    }
     if (problem) return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', `the backend's 101 had ${problem}`));
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -371,7 +418,9 @@ export class UpstreamWebSocket {
         this.fin = (b0 & 0x80) !== 0;
         this.opcode = b0 & 0x0f;
         this.payloadLength = b1 & 0x7f;
-        if ((b0 & 0x70) !== 0) return this.protocolError(1002, 'reserved bits set');
+        // RSV1 marks the first frame of a compressed message, once permessage-deflate is agreed.
+        this.frameCompressed = (b0 & 0x70) === RSV1 && this.deflate && this.opcode !== OP_CONTINUATION && this.opcode < 0x8;
+        if ((b0 & 0x70) !== 0 && !this.frameCompressed) return this.protocolError(1002, 'reserved bits set');
         if ((b1 & 0x80) !== 0) return this.protocolError(1002, 'a masked frame from the server');
         if (this.opcode >= 0x8) {
           if (!this.fin || this.payloadLength > 125) return this.protocolError(1002, 'a fragmented or long control frame');
@@ -414,6 +463,7 @@ export class UpstreamWebSocket {
       if (!this.fragments) {
         this.fragments = [];
         this.messageOpcode = opcode;
+        this.messageCompressed = this.frameCompressed;
       }
       this.fragments.push(Buffer.from(payload));
       this.fragmentBytes += payload.length;
@@ -423,6 +473,15 @@ export class UpstreamWebSocket {
       this.fragmentBytes = 0;
     } else {
       this.messageOpcode = opcode;
+      this.messageCompressed = this.frameCompressed;
+    }
+    if (this.messageCompressed) {
+      try {
+        payload = inflateRawSync(Buffer.concat([payload, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: Math.max(1, this.maxMessage) });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return this.protocolError(1009, 'a compressed message that inflates past max_message');
+        return this.protocolError(1007, 'a compressed message that does not inflate');
+      }
     }
     if (this.messageOpcode === OP_TEXT && !isUtf8(payload)) return this.protocolError(1007, 'invalid UTF-8 in a text message');
     this.handler.onUpstreamMessage(payload, this.messageOpcode === OP_BINARY);

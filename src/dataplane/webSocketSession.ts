@@ -9,7 +9,7 @@ import { tlsConnectOptions } from '../core/upstreamTls.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
 import { checkFleetLimit, type Admission } from './requestGate.js';
-import { UpstreamWebSocket, type UpstreamHandler } from './upstreamWebSocket.js';
+import { COMPRESS_THRESHOLD, UpstreamWebSocket, type UpstreamHandler } from './upstreamWebSocket.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
 /** Backend → client: pause reading the backend above this much unsent to the client. */
@@ -39,8 +39,11 @@ export interface ClientHandshake {
 
 /** The client's open WebSocket, in the shape of a uWS socket (which is passed as it is). */
 export interface ClientSocket {
-  /** SEND_DROPPED when the client is past its buffer limit and the message was not queued. */
-  send(data: Buffer, isBinary: boolean): number;
+  /**
+   * SEND_DROPPED when the client is past its buffer limit and the message was not queued.
+   * `compress`: with permessage-deflate agreed with this client (else ignored).
+   */
+  send(data: Buffer, isBinary: boolean, compress: boolean): number;
   getBufferedAmount(): number;
   end(code: number, reason?: string | Buffer): void;
 }
@@ -158,6 +161,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
       path: this.path,
       headers: this.upstreamHeaders!,
       protocols: this.pending!.protocols,
+      compress: context.config.websocket.compression !== 'off',
       maxMessage: context.config.websocket.maxMessage,
       connectTimeout: context.config.timeouts.connect,
       responseTimeout: this.responseTimeout,
@@ -273,7 +277,8 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
       return;
     }
     this.bytesOut += data.length;
-    if (client.send(data, isBinary) === SEND_DROPPED) {
+    const compress = data.length >= COMPRESS_THRESHOLD && this.context.config.websocket.compression !== 'off';
+    if (client.send(data, isBinary, compress) === SEND_DROPPED) {
       client.end(CLOSE_TRY_AGAIN_LATER, 'client is not keeping up');
     } else if (!this.upstreamPaused && client.getBufferedAmount() > CLIENT_HIGH_WATER) {
       this.upstreamPaused = true;

@@ -24,7 +24,7 @@ function uwsEngine(context: WorkerContext, logger: Logger): Engine {
   if (!uws) throw new EngineUnavailable('no uWebSockets.js build loads in this worker');
   const { config } = context;
   const serveOn = (target: TemplatedApp) =>
-    target.ws('/*', webSocketBehavior(context)).any('/*', (res, req) => {
+    target.ws('/*', webSocketBehavior(context, uws)).any('/*', (res, req) => {
       try {
         handleHttp(context, res, req);
       } catch (err) {

@@ -6,6 +6,7 @@ import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import { serveUpgrade, type IncomingUpgrade } from '../../dataplane/serve.js';
 import type { WebSocketSession, ClientHandshake } from '../../dataplane/webSocketSession.js';
 import type { WorkerContext } from '../../dataplane/workerContext.js';
+import type { UwsModule } from './binding.js';
 import { asReceived, UwsIncoming, writeFault } from './httpProxy.js';
 
 /** uWS copies user data shallowly, so the session lives one level down. */
@@ -15,9 +16,17 @@ interface SessionData {
 
 const CLOSE_INTERNAL_ERROR = 1011;
 
-export function webSocketBehavior(context: WorkerContext): WebSocketBehavior<SessionData> {
+export function webSocketBehavior(context: WorkerContext, uws: UwsModule): WebSocketBehavior<SessionData> {
   const { websocket } = context.config;
   return {
+    // uWS agrees permessage-deflate with clients that offer it: shared keeps no window per
+    // session (no context takeover), dedicated gives each session its own.
+    compression:
+      websocket.compression === 'shared'
+        ? uws.SHARED_COMPRESSOR | uws.SHARED_DECOMPRESSOR
+        : websocket.compression === 'dedicated'
+          ? uws.DEDICATED_COMPRESSOR_256KB | uws.DEDICATED_DECOMPRESSOR
+          : uws.DISABLED,
     maxPayloadLength: websocket.maxMessage,
     // Sends must never be dropped silently: the relay pauses the backend long before this.
     maxBackpressure: websocket.maxBuffered + websocket.maxMessage,

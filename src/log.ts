@@ -1,7 +1,7 @@
 // The pino logger used by the primary and by every worker thread.
 
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
@@ -14,6 +14,10 @@ export const PRETTY_LOGS = Boolean(process.stdout.isTTY);
  */
 export function createLogger(level: string, bindings: Record<string, unknown> = {}, pretty = PRETTY_LOGS): Logger {
   const options = { level, base: { ...bindings }, timestamp: pino.stdTimeFunctions.isoTime };
-  if (pretty) return pino(options, PinoPretty({ colorize: true, destination: 1, sync: false }));
+  if (pretty) {
+    // Loaded only for a terminal: every worker thread would load it for nothing otherwise.
+    const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    return pino(options, PinoPretty({ colorize: true, destination: 1, sync: false }));
+  }
   return pino(options, pino.destination({ dest: 1, sync: false }));
 }

@@ -9,9 +9,9 @@ import { StateTable } from '../core/state/stateTable.js';
 import type { ErrorCode } from '../core/errors.js';
 import { loadUws } from '../engine/uws/binding.js';
 import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
-import { startAdminServer, type AdminServer } from './adminServer.js';
+import type { AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
-import { FleetAgent } from './fleet.js';
+import type { FleetAgent } from './fleet.js';
 import { Lifecycle } from './lifecycle.js';
 import { Supervisor, type RunningEngine } from './supervisor.js';
 
@@ -124,7 +124,9 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     logger,
   );
   control = new ControlPlane(listenConfig, plan, table, registry, supervisor, logger, options.configPath, config);
-  const fleet = config.fleet && new FleetAgent(config.fleet, table, control, registry, supervisor, logger);
+  // The fleet (ioredis) and the admin listener (prom-client) are loaded only when configured:
+  // start-up does not pay for what it does not run.
+  const fleet = config.fleet && new (await import('./fleet.js')).FleetAgent(config.fleet, table, control, registry, supervisor, logger);
   if (fleet) {
     supervisor.onMessage = (worker, message) => fleet.onWorkerMessage(worker, message);
     supervisor.onDied = (worker) => fleet.onWorkerDied(worker);
@@ -143,6 +145,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
+      const { startAdminServer } = await import('./adminServer.js');
       admin = await startAdminServer(config.admin, control, table, limits, () => supervisor.restarts, logger, fleet);
     } catch (err) {
       lifecycle.close();

@@ -2,8 +2,6 @@
 // written into the shared table through the control plane.
 
 import { connect } from 'node:net';
-import { Client, request } from 'undici';
-import { WebSocket } from 'ws';
 import type { BackendConfig, HealthConfig } from '../config/types.js';
 import { RiseFall } from '../core/health/riseFall.js';
 import { tlsConnectOptions, type TlsConnectOptions } from '../core/upstreamTls.js';
@@ -31,6 +29,8 @@ export async function runCheck(backend: BackendConfig, health: HealthConfig, tls
       });
     }
     if (health.type === 'websocket') {
+      // Loaded with the first check that needs it: start-up does not wait for it.
+      const { WebSocket } = await import('ws');
       return await new Promise<boolean>((resolve) => {
         const ws = new WebSocket(`${tls ? 'wss' : 'ws'}://${host}:${backend.port}${health.path}`, { ...tls, handshakeTimeout: health.timeout });
         ws.once('open', () => (ws.close(1000), resolve(true)));
@@ -38,6 +38,7 @@ export async function runCheck(backend: BackendConfig, health: HealthConfig, tls
         ws.once('unexpected-response', (_req, res) => (res.resume(), ws.terminate(), resolve(false)));
       });
     }
+    const { Client, request } = await import('undici');
     // A TLS check makes a new connection each round, so that the handshake is checked every time.
     const client = tls ? new Client(backend.origin, { connect: tls }) : undefined;
     try {

@@ -4,7 +4,7 @@ import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { BACKEND_DOWN } from '../dist/src/index.js';
-import { activeTotal, closed, nextMessage, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
+import { activeTotal, closed, nextMessage, openHeld, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
 
 async function get(port: number, path: string, headers: Record<string, string> = {}) {
   const res = await request(`http://127.0.0.1:${port}${path}`, { headers });
@@ -63,8 +63,7 @@ test('hash with balance_factor: a hot room spills over, no backend above the bou
   const proxy = await startProxy(t, {
     pools: { chat: { algorithm: 'hash', hash: { key: 'query:room', balance_factor: 1.25 }, backends: backends.map((b) => b.address) } },
   });
-  const sockets = await Promise.all(Array.from({ length: 30 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/chat?room=hot`)));
-  await waitFor('backends to see every session', () => backends.reduce((n, b) => n + b.openSessions(), 0) === 30);
+  const sockets = await openHeld(t, proxy.port, 30, backends, 30, 'chat?room=hot');
   const loads = backends.map((b) => b.openSessions());
   t.true(Math.max(...loads) <= Math.ceil((1.25 * 30) / 3), `loads ${loads}`);
   for (const ws of sockets) ws.terminate();

@@ -2,9 +2,9 @@
 
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { WebSocket } from 'ws';
-import { ENGINE, activeOf, activeTotal, closed, deadPort, nextMessage, onePool, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
+import { ENGINE, activeOf, activeTotal, closed, deadPort, nextMessage, onePool, openHeld, openSocket, startBackend, startProxy, waitFor, type TestBackend } from './helpers.js';
 
 test('echo of text, binary and large messages, with the subprotocol and headers passed on', async (t) => {
   const backend = await startBackend(t, 'a');
@@ -163,28 +163,6 @@ test('a refused upgrade is answered with the backend status; a dead backend with
 /** Opens `count` sessions at once and reports, per backend, how many each holds (backend side). */
 async function openMany(port: number, count: number): Promise<WebSocket[]> {
   return Promise.all(Array.from({ length: count }, () => openSocket(`ws://127.0.0.1:${port}/`)));
-}
-
-/**
- * Opens `count` sessions at once and waits until the backends hold `total`. A session the uws
- * engine cuts a millisecond after its upgrade (1006: uWS 20.30's cork, docs/engines.md) is logged
- * and opened again, so that what the test checks is where sessions land, not that engine fault.
- */
-async function openHeld(t: ExecutionContext, port: number, count: number, backends: TestBackend[], total: number): Promise<WebSocket[]> {
-  const held: WebSocket[] = [];
-  let missing = count;
-  for (let attempt = 0; missing > 0 && attempt < 5; attempt++) {
-    const cut: WebSocket[] = [];
-    const opened = await openMany(port, missing);
-    for (const ws of opened) ws.once('close', (code: number) => code === 1006 && cut.push(ws));
-    held.push(...opened);
-    await waitFor('the backends to hold the new sessions, or one to be cut', () => cut.length > 0 || counts(backends).reduce((a, b) => a + b) === total);
-    if (cut.length > 0) t.log(`${cut.length} session(s) cut by the engine right after the upgrade (1006): opened again`);
-    for (const ws of cut) held.splice(held.indexOf(ws), 1);
-    missing = cut.length;
-  }
-  await waitFor('backends to see every session', () => counts(backends).reduce((a, b) => a + b) === total);
-  return held;
 }
 
 function counts(backends: TestBackend[]): number[] {

@@ -4,7 +4,8 @@
 import { parseArgs } from 'node:util';
 import { readConfigFile } from './config/load.js';
 import { ConfigError, validateConfig } from './config/schema.js';
-import { createLogger } from './log.js';
+import { readFileSync } from 'node:fs';
+import { createLogger, prettyFor } from './log.js';
 import { runDemo } from './demo.js';
 import { startFairway, StartupError } from './primary/fairway.js';
 
@@ -23,6 +24,7 @@ Options:
   --workers N|auto    worker threads (default auto = available cores)
   --engine NAME       auto, uws or native-free (default auto)
   --admin HOST:PORT   admin API, /metrics and dashboard (off unless given)
+  -v, --version       the version of fairway
   -h, --help          this text
 `;
 
@@ -45,6 +47,7 @@ function parseCommandLine() {
         workers: { type: 'string' },
         engine: { type: 'string' },
         admin: { type: 'string' },
+        version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -81,6 +84,11 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (flags.version) {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`fairway ${pkg.version}\n`);
+    return;
+  }
   if (process.argv.length <= 2) {
     await runDemo().catch((err: Error) => fail(`fairway demo: ${err.message}`, 1));
     return;
@@ -97,7 +105,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const logger = createLogger(config.log.level, { role: 'primary' });
+  const logger = createLogger(config.log.level, { role: 'primary' }, prettyFor(config.log.format));
   let fairway;
   try {
     fairway = await startFairway(config, { logger, configPath: flags.config });

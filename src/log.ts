@@ -8,6 +8,11 @@ export type { Logger };
 /** Whether logs go to a terminal: decided once in the primary (workers' stdout is not the TTY). */
 export const PRETTY_LOGS = Boolean(process.stdout.isTTY);
 
+/** Whether log.format asks for pretty lines: `auto` means when stdout is a terminal. */
+export function prettyFor(format: 'auto' | 'json' | 'pretty'): boolean {
+  return format === 'pretty' || (format === 'auto' && PRETTY_LOGS);
+}
+
 /**
  * JSON lines on stdout, written off the hot path and flushed on exit; human-readable lines when
  * stdout is a terminal.

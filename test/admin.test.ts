@@ -2,7 +2,8 @@
 // reload by API and SIGHUP, and the access log of the real CLI.
 
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -23,6 +24,7 @@ async function api(port: number, method: string, path: string, body?: unknown, t
 }
 
 const enc = encodeURIComponent;
+const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 
 
 async function whoami(ws: WebSocket): Promise<string> {
@@ -237,6 +239,9 @@ test('access log: one JSON line per HTTP request and per WebSocket session end',
   const { child, output } = await runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', a.address, '--workers', '1']);
   await waitFor('fairway to listen', () => output().includes('fairway is listening'), START_DEADLINE);
   await (await request(`http://127.0.0.1:${port}/download?bytes=1234`)).body.text();
+  // A request fairway answers itself carries its error code.
+  const dead = await request(`http://127.0.0.1:${port}/die`);
+  await dead.body.text().catch(() => '');
   const ws = await openSocket(`ws://127.0.0.1:${port}/room?x=1`);
   ws.send('hello');
   await nextMessage(ws);
@@ -245,9 +250,37 @@ test('access log: one JSON line per HTTP request and per WebSocket session end',
   child.kill('SIGTERM');
   await once(child, 'exit');
   const lines = output().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  const http = lines.find((l) => l.type === 'http');
+  const http = lines.find((l) => l.type === 'http' && l.path.startsWith('/download'));
   t.like(http, { level: 30, method: 'GET', path: '/download?bytes=1234', status: 200, backend: `http://${a.address}`, bytes: 1234, client: '127.0.0.1' });
-  t.is(typeof http.ms, 'number');
+  t.is(typeof http.duration_ms, 'number');
+  t.is(http.error, undefined);
   const session = lines.find((l) => l.type === 'websocket');
   t.like(session, { path: '/room?x=1', code: 4002, backend: `http://${a.address}`, bytesIn: 5, bytesOut: 5, client: '127.0.0.1' });
+  t.is(typeof session.duration_ms, 'number', 'how long the session lasted');
+  const cut = lines.find((l) => l.type === 'http' && l.path === '/die');
+  t.is(typeof cut?.status, 'number');
+  t.is(cut?.error, 'upstream-reset');
+});
+
+test('log.format: pretty gives lines for people, json the JSON lines; --version and --help answer and exit 0', async (t) => {
+  const a = await startBackend(t, 'a');
+  const dir = mkdtempSync(join(tmpdir(), 'fairway-log-'));
+  for (const format of ['pretty', 'json'] as const) {
+    const port = await freePort();
+    const file = join(dir, `${format}.yaml`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\nworkers: 1\nlog: { format: ${format} }\npools:\n  main:\n    backends: [${a.address}]\n`);
+    const { child, output } = await runCli(t, ['--config', file]);
+    await waitFor(`fairway to listen (${format})`, () => output().includes('fairway is listening'), START_DEADLINE);
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    const first = output().split('\n').find((line) => line.includes('fairway is listening'))!;
+    if (format === 'json') t.like(JSON.parse(first), { level: 30, msg: 'fairway is listening' });
+    else t.throws(() => JSON.parse(first), undefined, `not JSON: ${first}`);
+  }
+  const version = spawnSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' });
+  t.is(version.status, 0);
+  t.is(version.stdout, `fairway ${JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version}\n`);
+  const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+  t.is(help.status, 0);
+  for (const flag of ['--config', '--check', '--listen', '--to', '--algorithm', '--workers', '--engine', '--admin', '--version', '--help']) t.true(help.stdout.includes(flag), flag);
 });

@@ -9,6 +9,7 @@ export const DEFAULTS = {
   engine: 'auto',
   'log.level': 'info',
   'log.access': true,
+  'log.format': 'auto',
   'timeouts.connect': '5s',
   'timeouts.response': '60s',
   'timeouts.idle': '60s',

@@ -11,7 +11,7 @@ export const CONFIG_KEYS = {
   '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'limits', 'websocket', 'shutdown', 'admin', 'fleet', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
   tls: ['cert', 'key', 'certs', 'redirect'],
   'tls.certs[]': ['names', 'cert', 'key'],
-  log: ['level', 'access'],
+  log: ['level', 'access', 'format'],
   timeouts: ['connect', 'response', 'idle', 'request_head', 'request_body'],
   limits: ['max_request_line', 'max_request_head'],
   websocket: ['max_message', 'ping_interval', 'max_buffered', 'compression'],

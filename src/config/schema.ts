@@ -10,7 +10,7 @@ import { parseFleet } from './fleet.js';
 import { parseTcpListener, parseTls, httpPools } from './listeners.js';
 import { parsePool } from './pools.js';
 import { parseRoute } from './routes.js';
-import { COMPRESSION, ENGINES, LOG_LEVELS, type AdminConfig, type Compression, type Config, type PoolConfig, type RouteConfig, type TcpListenerConfig } from './types.js';
+import { COMPRESSION, ENGINES, LOG_FORMATS, LOG_LEVELS, type AdminConfig, type Compression, type Config, type PoolConfig, type RouteConfig, type TcpListenerConfig } from './types.js';
 
 export * from './types.js';
 export { CONFIG_KEYS } from './keys.js';
@@ -35,11 +35,12 @@ export function validateConfig(raw: unknown): Config {
       : check.integer('workers', top.workers, 1, 256);
   const engine = check.oneOf('engine', top.engine ?? DEFAULTS.engine, ENGINES);
 
-  const log = { level: DEFAULTS['log.level'] as Config['log']['level'], access: DEFAULTS['log.access'] as boolean };
+  const log = { level: DEFAULTS['log.level'] as Config['log']['level'], access: DEFAULTS['log.access'] as boolean, format: DEFAULTS['log.format'] as Config['log']['format'] };
   if (top.log !== undefined) {
     const obj = check.object('log', top.log, CONFIG_KEYS.log);
     if (obj?.level !== undefined) log.level = check.oneOf('log.level', obj.level, LOG_LEVELS) ?? log.level;
     if (obj?.access !== undefined) log.access = check.boolean('log.access', obj.access) ?? log.access;
+    if (obj?.format !== undefined) log.format = check.oneOf('log.format', obj.format, LOG_FORMATS) ?? log.format;
   }
 
   const timeouts = {

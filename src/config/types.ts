@@ -7,6 +7,7 @@ export const ENGINES = ['auto', 'uws', 'native-free'] as const;
 export type EngineName = (typeof ENGINES)[number];
 export const COMPRESSION = ['off', 'shared', 'dedicated'] as const;
 export type Compression = (typeof COMPRESSION)[number];
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export interface HostPort {
@@ -188,7 +189,8 @@ export interface Config {
   fleet?: FleetConfig;
   workers: number;
   engine: EngineName;
-  log: { level: (typeof LOG_LEVELS)[number]; access: boolean };
+  /** format: JSON lines, or pretty lines for people; auto = pretty when stdout is a terminal. */
+  log: { level: (typeof LOG_LEVELS)[number]; access: boolean; format: (typeof LOG_FORMATS)[number] };
   /**
    * Upstream HTTP timeouts (connect, response, idle) and the client's: a whole request head, and
    * a pause in a request body, in milliseconds.

@@ -56,6 +56,8 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
   /** Set once the backend's status line arrived: from then on, errors can only cut. */
   private answered = false;
   private status = 0;
+  /** The x-fairway-error code when fairway answered for the backend, for the access log. */
+  private errorCode = '';
   private bytesOut = 0;
   private readonly startedAt = performance.now();
   private sentAt = 0;
@@ -100,6 +102,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     if (this.clientGone || this.finished) return;
     this.responseDone = true;
     this.status = fault.status;
+    this.errorCode = fault.code;
     this.reply.fault(fault, false, retryAfterSeconds);
     this.finish();
   }
@@ -185,6 +188,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
       this.responseDone = true;
       const fault = faultFor(err);
       this.status = fault.status;
+      this.errorCode = fault.code;
       this.reply.fail(fault);
       this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.backendUrl() }, 'upstream request failed');
     }
@@ -223,6 +227,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     }
     // Answer first: the abort below reaches onResponseError at once, which must find it answered.
     this.status = 413;
+    this.errorCode = FAULTS.bodyTooLarge.code;
     if (!this.responseDone) {
       this.responseDone = true;
       this.reply.fault(FAULTS.bodyTooLarge, true);
@@ -266,9 +271,10 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
         path: this.head.path,
         status: this.status,
         backend: this.backendUrl(),
-        ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
+        duration_ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
         bytes: this.bytesOut,
         client: this.head.client,
+        ...(this.errorCode ? { error: this.errorCode } : {}),
       });
     }
   }

@@ -107,7 +107,7 @@ function checkLimit(context: WorkerContext, head: RequestHead, limit: RouteLimit
 }
 
 function limitRefusal(context: WorkerContext, head: RequestHead, upgrade: boolean, reason: LimitReason, retryAfterMs: number): Refusal {
-  if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, reason, client: head.client });
+  if (context.accessLog) context.logger.info({ type: upgrade ? 'websocket' : 'http', method: head.method, path: head.path, status: 429, error: reason === 'concurrent-sessions' ? FAULTS.tooManySessions.code : FAULTS.rateLimited.code, reason, client: head.client });
   const fault = reason === 'concurrent-sessions' ? FAULTS.tooManySessions : FAULTS.rateLimited;
   return refusal(fault, Math.max(1, Math.ceil(retryAfterMs / 1000)));
 }

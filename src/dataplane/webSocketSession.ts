@@ -72,6 +72,8 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   /** Cleared when a ping goes out, set by any sign of life; still clear at the next ping = dead. */
   upstreamAlive = true;
   private closeCode = 0;
+  /** The x-fairway-error code when fairway refused the upgrade, for the access log. */
+  private errorCode = '';
   /** Path and client for the access log; the upstream request's headers until the backend answers. */
   private readonly path: string;
   private readonly fromAddress: string;
@@ -124,6 +126,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     if (!handshake) return;
     this.pending = null;
     this.closeCode = fault.status;
+    this.errorCode = fault.code;
     handshake.refuse(fault, false, retryAfterSeconds);
     this.finish();
   }
@@ -196,6 +199,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     const handshake = this.pending;
     this.pending = null;
     this.closeCode = status;
+    this.errorCode = FAULTS.badHandshake.code;
     handshake?.relay(status, statusMessage, contentType, body);
     this.finish();
   }
@@ -213,6 +217,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
       this.context.table.countFailure(this.slot);
       const fault = faultFor(err);
       this.closeCode = fault.status;
+      this.errorCode = fault.code;
       handshake.refuse(fault, false);
       this.finish();
     } else if (this.client) {
@@ -336,6 +341,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     else if (this.pending) {
       const handshake = this.pending;
       this.pending = null;
+      this.errorCode = FAULTS.noBackend.code;
       handshake.refuse(FAULTS.noBackend, true);
       this.upstream?.terminate();
       this.finish();
@@ -355,10 +361,11 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
         path: this.path,
         code: this.closeCode,
         backend: this.slot >= 0 ? context.backends[this.slot].origin : '',
-        ms: Math.round(performance.now() - this.startedAt),
+        duration_ms: Math.round(performance.now() - this.startedAt),
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
         client: this.fromAddress,
+        ...(this.errorCode ? { error: this.errorCode } : {}),
       });
     }
   }

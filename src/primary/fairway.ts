@@ -8,7 +8,7 @@ import { SlotRegistry, type SlotPlan } from '../core/state/slotRegistry.js';
 import { StateTable } from '../core/state/stateTable.js';
 import type { ErrorCode } from '../core/errors.js';
 import { loadUws } from '../engine/uws/binding.js';
-import { createLogger, PRETTY_LOGS, type Logger } from '../log.js';
+import { createLogger, prettyFor, type Logger } from '../log.js';
 import type { AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
 import type { FleetAgent } from './fleet.js';
@@ -118,7 +118,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   const supervisor = new Supervisor(
     engine,
     workers,
-    (worker, controlPort) => ({ worker, buffer: table.buffer, limitsBuffer: limits.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks, prettyLogs: PRETTY_LOGS }),
+    (worker, controlPort) => ({ worker, buffer: table.buffer, limitsBuffer: limits.buffer, config: control?.config ?? listenConfig, plan: control?.plan ?? plan, port: controlPort, testHooks, prettyLogs: prettyFor(config.log.format) }),
     table,
     limits,
     logger,

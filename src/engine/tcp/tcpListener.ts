@@ -229,7 +229,7 @@ class TcpSession implements Admittable, OpenSession {
         type: 'tcp',
         listen: `${this.listener.config.listen.host}:${this.listener.config.listen.port}`,
         backend: this.slot >= 0 ? context.backends[this.slot].origin : '',
-        ms: Math.round(performance.now() - this.startedAt),
+        duration_ms: Math.round(performance.now() - this.startedAt),
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
         client: this.clientAddress,

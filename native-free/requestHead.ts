@@ -29,13 +29,15 @@ export function readRequestHead(context: WorkerContext, req: ClientRequest, webs
     host: String(host),
     peer: proxied ?? peerAddress(socket),
     connection: String(req.headers.connection ?? '').toLowerCase(),
+    hostOptional: h2 || req.httpVersion === '1.0',
   };
   const raw = req.rawHeaders;
   const forEachHeader = (visit: (name: string, value: string) => void) => {
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i].toLowerCase();
-      // HTTP/2 pseudo-headers (:method, :path…) are the request line, not headers.
-      if (name.charCodeAt(0) !== 58 /* : */) visit(name, raw[i + 1]);
+      // HTTP/2 pseudo-headers (:method, :path…) are the request line, not headers; an HTTP/2
+      // request's host is its :authority (RFC 9113 8.3.1), whatever a host header says.
+      if (name.charCodeAt(0) !== 58 /* : */ && !(h2 && name === 'host')) visit(name, raw[i + 1]);
     }
   };
   const head = upstreamHead(line, forEachHeader, websocket, context);

@@ -115,8 +115,10 @@ function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
     let fault: ProxyFault = FAULTS.badRequest;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') fault = FAULTS.headTimeout;
     else if (err.code === 'HPE_HEADER_OVERFLOW') {
-      // What node had not parsed yet: the request line is too long when it has not ended there.
-      const lineEnd = err.rawPacket?.indexOf('\r\n') ?? 0;
+      // The read node stopped in: when it holds the start of the request and the request line
+      // has not ended within the limit, the line is what is too long; else the headers are.
+      const packet = err.rawPacket;
+      const lineEnd = packet && /^[A-Z]+ /.test(packet.toString('latin1', 0, 16)) ? packet.indexOf('\r\n') : 0;
       fault = lineEnd < 0 || lineEnd > maxRequestLine ? FAULTS.uriTooLong : FAULTS.headTooLarge;
     }
     const body = `${fault.message}\n`;

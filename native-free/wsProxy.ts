@@ -26,8 +26,8 @@ export function createWebSocketServer(context: WorkerContext): WebSocketServer {
     // in fragments of 64 bytes, as uWS takes any number.
     maxFragments: Math.max(16 * 1024, Math.ceil(context.config.websocket.maxMessage / 64)),
     maxBufferedChunks: Math.max(256 * 1024, Math.ceil(context.config.websocket.maxMessage / 64)),
-    // shared: no context takeover either way, so no zlib state stays with a session between
-    // messages; dedicated: each session keeps its compression window.
+    // shared: no context takeover either way (each message compressed on its own); dedicated:
+    // each session keeps its window. ws keeps a zlib stream per session in both (docs/BENCHMARKS.md).
     perMessageDeflate: compressionOptions(context.config.websocket.compression),
     clientTracking: false,
     handleProtocols: (_offered, req) => answers.get(req)?.protocol || false,

@@ -121,9 +121,11 @@ test('a web page cannot drive the admin API: writes must be JSON, a foreign Orig
     t.is(res.statusCode, 403, `${type} from another origin`);
     await res.body.text();
   }
-  const plain = await request(`http://127.0.0.1:${admin}${drain}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' });
-  t.is(plain.statusCode, 415);
-  t.regex(await plain.body.text(), /content-type: send application\/json/);
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+    const res = await request(`http://127.0.0.1:${admin}${drain}`, { method: 'POST', headers: { 'content-type': type }, body: '{}' });
+    t.is(res.statusCode, 415, `${type}, same origin`);
+    t.regex(await res.body.text(), /content-type: send application\/json/);
+  }
   const bare = await request(`http://127.0.0.1:${admin}/api/reload`, { method: 'POST' });
   t.is(bare.statusCode, 415, 'a write without a type');
   await bare.body.text();

@@ -495,17 +495,17 @@ export async function startRedis(t: ExecutionContext, options: { port?: number }
  */
 export async function openHeld(t: ExecutionContext, port: number, count: number, backends: TestBackend[], total: number, path = ''): Promise<WebSocket[]> {
   const held: WebSocket[] = [];
-  let missing = count;
-  for (let attempt = 0; missing > 0 && attempt < 5; attempt++) {
-    const cut: WebSocket[] = [];
-    const opened = await Promise.all(Array.from({ length: missing }, () => openSocket(`ws://127.0.0.1:${port}/${path}`)));
-    for (const ws of opened) ws.once('close', (code: number) => code === 1006 && cut.push(ws));
-    held.push(...opened);
-    await waitFor('the backends to hold the new sessions, or one to be cut', () => cut.length > 0 || backends.reduce((n, b) => n + b.openSessions(), 0) === total);
+  const onBackends = () => backends.reduce((n, b) => n + b.openSessions(), 0);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    // Sessions cut since the last round (1006) are dropped and opened again.
+    const cut = held.filter((ws) => ws.readyState !== WebSocket.OPEN);
     if (cut.length > 0) t.log(`${cut.length} session(s) cut by the engine right after the upgrade (1006): opened again`);
     for (const ws of cut) held.splice(held.indexOf(ws), 1);
-    missing = cut.length;
+    const missing = count - held.length;
+    if (missing === 0 && onBackends() === total) break;
+    held.push(...(await Promise.all(Array.from({ length: missing }, () => openSocket(`ws://127.0.0.1:${port}/${path}`)))));
+    await waitFor('the backends to hold the sessions, or one to be cut', () => onBackends() === total || held.some((ws) => ws.readyState !== WebSocket.OPEN));
   }
-  await waitFor('backends to see every session', () => backends.reduce((n, b) => n + b.openSessions(), 0) === total);
+  await waitFor('backends to see every session', () => onBackends() === total && held.every((ws) => ws.readyState === WebSocket.OPEN));
   return held;
 }

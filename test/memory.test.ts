@@ -50,8 +50,10 @@ test('1 GiB each way streams through in bounded memory', async (t) => {
   t.is((await once(child, 'exit'))[0], 0);
 });
 
-test('200 clients that stop reading 20 MiB downloads hold bounded memory, and every other request is served', async (t) => {
+test('50 clients that stop reading 20 MiB downloads hold bounded memory, and every other request is served', async (t) => {
   // A backend that counts what it has written: once fairway stops taking bytes, the count stops.
+  // Few readers: each stalled download parks about 8 MiB in kernel buffers, which other tests share.
+  const READERS = 50;
   let written = 0;
   const block = Buffer.alloc(64 * 1024, 0x61);
   const backend = createServer((req, res) => {
@@ -83,7 +85,7 @@ test('200 clients that stop reading 20 MiB downloads hold bounded memory, and ev
   const readers: Socket[] = [];
   t.teardown(() => readers.forEach((socket) => socket.destroy()));
   let started = 0;
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < READERS; i++) {
     const socket = connect(port, '127.0.0.1', () => socket.write('GET /download HTTP/1.1\r\nHost: x\r\n\r\n'));
     socket.on('error', () => {});
     socket.once('data', () => {
@@ -92,7 +94,7 @@ test('200 clients that stop reading 20 MiB downloads hold bounded memory, and ev
     });
     readers.push(socket);
   }
-  await waitFor('every reader to get its first bytes', () => started === 200, 60_000);
+  await waitFor('every reader to get its first bytes', () => started === READERS, 60_000);
   // Once every buffer on the way is full, the backend can write no more.
   const deadline = Date.now() + 120_000;
   for (let last = -1; written !== last; ) {
@@ -102,9 +104,10 @@ test('200 clients that stop reading 20 MiB downloads hold bounded memory, and ev
   }
   for (let i = 0; i < 100; i++) t.is((await request(`http://127.0.0.1:${port}/`)).statusCode, 200);
   const growth = peakRss(child.pid!) - baseline;
-  t.log(`peak RSS grew by ${(growth / 1024 / 1024).toFixed(1)} MiB for 200 stalled 20 MiB downloads (${(growth / 200 / 1024).toFixed(0)} KiB each); the backend wrote ${(written / 1024 / 1024).toFixed(0)} MiB`);
-  // Unbounded, fairway would hold what the backend wrote (over 1.5 GiB here): kernel buffers hold
-  // about 8 MiB of each stalled download on loopback.
-  t.true(growth < 400 * 1024 * 1024, `peak RSS grew by ${growth} bytes`);
-  t.true(written < 200 * 20 * 1024 * 1024, 'the downloads did not run to their end');
+  t.log(`peak RSS grew by ${(growth / 1024 / 1024).toFixed(1)} MiB for ${READERS} stalled 20 MiB downloads (${(growth / READERS / 1024).toFixed(0)} KiB each); the backend wrote ${(written / 1024 / 1024).toFixed(0)} MiB`);
+  // Unbounded, fairway would hold the rest of every download (about 600 MiB here: the kernel's
+  // buffers hold about 8 MiB of each on loopback). Bounded, it grows by a fixed part (the heap's
+  // young generation, buffers) and a few hundred KiB per reader: about 75 MiB here.
+  t.true(growth < 200 * 1024 * 1024, `peak RSS grew by ${growth} bytes`);
+  t.true(written < READERS * 20 * 1024 * 1024, 'the downloads did not run to their end');
 });

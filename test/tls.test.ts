@@ -243,9 +243,9 @@ test('HTTP/2 for clients (ALPN h2) on the native-free engine, HTTP/1.1 on the sa
   t.is(negotiated, 'h2');
   const session = connectHttp2(`https://127.0.0.1:${proxy.port}`, { ca: certs.ca, servername: 'a.test' });
   t.teardown(() => session.close());
-  const ask = (path: string) =>
+  const ask = (path: string, extra: Record<string, string> = {}) =>
     new Promise<{ status: number; body: string; bytes: number }>((resolve, reject) => {
-      const stream = session.request({ ':path': path, ':authority': 'a.test' });
+      const stream = session.request({ ':path': path, ':authority': 'a.test', ...extra });
       let status = 0;
       const chunks: Buffer[] = [];
       stream.on('response', (headers) => (status = Number(headers[':status'])));
@@ -259,6 +259,9 @@ test('HTTP/2 for clients (ALPN h2) on the native-free engine, HTTP/1.1 on the sa
   t.deepEqual(answers, Array(3).fill({ status: 200, body: 'a', bytes: 1 }));
   t.is(backend.lastHeaders.host, 'a.test');
   t.is(backend.lastHeaders['x-forwarded-proto'], 'https');
+  // A host header besides :authority: the backend gets the :authority that routing read.
+  t.is((await ask('/host', { host: 'evil.example' })).status, 200);
+  t.is(backend.lastHeaders.host, 'a.test');
   const download = await ask(`/download?bytes=${300 * 1024}`);
   t.is(download.bytes, 300 * 1024);
 });

@@ -39,6 +39,7 @@ export const FAULTS = {
   badRequest: { code: 'bad-request', source: 'downstream', status: 400, message: 'the request could not be parsed' },
   headTimeout: { code: 'head-timeout', source: 'downstream', status: 408, message: 'the request head did not arrive in time' },
   bodyTimeout: { code: 'body-timeout', source: 'downstream', status: 408, message: 'the request body stopped arriving' },
+  badTarget: { code: 'bad-target', source: 'downstream', status: 400, message: 'the request target must be a path, or an absolute URL whose authority is the Host' },
   badHost: { code: 'bad-host', source: 'downstream', status: 400, message: 'the request needs one valid Host header' },
   uriTooLong: { code: 'uri-too-long', source: 'downstream', status: 414, message: 'the request line is longer than this listener allows' },
   headTooLarge: { code: 'head-too-large', source: 'downstream', status: 431, message: 'the request headers are larger than this listener allows' },

@@ -26,10 +26,10 @@ const NOT_FORWARDED = new Set([
  * variables take both spellings for one, so these would stand in for the headers fairway drops,
  * sets or frames itself. Dropped, as NGINX drops every name with `_` by default.
  */
-const CGI_TWINS = new Set([...NOT_FORWARDED, 'host', 'content-length', 'forwarded', 'x-real-ip']);
+const CGI_TWINS = new Set([...NOT_FORWARDED, 'host', 'content-length']);
 
 /** A Host value (RFC 9110 7.2): an IP literal or a registered name, then an optional port. */
-const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?$/;
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{1,5})?$/;
 
 /** Headers that belong to one WebSocket leg's handshake and are made anew for the other. */
 const WEBSOCKET_HANDSHAKE = new Set([
@@ -83,6 +83,8 @@ export interface RequestLine {
   peer: string;
   /** The Connection header, lower-cased ('' when absent). */
   connection: string;
+  /** A request without Host is allowed (HTTP/1.0, or HTTP/2 with its :authority); else 400. */
+  hostOptional: boolean;
 }
 
 /**
@@ -139,15 +141,33 @@ export function upstreamHead(
   // "GET /path HTTP/1.1": the method, the target, and the version with its spaces.
   if (method.length + path.length + 10 > rules.maxRequestLine) head.headFault = FAULTS.uriTooLong;
   else if (headSize > rules.maxRequestHead) head.headFault = FAULTS.headTooLarge;
-  else if (hosts > 1 || ((hosts === 1 || host !== '') && !validHost(host))) head.headFault = FAULTS.badHost;
-  else if (lengths !== null || codings !== null) requestFraming(head, lengths ?? NONE, codings ?? NONE);
+  else if (hosts > 1 || (hosts === 0 && host === '' && !line.hostOptional) || ((hosts === 1 || host !== '') && !validHost(host, colon))) head.headFault = FAULTS.badHost;
+  else if (path.charCodeAt(0) !== 47 /* / */ && !(path === '*' && method === 'OPTIONS')) originForm(head);
+  if (!head.headFault && (lengths !== null || codings !== null)) requestFraming(head, lengths ?? NONE, codings ?? NONE);
   return head;
 }
 
-/** RFC 9110 7.2 and 3986 3.2.2: a host of the URI grammar and a port of at most 65535. */
-export function validHost(host: string): boolean {
-  const match = HOST.exec(host);
-  return match !== null && (match[1] === undefined || Number(match[1]) <= 65535);
+/**
+ * A target in absolute form (`GET http://a.example/x`), as proxies send: taken in origin form when
+ * its authority is the Host (routing and access lists read the path), else refused, since the
+ * backend may take the target's authority over the Host that routing used (RFC 9112 3.2.2).
+ */
+function originForm(head: RequestHead): void {
+  const match = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(head.path);
+  if (!match || match[1].toLowerCase() !== head.host.toLowerCase()) {
+    head.headFault = FAULTS.badTarget;
+    return;
+  }
+  head.path = match[2] === '' || match[2].startsWith('?') ? `/${match[2]}` : match[2];
+}
+
+/**
+ * RFC 9110 7.2 and 3986 3.2.2: a host of the URI grammar and a port of at most 65535. `colon` is
+ * where the port's colon is, or -1 (as upstreamHead found it).
+ */
+export function validHost(host: string, colon: number): boolean {
+  if (!HOST.test(host)) return false;
+  return colon < 0 || colon < host.lastIndexOf(']') || host.length - colon - 1 < 5 || Number(host.slice(colon + 1)) <= 65535;
 }
 
 const NONE: string[] = [];

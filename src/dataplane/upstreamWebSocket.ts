@@ -53,6 +53,11 @@ const CLOSE_WAIT_MS = 5000;
 
 /** Messages shorter than this go uncompressed (as the `ws` library's default threshold). */
 export const COMPRESS_THRESHOLD = 1024;
+/**
+ * Messages toward a backend longer than this go uncompressed: each is deflated in one call on the
+ * worker's thread, which a 16 MiB message would hold for tens of milliseconds.
+ */
+const COMPRESS_LIMIT = 1024 * 1024;
 /** What the offer asks for: each message compressed on its own, so each is inflated in one call. */
 const DEFLATE_OFFER = 'permessage-deflate; client_no_context_takeover; server_no_context_takeover';
 /** The end of a sync-flushed deflate stream, left off each message (RFC 7692 7.2.1). */
@@ -145,7 +150,6 @@ function decodeChunked(raw: Buffer): { body: Buffer; complete: boolean; malforme
   return { body: Buffer.concat(parts), complete: false, malformed: false };
 }
 
-/** Close codes a peer may send (RFC 6455 7.4.1, 7.4.2). */
 /**
  * Whether the backend's Sec-WebSocket-Extensions accepts our offer: permessage-deflate alone,
  * without context takeover on its side (each message must inflate on its own), and no parameter
@@ -167,6 +171,7 @@ function deflateAnswerProblem(value: string): string {
   return seen.has('server_no_context_takeover') ? '' : 'permessage-deflate with context takeover';
 }
 
+/** Close codes a peer may send (RFC 6455 7.4.1, 7.4.2). */
 function validCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
@@ -254,10 +259,15 @@ export class UpstreamWebSocket {
   send(data: Uint8Array, isBinary: boolean): void {
     if (this.phase !== Phase.Open || this.closeSent) return;
     const opcode = isBinary ? OP_BINARY : OP_TEXT;
-    if (this.deflate && data.length >= COMPRESS_THRESHOLD) {
-      const packed = deflateRawSync(data, { finishFlush: zlib.Z_SYNC_FLUSH });
-      this.socket.write(frame(opcode, packed.subarray(0, packed.length - DEFLATE_TAIL.length), RSV1));
-    } else this.socket.write(frame(opcode, data));
+    if (this.deflate && data.length >= COMPRESS_THRESHOLD && data.length <= COMPRESS_LIMIT) {
+      // The fastest level: a proxy's CPU is the scarce part. Sent as it is when it does not shrink.
+      const packed = deflateRawSync(data, { level: zlib.Z_BEST_SPEED, finishFlush: zlib.Z_SYNC_FLUSH });
+      if (packed.length - DEFLATE_TAIL.length < data.length) {
+        this.socket.write(frame(opcode, packed.subarray(0, packed.length - DEFLATE_TAIL.length), RSV1));
+        return;
+      }
+    }
+    this.socket.write(frame(opcode, data));
   }
 
   ping(): void {

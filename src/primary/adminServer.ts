@@ -65,7 +65,7 @@ function refusedRequest(req: IncomingMessage, hosts: string[]): { status: 403 | 
     return { status: 403, message: `origin: ${origin} may not use the admin API; only pages it serves may` };
   }
   if (WRITES.has(req.method ?? '') && mediaType(req.headers['content-type']) !== 'application/json') {
-    return { status: 415, message: 'content-type: send application/json with every POST, PATCH and DELETE' };
+    return { status: 415, message: 'content-type: send application/json with every POST, PUT, PATCH and DELETE' };
   }
   return undefined;
 }

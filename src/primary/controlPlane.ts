@@ -113,8 +113,17 @@ export class ControlPlane {
       throw err;
     }
     // Compared with the file as read at start (port 0 and `workers` as written, not as resolved).
-    for (const key of ['listen', 'workers', 'engine', 'tcp', 'fleet'] as const) {
+    for (const key of ['listen', 'workers', 'engine', 'tcp', 'fleet', 'admin', 'limits'] as const) {
       if (JSON.stringify(next[key]) !== JSON.stringify(this.asStarted[key])) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
+    }
+    // Settings the listeners were made with.
+    const made: [string, (c: Config) => unknown][] = [
+      ['timeouts.request_head', (c) => c.timeouts.requestHead],
+      ['websocket.compression', (c) => c.websocket.compression],
+      ['log.format', (c) => c.log.format],
+    ];
+    for (const [key, read] of made) {
+      if (read(next) !== read(this.asStarted)) this.logger.warn({ key }, `${key} changed in the config file: it takes effect only on restart`);
     }
     if (Boolean(next.tls) !== Boolean(this.config.tls) || JSON.stringify(next.tls?.redirect) !== JSON.stringify(this.config.tls?.redirect)) {
       this.logger.warn({ key: 'tls' }, 'TLS turned on or off, or its redirect listener changed: that takes effect only on restart (certificates are reloaded)');

@@ -77,7 +77,7 @@ export async function startFairway(config: Config, options: StartOptions = {}): 
 }
 
 async function startOnce(config: Config, options: StartOptions): Promise<Fairway> {
-  const logger = options.logger ?? createLogger(config.log.level, { role: 'primary' });
+  const logger = options.logger ?? createLogger(config.log.level, { role: 'primary' }, prettyFor(config.log.format));
   const engine = chooseEngine(config, logger);
   // Without reusePort, node:http listeners cannot share a port between threads: one worker.
   const workers = engine === 'native-free' && !netReusePort() ? 1 : config.workers;

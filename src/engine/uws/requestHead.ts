@@ -14,6 +14,8 @@ export function readRequestHead(res: HttpResponse, req: HttpRequest, websocket: 
     host: req.getHeader('host'),
     peer: connectionClient(res, rules.addressing.proxyProtocol),
     connection: req.getHeader('connection').toLowerCase(),
+    // uWS 20.30 serves HTTP/1.1 only, which requires Host.
+    hostOptional: false,
   };
   return upstreamHead(line, (visit) => req.forEach(visit), websocket, rules);
 }

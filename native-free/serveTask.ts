@@ -2,7 +2,7 @@
 // the listen address until shutdown (the task itself is the shared serveWorker).
 
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -16,7 +16,7 @@ import type { Logger } from '../src/log.js';
 import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
 import type { ClientRequest } from './requestHead.js';
 import { proxiedAddresses } from './requestHead.js';
-import { createWebSocketServer, handleUpgrade, type ClientSockets } from './wsProxy.js';
+import { answerFault, createWebSocketServer, handleUpgrade, type ClientSockets } from './wsProxy.js';
 
 
 type FrontServer = HttpServer | Http2SecureServer;
@@ -121,9 +121,8 @@ function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
       const lineEnd = packet && /^[A-Z]+ /.test(packet.toString('latin1', 0, 16)) ? packet.indexOf('\r\n') : 0;
       fault = lineEnd < 0 || lineEnd > maxRequestLine ? FAULTS.uriTooLong : FAULTS.headTooLarge;
     }
-    const body = `${fault.message}\n`;
+    answerFault(socket, fault);
     // Closed once the answer is out, whatever the client still sends.
-    socket.end(`HTTP/1.1 ${fault.status} ${STATUS_CODES[fault.status]}\r\ncontent-type: text/plain; charset=utf-8\r\nx-fairway-error: ${fault.code}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
     socket.destroySoon();
   } else socket.destroy();
 }

@@ -54,7 +54,7 @@ function validUpgrade(req: IncomingMessage): boolean {
   );
 }
 
-/** Writes an HTTP response on a socket whose request asked for an upgrade, then closes it. */
+/** Writes an HTTP response on a raw socket (an upgrade's, or one node:http could not read), then closes it. */
 function answerRaw(socket: Duplex, status: number, statusMessage: string, headers: Record<string, string>, body: Buffer | string): void {
   if (!socket.writable) return;
   const payload = typeof body === 'string' ? Buffer.from(body) : body;
@@ -63,7 +63,7 @@ function answerRaw(socket: Duplex, status: number, statusMessage: string, header
   socket.end(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), payload]));
 }
 
-function answerFault(socket: Duplex, fault: ProxyFault, retryAfter = 0): void {
+export function answerFault(socket: Duplex, fault: ProxyFault, retryAfter = 0): void {
   const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', 'x-fairway-error': fault.code };
   if (retryAfter > 0) headers['retry-after'] = String(retryAfter);
   answerRaw(socket, fault.status, '', headers, `${fault.message}\n`);

@@ -176,8 +176,39 @@ test('a compressed message from the backend that inflates past max_message, or d
   ] as const) {
     const backend = await rawBackend(t, () => 'permessage-deflate; server_no_context_takeover; client_no_context_takeover', frameOf(payload));
     const proxy = await startProxy(t, { workers: 1, websocket: { compression: 'shared', max_message: '1mb' }, pools: { main: { backends: [backend.address] } } });
-    const { ws } = await open(proxy.port, true);
+    const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/`, { perMessageDeflate: true });
     t.is((await closed(ws)).code, 1014, name);
+    await waitFor(`${name}: the close frame at the backend`, () => backend.closeCodes.length === 1);
+    t.is(backend.closeCodes[0], code, name);
+  }
+});
+
+test('a compressed message from the backend in fragments arrives whole; RSV1 on a continuation or a ping breaks the protocol (1002); a smaller server window is accepted', async (t) => {
+  const text = 'fragmented and compressed, '.repeat(200);
+  const packed = deflateRawSync(Buffer.from(text), { finishFlush: 2 });
+  const body = packed.subarray(0, packed.length - 4);
+  const half = body.length >> 1;
+  const frameOf = (first: number, payload: Buffer) => Buffer.concat([Buffer.from([first, 126, payload.length >> 8, payload.length & 0xff]), payload]);
+  const cases = [
+    // RSV1 and text on the first frame (no FIN), FIN on the continuation.
+    ['fragments', Buffer.concat([frameOf(0x41, body.subarray(0, half)), frameOf(0x80, body.subarray(half))]), 0],
+    ['RSV1 on a continuation', Buffer.concat([frameOf(0x41, body.subarray(0, half)), frameOf(0xc0, body.subarray(half))]), 1002],
+    ['RSV1 on a ping', Buffer.from([0xc9, 0x00]), 1002],
+  ] as const;
+  for (const [name, after, code] of cases) {
+    const backend = await rawBackend(t, () => 'permessage-deflate; server_no_context_takeover; server_max_window_bits=10', after);
+    const proxy = await startProxy(t, { workers: 1, websocket: { compression: 'shared' }, pools: { main: { backends: [backend.address] } } });
+    // Listening before the open: the backend's message may come with it.
+    const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/`, { perMessageDeflate: true });
+    const first = nextMessage(ws);
+    const end = closed(ws);
+    if (code === 0) {
+      t.is((await first).data.toString(), text, name);
+      ws.close();
+      await end;
+      continue;
+    }
+    t.is((await end).code, 1014, name);
     await waitFor(`${name}: the close frame at the backend`, () => backend.closeCodes.length === 1);
     t.is(backend.closeCodes[0], code, name);
   }

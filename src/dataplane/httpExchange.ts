@@ -8,8 +8,7 @@ import type { RequestHead } from '../core/forwarding.js';
 import type { MatchedRoute } from '../core/routing.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
-import { checkFleetLimit } from './requestGate.js';
-import type { Admission } from './requestGate.js';
+import { startAfterFleetLimit, type Admission } from './requestGate.js';
 import type { UpstreamControl, UpstreamResponseHandler } from './upstreamHttp.js';
 import type { WorkerContext } from './workerContext.js';
 
@@ -78,19 +77,8 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
 
   /** Asks the pool for a backend (now, or after waiting in its queue), after the fleet's rate limit if the route has one. */
   start(gate: Admission): void {
-    if (!gate.fleetLimit) {
-      this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
-      return;
-    }
-    this.cancelWait = checkFleetLimit(
-      this.context,
-      gate.fleetLimit,
-      () => {
-        this.cancelWait = undefined;
-        if (!this.finished) this.start({ ...gate, fleetLimit: undefined });
-      },
-      (refusal) => this.refuse(refusal.fault, refusal.retryAfter),
-    );
+    if (gate.fleetLimit) this.cancelWait = startAfterFleetLimit(this.context, gate, this, () => !this.finished);
+    else this.cancelWait = gate.pool.admit(this, gate.key, gate.stickySlot);
   }
 
   private get slot(): number {

@@ -112,13 +112,37 @@ function limitRefusal(context: WorkerContext, head: RequestHead, upgrade: boolea
   return refusal(fault, Math.max(1, Math.ceil(retryAfterMs / 1000)));
 }
 
+/** A request or upgrade waiting to be admitted: it keeps how to leave the wait, and can be refused. */
+export interface Starting {
+  cancelWait: (() => void) | undefined;
+  start(gate: Admission): void;
+  refuse(fault: ProxyFault, retryAfterSeconds?: number): void;
+}
+
+/**
+ * The fleet's rate limit before `starting` asks for a backend: once Redis (or the local buckets)
+ * let it through, it starts again without the limit if `waiting()` still holds; else its 429.
+ * Returns what cancels the wait.
+ */
+export function startAfterFleetLimit(context: WorkerContext, gate: Admission, starting: Starting, waiting: () => boolean): () => void {
+  return checkFleetLimit(
+    context,
+    gate.fleetLimit!,
+    () => {
+      starting.cancelWait = undefined;
+      if (waiting()) starting.start({ ...gate, fleetLimit: undefined });
+    },
+    (refusal) => starting.refuse(refusal.fault, refusal.retryAfter),
+  );
+}
+
 /**
  * Takes the client's tokens of a scope: fleet route in Redis (through the primary), then calls
  * `pass`, or `refuse` with the 429 and its Retry-After. When Redis cannot answer in time, the
  * buckets are taken here instead, as for scope: instance. Returns what to call if the client
  * leaves meanwhile.
  */
-export function checkFleetLimit(context: WorkerContext, limit: FleetLimit, pass: () => void, refuse: (refusal: Refusal) => void): () => void {
+function checkFleetLimit(context: WorkerContext, limit: FleetLimit, pass: () => void, refuse: (refusal: Refusal) => void): () => void {
   let gone = false;
   void context.fleet!.limit(limit.key, limit.requests, limit.sessions).then((verdict) => {
     if (gone) return;

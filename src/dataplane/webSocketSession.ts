@@ -8,7 +8,7 @@ import type { RequestHead } from '../core/forwarding.js';
 import { tlsConnectOptions } from '../core/upstreamTls.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
-import { checkFleetLimit, type Admission } from './requestGate.js';
+import { startAfterFleetLimit, type Admission } from './requestGate.js';
 import { COMPRESS_THRESHOLD, UpstreamWebSocket, type UpstreamHandler } from './upstreamWebSocket.js';
 import type { OpenSession, WorkerContext } from './workerContext.js';
 
@@ -133,19 +133,8 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
 
   /** Asks for a backend (now, or after the fleet's answer or a wait in the pool's queue), after the fleet's rate limit if the route has one. */
   start(gate: Admission): void {
-    if (!gate.fleetLimit) {
-      this.cancelWait = this.lease.find(this, gate.stickySlot);
-      return;
-    }
-    this.cancelWait = checkFleetLimit(
-      this.context,
-      gate.fleetLimit,
-      () => {
-        this.cancelWait = undefined;
-        if (this.pending) this.start({ ...gate, fleetLimit: undefined });
-      },
-      (refusal) => this.refuse(refusal.fault, refusal.retryAfter),
-    );
+    if (gate.fleetLimit) this.cancelWait = startAfterFleetLimit(this.context, gate, this, () => Boolean(this.pending));
+    else this.cancelWait = this.lease.find(this, gate.stickySlot);
   }
 
   admit(slot: number): void {

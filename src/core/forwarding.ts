@@ -165,7 +165,7 @@ function originForm(head: RequestHead): void {
  * RFC 9110 7.2 and 3986 3.2.2: a host of the URI grammar and a port of at most 65535. `colon` is
  * where the port's colon is, or -1 (as upstreamHead found it).
  */
-export function validHost(host: string, colon: number): boolean {
+function validHost(host: string, colon: number): boolean {
   if (!HOST.test(host)) return false;
   return colon < 0 || colon < host.lastIndexOf(']') || host.length - colon - 1 < 5 || Number(host.slice(colon + 1)) <= 65535;
 }

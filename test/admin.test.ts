@@ -40,7 +40,7 @@ test('backends: list, add (traffic at once), reweight, drain, undrain, remove; e
 
   const listed = await api(admin, 'GET', '/api/backends');
   t.is(listed.status, 200);
-  t.deepEqual(listed.body, [{ id: `chat/${a.address}`, pool: 'chat', url: `http://${a.address}`, name: proxy.config.pools.chat.backends[0].name, state: 'up', weight: 1, active: 0, requests: 0, failures: 0 }]);
+  t.deepEqual(listed.body, [{ id: `chat/${a.address}`, pool: 'chat', url: `http://${a.address}`, name: proxy.config.pools.chat.backends[0].name, state: 'up', weight: 1, effective_weight: 1, active: 0, requests: 0, failures: 0 }]);
 
   const added = await api(admin, 'POST', '/api/pools/chat/backends', { url: `http://${b.address}`, weight: 2 });
   t.is(added.status, 201);

@@ -229,6 +229,30 @@ test('hash: the same key always lands on the same backend; keys spread evenly', 
   t.true(counts.every((c) => Math.abs(c - 1000) < 200), `counts ${counts}`);
 });
 
+test('weight shares: weights written as configured × percent pick exactly as the configured proportions, in every weighted picker', (t) => {
+  const keys = Array.from({ length: 2000 }, (_, i) => `room-${i}`);
+  const owners = (weights: number[]) => {
+    const pool = makePool('hash', weights, { hash: { key: { from: 'query', name: 'room' }, balanceFactor: 0 } });
+    const picker = pool.picker();
+    return keys.map((key) => {
+      const slot = picker.pick(key);
+      pool.table.release(slot, 0);
+      return slot;
+    });
+  };
+  // A full share (100 %) on weights 1, 1, 1 is the ring of 1, 1, 1: no key moves.
+  t.deepEqual(owners([100, 100, 100]), owners([1, 1, 1]));
+  // 25 % of weight 4 is weight 1 of 4: the same ring as 4 : 1.
+  t.deepEqual(owners([400, 100]), owners([4, 1]));
+  t.deepEqual(makePool('weighted-round-robin', [100, 25]).pick(10), makePool('weighted-round-robin', [4, 1]).pick(10));
+  const random = tally(makePool('random', [100, 25], { random: seeded(7) }).pick(5000), 2);
+  t.true(Math.abs(random[1] / 5000 - 0.2) < 0.03, `random ${random}`);
+  const p2c = makePool('p2c', [100, 25], { random: seeded(11) });
+  const held = p2c.pick(500);
+  const p2cShare = tally(held, 2);
+  t.true(Math.abs(p2cShare[1] / 500 - 0.2) < 0.05, `p2c ${p2cShare}`);
+});
+
 test('hash: adding or removing one of N backends moves about 1/N of keys and no others', (t) => {
   const keys = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
   const owners = (pool: TestPool) => {

@@ -65,6 +65,16 @@ const INVALID: [string, string, RegExp][] = [
   ['not YAML', 'pools: [unclosed\n', /not valid YAML or JSON/],
   ['a blank admin token', 'admin: { listen: 0.0.0.0:9900, token: "  " }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: admin\.token: expected a token that neither is blank nor starts or ends with a space, got " {2}"/],
   ['a tiny request head limit', 'limits: { max_request_head: 100b }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: limits\.max_request_head: expected a size from "1kb" to "1mb", got "100b"/],
+  ['a dns backend without a port', 'pools: { a: { backends: [{ dns: chat.internal }] } }\n', /config: pools\.a\.backends\[0\]\.port: expected a whole number from 1 to 65535, got nothing/],
+  ['a port beside srv', 'pools: { a: { backends: [{ srv: _chat._tcp.internal, port: 80 }] } }\n', /config: pools\.a\.backends\[0\]\.port: expected no port beside srv \(SRV records carry the ports\), got 80/],
+  ['a url beside dns', 'pools: { a: { backends: [{ dns: chat.internal, port: 80, url: 127.0.0.1:1 }] } }\n', /config: pools\.a\.backends\[0\]\.url: expected no url beside dns/],
+  ['a bad dns name', 'pools: { a: { backends: [{ dns: "chat internal", port: 80 }] } }\n', /config: pools\.a\.backends\[0\]\.dns: expected a DNS name such as chat\.internal, got "chat internal"/],
+  ['a dns interval under a second', 'pools: { a: { backends: [{ dns: chat.internal, port: 80, interval: 10ms }] } }\n', /config: pools\.a\.backends\[0\]\.interval: expected at least "1s", got "10ms"/],
+  ['a resolver that is not an address', 'resolver: { servers: [dns.example] }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: resolver\.servers\[0\]: expected an IP address with an optional port, such as 127\.0\.0\.1:53, got "dns\.example"/],
+  ['a health threshold that is not a number', 'pools: { a: { health: { json: { unhealthy: { cpu: "> lots" } } }, backends: [127.0.0.1:1] } }\n', /config: pools\.a\.health\.json\.unhealthy\.cpu: expected a number after >, such as "> 90", got "> lots"/],
+  ['a bad expect_body', 'pools: { a: { health: { expect_body: "(" }, backends: [127.0.0.1:1] } }\n', /config: pools\.a\.health\.expect_body: expected a regular expression/],
+  ['a degraded weight above 1', 'pools: { a: { health: { degraded_weight: 2 }, backends: [127.0.0.1:1] } }\n', /config: pools\.a\.health\.degraded_weight: expected a share of the weight above 0 and at most 1, such as 0\.5, got 2/],
+  ['an agent without a port', 'pools: { a: { health: { agent: { interval: 2s } }, backends: [127.0.0.1:1] } }\n', /config: pools\.a\.health\.agent\.port: expected a whole number from 1 to 65535, got nothing/],
   ['a request head timeout under a second', 'timeouts: { request_head: 10ms }\npools: { a: { backends: [127.0.0.1:1] } }\n', /config: timeouts\.request_head: expected at least "1s", got "10ms"/],
 ];
 
@@ -181,7 +191,14 @@ test('docs/configuration.md shows every default of the DEFAULTS table the parser
   t.like(config, { listen: { host: '127.0.0.1', port: 8080 }, engine: 'auto', log: { level: 'info', access: true }, timeouts: { connect: 5000, response: 60_000, idle: 60_000 } });
   t.like(config.websocket, { maxMessage: 16 * 1024 * 1024, pingInterval: 30_000, maxBuffered: 16 * 1024 * 1024 });
   t.like(config.pools.a, { algorithm: 'least-conn', decay: 10_000, queue: { size: 0, timeout: 5000 }, retries: { count: 2, budget: 0.2 } });
-  t.deepEqual(config.pools.a.health, { type: 'http', path: '/health', interval: 5000, timeout: 2000, rise: 2, fall: 3, expectStatus: [200, 399] });
+  t.deepEqual(config.pools.a.health, { type: 'http', path: '/health', interval: 5000, timeout: 2000, rise: 2, fall: 3, expectStatus: [200, 399], degradedWeight: 0.5 });
+  t.deepEqual(config.resolver, { servers: [], timeout: 2000 });
+  const found = validateConfig({ pools: { a: { health: { agent: { port: 9 } }, backends: [{ dns: 'Chat.Internal.', port: 80 }, { srv: '_c._tcp.internal' }] } } });
+  t.deepEqual(found.pools.a.discovery, [
+    { kind: 'dns', name: 'chat.internal', port: 80, interval: 5000, weight: 1, maxConns: 0 },
+    { kind: 'srv', name: '_c._tcp.internal', port: 0, interval: 5000, weight: 1, maxConns: 0 },
+  ]);
+  t.deepEqual(found.pools.a.health?.agent, { port: 9, interval: 2000, timeout: 1000, send: '' });
   t.deepEqual(config.pools.a.outlier, { consecutiveFailures: 5, consecutive5xx: 0, baseEjection: 30_000, maxEjectedShare: 0.5 });
   t.deepEqual(config.pools.a.drain, { timeout: 30_000, window: 10_000, rate: 100, code: 1001 });
   t.deepEqual(config.pools.a.rebalance, { maxSkew: 1.25, rate: 20, order: 'newest' });

@@ -1,10 +1,12 @@
 // The dashboard in real headless Chromium, and the demo started as `npm start` runs it.
 
 import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import test from 'ava';
 import { chromium } from 'playwright-core';
 import { WebSocket } from 'ws';
+import { startDnsServer } from './dnsServer.js';
 import { closed, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
 
 // `npm run screenshot` sets this to docs/dashboard.png; a plain test run writes no file.
@@ -56,6 +58,29 @@ test('dashboard: bars follow sessions opened through the balancer; the drain but
   await page.click('#rows tr:first-child button[data-action="undrain"]');
   await waitFor('undrained', () => proxy.control.backends()[0].state === 'up');
   for (const ws of [...sockets, ...more]) ws.terminate();
+});
+
+test('dashboard: a backend found in DNS shows the name it came from; a degraded one its share of the weight and why', async (t) => {
+  const dns = await startDnsServer(t);
+  const server = createServer((req, res) => res.end(req.url === '/health' ? JSON.stringify({ status: 'degraded' }) : 'found'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  dns.setAddresses('found.fairway.test', ['127.0.0.1']);
+  const proxy = await startProxy(t, {
+    admin: { listen: '127.0.0.1:0' },
+    resolver: { servers: [dns.address] },
+    pools: { api: { health: { interval: '200ms', json: { degraded: { status: 'degraded' } } }, backends: [{ dns: 'found.fairway.test', port: (server.address() as { port: number }).port, weight: 4 }] } },
+  });
+  const browser = await launch();
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${proxy.adminPort}/`);
+  await page.waitForFunction(() => document.querySelector('#rows tr td.weight')?.textContent === '2 of 4', undefined, { timeout: 20_000 });
+  t.is(await page.textContent('#rows tr .source'), 'from dns found.fairway.test');
+  t.regex((await page.textContent('#rows tr .note.check')) ?? '', /degraded: status == "degraded"/);
 });
 
 /** A client that queues every message from the first one on (the server greets on connect). */

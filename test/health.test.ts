@@ -280,14 +280,14 @@ test.serial('check types: http (status range), tcp and websocket, each against a
   const [host, port] = live.address.split(':');
   const dead = await deadPort(t);
   const backend = (p: number) => ({ id: `p/${host}:${p}`, name: 'x', pool: 'p', origin: `http://${host}:${p}`, host, port: p, weight: 1, maxConns: 0 });
-  const health = (type: 'http' | 'tcp' | 'websocket', expect: [number, number] = [200, 399]) => ({ type, path: '/health', interval: 1000, timeout: 300, rise: 1, fall: 1, expectStatus: expect });
+  const health = (type: 'http' | 'tcp' | 'websocket', expect: [number, number] = [200, 399]) => ({ type, path: '/health', interval: 1000, timeout: 300, rise: 1, fall: 1, expectStatus: expect, degradedWeight: 0.5 });
   for (const type of ['http', 'tcp', 'websocket'] as const) {
-    t.true(await runCheck(backend(Number(port)), health(type)), `${type} passes on a live backend`);
-    t.false(await runCheck(backend(dead), health(type)), `${type} fails on a dead port`);
+    t.true((await runCheck(backend(Number(port)), health(type))).passed, `${type} passes on a live backend`);
+    t.false((await runCheck(backend(dead), health(type))).passed, `${type} fails on a dead port`);
   }
   await live.control('health', 500);
-  t.false(await runCheck(backend(Number(port)), health('http')));
-  t.true(await runCheck(backend(Number(port)), health('http', [500, 500])), 'expect_status decides');
+  t.false((await runCheck(backend(Number(port)), health('http'))).passed);
+  t.true((await runCheck(backend(Number(port)), health('http', [500, 500]))).passed, 'expect_status decides');
 });
 
 test.serial('an upgrade the backend fails with a 5xx is tried on another backend; a 4xx goes to the client', async (t) => {

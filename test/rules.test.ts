@@ -1,9 +1,11 @@
-// The primary's decisions without I/O, table-driven: passive-health outlier rules and the
-// rebalancing shed plan.
+// The primary's decisions without I/O, table-driven: passive-health outlier rules, the
+// rebalancing shed plan, what a health body says, and what an agent check's reply says.
 
 import test from 'ava';
 import { eject, mayEject, newOutlierRecord, readmit, trips } from '../dist/src/core/health/outlierRules.js';
 import { shedPlan } from '../dist/src/core/rebalancePlan.js';
+import { parseAgentReply } from '../dist/src/core/health/agentReply.js';
+import { judgeBody } from '../dist/src/core/health/healthBody.js';
 
 const OUTLIER = { consecutiveFailures: 5, consecutive5xx: 3, baseEjection: 1000, maxEjectedShare: 0.5 };
 
@@ -54,3 +56,58 @@ for (const [name, loads, maxSkew, tokens, counts, left] of PLANS) {
     t.deepEqual(shedPlan(loads, maxSkew, tokens), { counts, tokens: left });
   });
 }
+
+const AGENT_REPLIES: [string, unknown][] = [
+  ['75%\n', { percent: 75 }],
+  ['up 50%\r\n', { up: true, percent: 50 }],
+  ['drain', { mode: 'drain' }],
+  ['READY,UP,100%', { mode: 'ready', up: true, percent: 100 }],
+  ['maint\n', { mode: 'maint' }],
+  ['down # disk full\n', { up: false, note: 'disk full' }],
+  ['fail', { up: false }],
+  ['stopped', { up: false }],
+  ['300%', { percent: 256 }],
+  ['up\nignored second line', { up: true }],
+  ['up and more words', { up: true }],
+];
+for (const [reply, expected] of AGENT_REPLIES) {
+  test(`agent reply ${JSON.stringify(reply)}`, (t) => {
+    t.deepEqual(parseAgentReply(reply), expected);
+  });
+}
+
+test('agent reply: nothing known, or nothing at all, is an error message', (t) => {
+  t.regex(parseAgentReply('hello\n') as string, /no word fairway knows/);
+  t.is(parseAgentReply(''), 'the agent sent an empty reply');
+  t.regex(parseAgentReply('50 percent') as string, /no word fairway knows/);
+});
+
+const JSON_RULES = {
+  unhealthy: [
+    { field: 'cpu_usage', op: '>', value: 90 },
+    { field: 'load.memory', op: '>=', value: 95 },
+  ],
+  degraded: [{ field: 'status', op: '==', value: 'degraded' }],
+} as const;
+const BODIES: [string, string, unknown][] = [
+  ['fine', '{"cpu_usage": 10, "load": {"memory": 20}, "status": "ok"}', { passed: true, degraded: false }],
+  ['cpu over the line', '{"cpu_usage": 91, "load": {"memory": 20}, "status": "ok"}', { passed: false, reason: 'unhealthy: cpu_usage > 90 (is 91)' }],
+  ['cpu on the line', '{"cpu_usage": 90, "load": {"memory": 20}, "status": "ok"}', { passed: true, degraded: false }],
+  ['memory at the line (dotted path)', '{"cpu_usage": 1, "load": {"memory": 95}, "status": "ok"}', { passed: false, reason: 'unhealthy: load.memory >= 95 (is 95)' }],
+  ['a number as a string', '{"cpu_usage": "95", "load": {"memory": 1}, "status": "ok"}', { passed: false, reason: 'unhealthy: cpu_usage > 90 (is "95")' }],
+  ['degraded', '{"cpu_usage": 1, "load": {"memory": 1}, "status": "degraded"}', { passed: true, degraded: true, reason: 'degraded: status == "degraded"' }],
+  ['unhealthy wins over degraded', '{"cpu_usage": 99, "load": {"memory": 1}, "status": "degraded"}', { passed: false, reason: 'unhealthy: cpu_usage > 90 (is 99)' }],
+  ['not JSON', 'OK', { passed: false, reason: 'the health body is not JSON: "OK"' }],
+  ['a field missing', '{"cpu_usage": 1, "status": "ok"}', { passed: false, reason: 'the health body has no field load.memory' }],
+  ['a field that is not a number', '{"cpu_usage": "busy", "load": {"memory": 1}, "status": "ok"}', { passed: false, reason: 'the health body\'s cpu_usage is "busy", not a number' }],
+];
+for (const [name, body, expected] of BODIES) {
+  test(`health body: ${name}`, (t) => {
+    t.deepEqual(judgeBody({ json: JSON_RULES as never }, body), expected);
+  });
+}
+
+test('health body: expect_body is checked before the JSON rules', (t) => {
+  t.deepEqual(judgeBody({ expectBody: '^OK$' }, 'OK'), { passed: true, degraded: false });
+  t.deepEqual(judgeBody({ expectBody: '^OK$', json: JSON_RULES as never }, 'busy'), { passed: false, reason: 'the health body does not match expect_body /^OK$/' });
+});

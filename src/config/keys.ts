@@ -8,7 +8,7 @@
 const BUCKET_KEYS = ['rate', 'burst'] as const;
 const HEADER_EDIT_KEYS = ['set', 'remove'] as const;
 export const CONFIG_KEYS = {
-  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'limits', 'websocket', 'shutdown', 'admin', 'fleet', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
+  '': ['listen', 'tls', 'workers', 'engine', 'log', 'timeouts', 'limits', 'websocket', 'shutdown', 'admin', 'fleet', 'resolver', 'pools', 'routes', 'trusted_proxies', 'proxy_protocol', 'tcp'],
   tls: ['cert', 'key', 'certs', 'redirect'],
   'tls.certs[]': ['names', 'cert', 'key'],
   log: ['level', 'access', 'format'],
@@ -17,14 +17,17 @@ export const CONFIG_KEYS = {
   websocket: ['max_message', 'ping_interval', 'max_buffered', 'compression'],
   shutdown: ['grace'],
   admin: ['listen', 'token', 'hosts'],
+  resolver: ['servers', 'timeout'],
   fleet: ['redis', 'name', 'heartbeat', 'sync', 'timeout', 'exact_sessions'],
   'pools.NAME': ['algorithm', 'backends', 'hash', 'least_time', 'slow_start', 'sticky', 'queue', 'health', 'outlier', 'retries', 'drain', 'rebalance', 'tls'],
-  'pools.NAME.backends[]': ['url', 'weight', 'name', 'max_conns'],
+  'pools.NAME.backends[]': ['url', 'dns', 'srv', 'port', 'interval', 'weight', 'name', 'max_conns'],
   'pools.NAME.hash': ['key', 'balance_factor'],
   'pools.NAME.least_time': ['decay'],
   'pools.NAME.sticky': ['cookie'],
   'pools.NAME.queue': ['size', 'timeout'],
-  'pools.NAME.health': ['type', 'path', 'interval', 'timeout', 'rise', 'fall', 'expect_status'],
+  'pools.NAME.health': ['type', 'path', 'interval', 'timeout', 'rise', 'fall', 'expect_status', 'expect_body', 'json', 'degraded_weight', 'agent'],
+  'pools.NAME.health.json': ['unhealthy', 'degraded'],
+  'pools.NAME.health.agent': ['port', 'interval', 'timeout', 'send'],
   'pools.NAME.outlier': ['consecutive_failures', 'consecutive_5xx', 'base_ejection', 'max_ejected_share'],
   'pools.NAME.retries': ['count', 'budget'],
   'pools.NAME.drain': ['timeout', 'window', 'rate', 'code'],

@@ -1,10 +1,51 @@
 // Parsing of `pools.NAME`: backends, algorithm options, health, outliers, retries, drain, rebalance, upstream TLS.
 
 import { readFileSync } from 'node:fs';
-import { ALGORITHMS, type BackendConfig, type HashKeySource, type HealthConfig, type OutlierConfig, type PoolConfig, type UpstreamTlsConfig } from './types.js';
+import { ALGORITHMS, type AgentConfig, type BackendConfig, type BodyCondition, type DiscoverySource, type HashKeySource, type HealthConfig, type OutlierConfig, type PoolConfig, type UpstreamTlsConfig } from './types.js';
 import { Checker, ConfigError, join, parseRate, readableFile } from './checker.js';
 import { CONFIG_KEYS } from './keys.js';
 import { DEFAULTS, defaultMs, defaultRate } from './defaults.js';
+
+/** A host name as DNS writes it: labels of letters, digits, "-" and "_" (SRV), a final dot allowed. */
+const DNS_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** `{ dns: NAME, port, interval }` or `{ srv: NAME, interval }`: a name that stands for many backends. */
+function parseDiscovery(check: Checker, path: string, obj: Record<string, unknown>): DiscoverySource | undefined {
+  const kind = obj.dns !== undefined ? 'dns' : 'srv';
+  const before = check.problems.length;
+  if (obj.dns !== undefined && obj.srv !== undefined) return check.fail(path, 'one of dns or srv', 'both');
+  if (obj.url !== undefined) return check.fail(join(path, 'url'), `no url beside ${kind} (the addresses come from DNS)`, obj.url);
+  if (obj.name !== undefined) return check.fail(join(path, 'name'), `no name beside ${kind}: each address found gets its own`, obj.name);
+  const name = check.string(join(path, kind), obj[kind]);
+  if (name !== undefined && !DNS_NAME.test(name)) check.fail(join(path, kind), 'a DNS name such as chat.internal', name);
+  let port = 0;
+  if (kind === 'dns') port = check.integer(join(path, 'port'), obj.port, 1, 65535) ?? 0;
+  else if (obj.port !== undefined) check.fail(join(path, 'port'), 'no port beside srv (SRV records carry the ports)', obj.port);
+  let interval = defaultMs('pools.NAME.backends[].interval');
+  if (obj.interval !== undefined) {
+    const ms = check.duration(join(path, 'interval'), obj.interval);
+    if (ms !== undefined && ms < 1000) check.fail(join(path, 'interval'), 'at least "1s"', obj.interval);
+    else if (ms !== undefined) interval = ms;
+  }
+  let weight = 1;
+  if (obj.weight !== undefined) {
+    if (kind === 'srv') check.fail(join(path, 'weight'), 'no weight beside srv (SRV records carry the weights)', obj.weight);
+    else weight = check.integer(join(path, 'weight'), obj.weight, 1, 1000) ?? 1;
+  }
+  const maxConns = obj.max_conns === undefined ? 0 : (check.integer(join(path, 'max_conns'), obj.max_conns, 1, 10_000_000) ?? 0);
+  if (check.problems.length > before || name === undefined) return undefined;
+  return { kind, name: name.replace(/\.$/, '').toLowerCase(), port, interval, weight, maxConns };
+}
+
+/**
+ * A backend found by a discovery source: its identity is the pool, the name it came from, and its
+ * address and port, so its counters carry over from one resolution to the next.
+ */
+export function discoveredBackend(pool: string, source: DiscoverySource, address: string, port: number, weight: number): BackendConfig {
+  const host = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  const id = `${pool}/${source.name}/${host}`;
+  return { id, name: derivedName(id), pool, origin: `http://${host}`, tls: false, host: address, port, weight, maxConns: source.maxConns, source: `${source.kind} ${source.name}` };
+}
 
 function parseBackend(check: Checker, path: string, pool: string, raw: unknown): BackendConfig | undefined {
   let address: unknown = raw;
@@ -86,6 +127,7 @@ function parseHealth(check: Checker, path: string, raw: unknown): HealthConfig |
     rise: DEFAULTS['pools.NAME.health.rise'],
     fall: DEFAULTS['pools.NAME.health.fall'],
     expectStatus: [lowest, highest],
+    degradedWeight: DEFAULTS['pools.NAME.health.degraded_weight'],
   };
   if (obj.type !== undefined) health.type = check.oneOf(`${path}.type`, obj.type, ['http', 'tcp', 'websocket'] as const) ?? 'http';
   if (obj.path !== undefined) {
@@ -103,7 +145,76 @@ function parseHealth(check: Checker, path: string, raw: unknown): HealthConfig |
     if (!match) check.fail(`${path}.expect_status`, 'a status or range such as 200 or "200-399"', obj.expect_status);
     else health.expectStatus = [Number(match[1]), Number(match[2] ?? match[1])];
   }
+  if (obj.expect_body !== undefined) {
+    const source = check.string(`${path}.expect_body`, obj.expect_body);
+    try {
+      if (source !== undefined) new RegExp(source);
+      health.expectBody = source;
+    } catch (err) {
+      check.fail(`${path}.expect_body`, `a regular expression (${(err as Error).message})`, source);
+    }
+  }
+  if (obj.json !== undefined) {
+    const json = check.object(`${path}.json`, obj.json, CONFIG_KEYS['pools.NAME.health.json']);
+    if (json) health.json = { unhealthy: parseConditions(check, `${path}.json.unhealthy`, json.unhealthy), degraded: parseConditions(check, `${path}.json.degraded`, json.degraded) };
+  }
+  if (obj.degraded_weight !== undefined) {
+    const share = obj.degraded_weight;
+    if (typeof share !== 'number' || !(share > 0) || share > 1) check.fail(`${path}.degraded_weight`, 'a share of the weight above 0 and at most 1, such as 0.5', share);
+    else health.degradedWeight = share;
+  }
+  if ((obj.expect_body !== undefined || obj.json !== undefined) && health.type !== 'http') {
+    check.fail(`${path}.type`, 'http for expect_body and json (they read the response body)', health.type);
+  }
+  if (obj.agent !== undefined) health.agent = parseAgent(check, `${path}.agent`, obj.agent);
   return health;
+}
+
+/** `{ field: "> 90", other: degraded }`: a comparison with a number, or a value the field must equal. */
+function parseConditions(check: Checker, path: string, raw: unknown): BodyCondition[] {
+  if (raw === undefined) return [];
+  const obj = check.mapping(path, raw);
+  if (!obj) return [];
+  const conditions: BodyCondition[] = [];
+  for (const [field, rule] of Object.entries(obj)) {
+    const at = join(path, field);
+    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(field)) {
+      check.fail(at, 'a field name or dotted path such as cpu_usage or load.cpu', field);
+      continue;
+    }
+    if (typeof rule === 'number' || typeof rule === 'boolean') {
+      conditions.push({ field, op: '==', value: rule });
+      continue;
+    }
+    if (typeof rule !== 'string') {
+      check.fail(at, 'a comparison such as "> 90", or a value the field must equal', rule);
+      continue;
+    }
+    const match = /^\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$/.exec(rule);
+    if (!match) {
+      conditions.push({ field, op: '==', value: rule });
+      continue;
+    }
+    const op = match[1] as BodyCondition['op'];
+    const number = Number(match[2]);
+    if (op === '==' || op === '!=') conditions.push({ field, op, value: Number.isFinite(number) && match[2] !== '' ? number : match[2] });
+    else if (!Number.isFinite(number)) check.fail(at, `a number after ${op}, such as "${op} 90"`, rule);
+    else conditions.push({ field, op, value: number });
+  }
+  return conditions;
+}
+
+function parseAgent(check: Checker, path: string, raw: unknown): AgentConfig | undefined {
+  const obj = check.object(path, raw, CONFIG_KEYS['pools.NAME.health.agent']);
+  if (!obj) return undefined;
+  const port = check.integer(join(path, 'port'), obj.port, 1, 65535);
+  const interval = obj.interval === undefined ? defaultMs('pools.NAME.health.agent.interval') : check.duration(join(path, 'interval'), obj.interval);
+  const timeout = obj.timeout === undefined ? defaultMs('pools.NAME.health.agent.timeout') : check.duration(join(path, 'timeout'), obj.timeout);
+  const send = obj.send === undefined ? '' : check.string(join(path, 'send'), obj.send);
+  if (interval !== undefined && interval < 100) return check.fail(join(path, 'interval'), 'at least "100ms"', obj.interval);
+  if (timeout !== undefined && timeout <= 0) return check.fail(join(path, 'timeout'), 'a duration above zero', obj.timeout);
+  if (port === undefined || interval === undefined || timeout === undefined || send === undefined) return undefined;
+  return { port, interval, timeout, send };
 }
 
 export function parsePool(check: Checker, path: string, name: string, raw: unknown): PoolConfig | undefined {
@@ -149,9 +260,23 @@ export function parsePool(check: Checker, path: string, name: string, raw: unkno
     return undefined;
   }
   const backends: BackendConfig[] = [];
+  const discovery: DiscoverySource[] = [];
   const seen = new Set<string>();
   obj.backends.forEach((item, i) => {
-    const backend = parseBackend(check, join(join(path, 'backends'), i), name, item);
+    const at = join(join(path, 'backends'), i);
+    if (item !== null && typeof item === 'object' && !Array.isArray(item) && ('dns' in item || 'srv' in item)) {
+      const source = parseDiscovery(check, at, check.object(at, item, CONFIG_KEYS['pools.NAME.backends[]'])!);
+      if (!source) return;
+      const key = `${source.kind} ${source.name}:${source.port}`;
+      if (seen.has(key)) check.problems.push(`${at}: ${source.kind} ${source.name} is listed twice in pool ${name}`);
+      else discovery.push(source);
+      seen.add(key);
+      return;
+    }
+    if (item !== null && typeof item === 'object' && !Array.isArray(item)) {
+      for (const key of ['port', 'interval'] as const) if (key in item) check.fail(join(at, key), `no ${key} beside url (it is for dns and srv entries)`, (item as Record<string, unknown>)[key]);
+    }
+    const backend = parseBackend(check, at, name, item);
     if (!backend) return;
     if (seen.has(backend.id)) {
       check.problems.push(`${join(join(path, 'backends'), i)}: duplicate backend ${backend.origin} in pool ${name}`);
@@ -215,7 +340,7 @@ export function parsePool(check: Checker, path: string, name: string, raw: unkno
     }
   }
   const tls = parseUpstreamTls(check, join(path, 'tls'), obj.tls);
-  return algorithm ? { name, algorithm, backends, hash, decay, slowStart, sticky, queue, health, outlier, retries, drain, rebalance, tls } : undefined;
+  return algorithm ? { name, algorithm, backends, discovery, hash, decay, slowStart, sticky, queue, health, outlier, retries, drain, rebalance, tls } : undefined;
 }
 
 export function validateBackend(pool: string, raw: unknown, path = 'backend'): BackendConfig {

@@ -1,6 +1,7 @@
 // Validation of raw YAML/JSON input into a normalised Config, section by section: types in
 // types.ts, accepted keys in keys.ts, defaults in defaults.ts, section parsers beside this file.
 
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { isRange } from '../core/accessList.js';
 import { Checker, ConfigError } from './checker.js';
@@ -117,6 +118,26 @@ export function validateConfig(raw: unknown): Config {
 
   const fleet = top.fleet === undefined ? undefined : parseFleet(check, top.fleet);
 
+  const resolver = { servers: [] as string[], timeout: defaultMs('resolver.timeout') };
+  if (top.resolver !== undefined) {
+    const obj = check.object('resolver', top.resolver, CONFIG_KEYS.resolver);
+    if (obj?.servers !== undefined) {
+      const list = obj.servers;
+      if (!Array.isArray(list) || list.length === 0) check.fail('resolver.servers', 'a list of DNS servers such as ["127.0.0.1:53"]', list);
+      else
+        list.forEach((server, i) => {
+          const address = typeof server === 'string' && !server.includes(':') ? { host: server, port: 53 } : check.hostPort(`resolver.servers[${i}]`, server);
+          if (address && isIP(address.host) === 0) check.fail(`resolver.servers[${i}]`, 'an IP address with an optional port, such as 127.0.0.1:53', server);
+          else if (address) resolver.servers.push(address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
+        });
+    }
+    if (obj?.timeout !== undefined) {
+      const ms = check.duration('resolver.timeout', obj.timeout);
+      if (ms !== undefined && ms <= 0) check.fail('resolver.timeout', 'a duration above zero', obj.timeout);
+      else if (ms !== undefined) resolver.timeout = ms;
+    }
+  }
+
   const pools: Record<string, PoolConfig> = {};
   const rawPools = check.mapping('pools', top.pools);
   if (rawPools) {
@@ -156,5 +177,5 @@ export function validateConfig(raw: unknown): Config {
   const proxyProtocol = top.proxy_protocol === undefined ? false : (check.boolean('proxy_protocol', top.proxy_protocol) ?? false);
 
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return { listen: listen!, tls, admin, fleet, workers: workers!, engine: engine!, log, timeouts, limits, websocket, shutdown, pools, routes, trustedProxies, proxyProtocol, tcp };
+  return { listen: listen!, tls, admin, fleet, workers: workers!, engine: engine!, log, timeouts, limits, websocket, shutdown, resolver, pools, routes, trustedProxies, proxyProtocol, tcp };
 }

@@ -30,6 +30,24 @@ export interface BackendConfig {
   weight: number;
   /** Most sessions at once on this backend; 0 = no limit. */
   maxConns: number;
+  /** Where a discovered backend came from, e.g. "dns chat.internal"; absent for a listed one. */
+  source?: string;
+}
+
+/**
+ * A name that stands for many backends: its A and AAAA records with one port, or its SRV
+ * records (targets, ports, weights). Re-resolved every `interval` ms, sooner when the records'
+ * TTL is shorter (never more often than once a second).
+ */
+export interface DiscoverySource {
+  kind: 'dns' | 'srv';
+  name: string;
+  /** The port of every address (dns); SRV records carry their own. */
+  port: number;
+  interval: number;
+  /** Weight and max_conns of each backend found (dns); SRV weights come from the records. */
+  weight: number;
+  maxConns: number;
 }
 
 /** Where a hash key comes from: the client address, the path, or a named header/cookie/query parameter. */
@@ -41,7 +59,10 @@ export interface HashKeySource {
 export interface PoolConfig {
   name: string;
   algorithm: Algorithm;
+  /** The listed backends and, while the pool runs, those its discovery sources found. */
   backends: BackendConfig[];
+  /** DNS names whose addresses become backends of this pool. */
+  discovery: DiscoverySource[];
   /** For `hash`: the key and the bounded-load factor (0 = unbounded). */
   hash?: { key: HashKeySource; balanceFactor: number };
   /** least-time: decay time of the latency estimate, ms. */
@@ -83,6 +104,37 @@ export interface HealthConfig {
   fall: number;
   /** Inclusive status range that counts as healthy. */
   expectStatus: [number, number];
+  /** A regular expression (source) the response body must match (http checks). */
+  expectBody?: string;
+  /** Thresholds on fields of a JSON body: any `unhealthy` one fails the check, any `degraded` one keeps the backend up at `degradedWeight` of its weight. */
+  json?: { unhealthy: BodyCondition[]; degraded: BodyCondition[] };
+  /** Share of its weight a degraded backend keeps (0–1). */
+  degradedWeight: number;
+  /** HAProxy's agent check: a TCP agent on the backend that answers its weight and state. */
+  agent?: AgentConfig;
+}
+
+/** One threshold on a JSON health body: `field` (dotted path) compared with `value`. */
+export interface BodyCondition {
+  field: string;
+  op: '>' | '>=' | '<' | '<=' | '==' | '!=';
+  value: number | string | boolean;
+}
+
+export interface AgentConfig {
+  port: number;
+  interval: number;
+  timeout: number;
+  /** Text sent to the agent once connected (HAProxy `agent-send`); empty = nothing. */
+  send: string;
+}
+
+/** The DNS servers discovery asks (HAProxy `resolvers`, NGINX `resolver`); absent = the system's. */
+export interface ResolverConfig {
+  /** "host:port" or "host"; empty = the system's servers. */
+  servers: string[];
+  /** How long one query may take, ms. */
+  timeout: number;
 }
 
 export interface OutlierConfig {
@@ -201,6 +253,8 @@ export interface Config {
   /** `compression`: permessage-deflate on each leg when the other end offers or accepts it (docs/configuration.md). */
   websocket: { maxMessage: number; pingInterval: number; maxBuffered: number; compression: Compression };
   shutdown: { grace: number };
+  /** How discovery resolves names. */
+  resolver: ResolverConfig;
   pools: Record<string, PoolConfig>;
   routes: RouteConfig[];
   /** Peers (CIDR) whose X-Forwarded-For names the client; empty = none. */

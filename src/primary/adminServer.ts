@@ -114,7 +114,7 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
         return void res.end(DASHBOARD_HTML);
       }
       case 'GET /metrics': {
-        const text = await renderMetrics(control.config, control.plan, table, limits, restarts(), fleet);
+        const text = await renderMetrics(control, table, limits, restarts(), fleet);
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         return void res.end(text);
       }
@@ -132,6 +132,8 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
         return sendJson(res, 200, fleet.snapshot());
       case 'GET /api/pools':
         return sendJson(res, 200, control.pools());
+      case 'GET /api/discovery':
+        return sendJson(res, 200, control.sources());
       case 'POST /api/pools/:id/backends':
         return sendJson(res, 201, control.addBackend(parts[2], await readJson(req)));
       case 'GET /api/backends/:id':

@@ -20,6 +20,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .up { background: #dcf5e3; color: #1b7a3a; } .draining { background: #fff1cc; color: #8a6200; }
   .down, .ejected { background: #fde0e0; color: #a12020; }
   button { font: inherit; padding: 3px 10px; border: 1px solid #ccd; border-radius: 4px; background: #fff; cursor: pointer; }
+  .note { color: #778; font-size: 11px; margin-top: 2px; }
   #status { margin-top: 10px; color: #667; font-size: 12px; }
   #fleet { margin-bottom: 12px; } .fleet-col { display: none; } body.fleet .fleet-col { display: table-cell; }
 </style>
@@ -29,7 +30,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <div class="sub">Active sessions per backend, live. Bars compare backends within the page.</div>
 <div id="fleet" hidden><span class="state" id="fleet-state"></span> <span id="fleet-text"></span></div>
 <table>
-  <thead><tr><th>Pool</th><th>Backend</th><th>State</th><th>Active sessions</th><th class="num">Active</th><th class="num fleet-col">Fleet</th><th class="num">Req/s</th><th class="num">p50</th><th class="num">p99</th><th></th></tr></thead>
+  <thead><tr><th>Pool</th><th>Backend</th><th>State</th><th>Active sessions</th><th class="num">Active</th><th class="num fleet-col">Fleet</th><th class="num">Weight</th><th class="num">Req/s</th><th class="num">p50</th><th class="num">p99</th><th></th></tr></thead>
   <tbody id="rows"></tbody>
 </table>
 <div id="status">connecting…</div>
@@ -71,6 +72,9 @@ export const DASHBOARD_HTML = `<!doctype html>
       tr.dataset.id = b.id;
       const state = cell(''); const badge = document.createElement('span');
       badge.className = 'state ' + b.state; badge.textContent = b.state; state.append(badge);
+      // Why a check failed or found it degraded, and what its agent said.
+      const notes = [b.check, b.agent && ('agent: ' + b.agent.mode + (b.agent.up ? '' : ', down') + ', ' + b.agent.percent + '%')].filter(Boolean);
+      if (notes.length) { badge.title = notes.join('; '); const note = document.createElement('div'); note.className = 'note check'; note.textContent = notes.join('; '); state.append(note); }
       const barCell = cell(''); const bar = document.createElement('div'); bar.className = 'bar';
       const fill = document.createElement('div'); fill.className = 'fill'; fill.style.width = (100 * b.active / most) + '%';
       bar.append(fill); barCell.append(bar);
@@ -81,7 +85,10 @@ export const DASHBOARD_HTML = `<!doctype html>
       button.onclick = () => fetch('api/backends/' + encodeURIComponent(b.id) + '/' + button.dataset.action, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' } });
       action.append(button);
       const active = cell(String(b.active), 'num active');
-      tr.append(cell(b.pool), cell(b.name + '  ' + b.url.replace('http://', '')), state, barCell, active, fleetCell(b.id), cell(String(b.rps), 'num'), cell(ms(b.p50), 'num'), cell(ms(b.p99), 'num'), action);
+      const backend = cell(b.name + '  ' + b.url.replace('http://', ''));
+      if (b.source) { const from = document.createElement('div'); from.className = 'note source'; from.textContent = 'from ' + b.source; backend.append(from); }
+      const weight = cell(b.effective_weight === b.weight ? String(b.weight) : b.effective_weight + ' of ' + b.weight, 'num weight');
+      tr.append(cell(b.pool), backend, state, barCell, active, fleetCell(b.id), weight, cell(String(b.rps), 'num'), cell(ms(b.p50), 'num'), cell(ms(b.p99), 'num'), action);
       return tr;
     }));
     status.textContent = 'updated ' + new Date().toLocaleTimeString();

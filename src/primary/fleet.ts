@@ -404,7 +404,7 @@ export class FleetAgent {
     const known = this.control.plan.backendSlots;
     for (const id of Object.keys(drained)) if (id in known && !this.control.isDrained(id)) this.control.applyShared({ op: 'drain', id });
     for (const [id, weight] of Object.entries(weights)) {
-      if (id in known && this.table.weight(known[id]) !== Number(weight)) this.control.applyShared({ op: 'weight', id, weight: Number(weight) });
+      if (id in known && this.control.find(id).weight !== Number(weight)) this.control.applyShared({ op: 'weight', id, weight: Number(weight) });
     }
   }
 

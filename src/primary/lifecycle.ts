@@ -1,9 +1,11 @@
 // The primary's loop over the pools, every 100 ms: outlier ejection, closing what drained
-// backends still hold, rebalancing; and the active health checks, which follow every change.
+// backends still hold, rebalancing; and the active health checks and DNS discovery, which
+// follow every change.
 
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import type { ControlPlane } from './controlPlane.js';
+import { Discovery } from './discovery.js';
 import { DrainClosing } from './draining.js';
 import { HealthChecks } from './healthChecks.js';
 import { OutlierEjection } from './outliers.js';
@@ -14,6 +16,7 @@ const LOOP_MS = 100;
 
 export class Lifecycle {
   private readonly checks: HealthChecks;
+  private readonly discovery: Discovery;
   private readonly outliers: OutlierEjection;
   private readonly draining: DrainClosing;
   private readonly rebalancing: Rebalancing;
@@ -31,8 +34,14 @@ export class Lifecycle {
     this.checks = new HealthChecks(control, logger, (slot) => this.outliers.endEjection(slot));
     this.draining = new DrainClosing(control, table, supervisor, logger);
     this.rebalancing = new Rebalancing(control, table, supervisor, logger);
-    control.onApply = () => this.checks.sync();
+    this.discovery = new Discovery(control, logger);
+    control.sources = () => [...this.discovery.status.values()];
+    control.onApply = () => {
+      this.checks.sync();
+      this.discovery.sync();
+    };
     this.checks.sync();
+    this.discovery.sync();
     this.loop = setInterval(() => this.tick(), LOOP_MS);
   }
 
@@ -50,5 +59,6 @@ export class Lifecycle {
   close(): void {
     clearInterval(this.loop);
     this.checks.close();
+    this.discovery.close();
   }
 }

@@ -1,10 +1,10 @@
 // Prometheus exposition of the shared counters, read straight from shared memory at each scrape.
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { Config } from '../config/types.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
-import type { SlotPlan } from '../core/state/slotRegistry.js';
+import { FULL_SHARE } from '../core/state/slotRegistry.js';
 import { BACKEND_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';
+import type { ControlPlane } from './controlPlane.js';
 import type { FleetAgent } from './fleet.js';
 
 /** Process metrics (CPU, memory, event loop) of the whole process: workers are its threads. */
@@ -40,10 +40,12 @@ interface Family {
   lines: string[];
 }
 
-export async function renderMetrics(config: Config, plan: SlotPlan, table: StateTable, limits: ClientLimits, workerRestarts: number, fleet?: FleetAgent): Promise<string> {
+export async function renderMetrics(control: ControlPlane, table: StateTable, limits: ClientLimits, workerRestarts: number, fleet?: FleetAgent): Promise<string> {
+  const { config, plan } = control;
   const family = (name: string, type: Family['type'], help: string): Family => ({ name, help, type, lines: [] });
   const active = family('fairway_backend_active', 'gauge', 'Open WebSocket sessions plus in-flight HTTP requests on the backend, across all workers.');
   const up = family('fairway_backend_up', 'gauge', 'Whether the backend takes new sessions (1) or not (0: down, draining, ejected).');
+  const weight = family('fairway_backend_weight', 'gauge', 'The weight the pickers use: the configured (or SRV) weight times the share an agent check or a degraded health check leaves it.');
   const requests = family('fairway_requests_total', 'counter', 'Responses by status class, including those fairway made itself for the backend.');
   const failures = family('fairway_upstream_failures_total', 'counter', 'Requests and sessions that failed on the backend (refused, reset, timed out).');
   const sessions = family('fairway_websocket_sessions_total', 'counter', 'WebSocket sessions opened to the backend.');
@@ -59,6 +61,7 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
       const labels = `pool="${label(pool.name)}",backend="${label(`${backend.host}:${backend.port}`)}"`;
       active.lines.push(`fairway_backend_active{${labels}} ${table.active(slot)}`);
       up.lines.push(`fairway_backend_up{${labels}} ${table.state(slot) === BACKEND_UP ? 1 : 0}`);
+      weight.lines.push(`fairway_backend_weight{${labels}} ${table.weight(slot) / FULL_SHARE}`);
       for (let klass = 1; klass <= 5; klass++) requests.lines.push(`fairway_requests_total{${labels},code="${klass}xx"} ${table.statusCount(slot, klass)}`);
       failures.lines.push(`fairway_upstream_failures_total{${labels}} ${table.failures(slot)}`);
       sessions.lines.push(`fairway_websocket_sessions_total{${labels}} ${table.webSockets(slot)}`);
@@ -79,7 +82,15 @@ export async function renderMetrics(config: Config, plan: SlotPlan, table: State
   restarts.lines.push(`fairway_worker_restarts_total ${workerRestarts}`);
   const limited = family('fairway_rate_limited_total', 'counter', 'Requests and upgrades refused with 429 by per-client limits, by reason.');
   for (const [reason, count] of Object.entries(limits.refusals())) limited.lines.push(`fairway_rate_limited_total{reason="${reason}"} ${count}`);
-  const families = [active, up, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts, limited];
+  const resolutions = family('fairway_dns_resolutions_total', 'counter', 'Resolutions of each discovery name, by result; a failed one keeps the backends last found.');
+  const found = family('fairway_dns_backends', 'gauge', 'Backends the discovery name stood for at its last good resolution.');
+  for (const source of control.sources()) {
+    const labels = `pool="${label(source.pool)}",name="${label(source.source)}"`;
+    resolutions.lines.push(`fairway_dns_resolutions_total{${labels},result="ok"} ${source.resolutions - source.failures}`);
+    resolutions.lines.push(`fairway_dns_resolutions_total{${labels},result="failed"} ${source.failures}`);
+    found.lines.push(`fairway_dns_backends{${labels}} ${source.backends}`);
+  }
+  const families = [active, up, weight, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts, limited, resolutions, found];
   if (fleet) families.push(...fleetFamilies(fleet, family));
   const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
   return text + (await processRegistry.metrics());

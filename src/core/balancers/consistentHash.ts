@@ -4,7 +4,7 @@
 
 import { LeastConnections } from './leastConnections.js';
 import { ALL_FULL, NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
-import { PoolView } from './poolView.js';
+import { inLowestTerms, PoolView } from './poolView.js';
 
 /** Ring points per unit of weight: enough that each backend owns close to its share of keys. */
 const POINTS_PER_WEIGHT = 160;
@@ -42,7 +42,9 @@ export class ConsistentHash implements Picker {
   }
 
   private rebuild(): void {
-    const { ids, weights } = this.view;
+    const { ids } = this.view;
+    // The ring's size follows the proportions, not the scale the table keeps weights in.
+    const weights = inLowestTerms(this.view.weights);
     const total = weights.reduce((a, b) => a + b, 0);
     const perWeight = Math.max(1, Math.min(POINTS_PER_WEIGHT, Math.floor(MAX_POINTS / Math.max(1, total))));
     const ring: [number, number][] = [];

@@ -5,6 +5,13 @@ import { ALL_FULL, type PickerContext, type SessionPlan } from './picker.js';
 
 const MIN_RAMP = 0.05;
 
+/** Weights divided by their greatest common divisor: the table holds them scaled by shares (percent). */
+export function inLowestTerms(weights: readonly number[]): number[] {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const divisor = weights.reduce(gcd, 0) || 1;
+  return weights.map((w) => w / divisor);
+}
+
 export class PoolView {
   /** Slots, ids, weights and max_conns of the members that are up with a weight above zero. */
   slots: number[] = [];

@@ -2,18 +2,15 @@
 // walked with one shared counter, so the sequence is global across workers and never bursts.
 
 import { NO_BACKEND, type Picker, type PickerContext, type SessionPlan } from './picker.js';
-import { PoolView } from './poolView.js';
+import { inLowestTerms, PoolView } from './poolView.js';
 
 /** Longest precomputed cycle; heavier pools are scaled down to it, keeping every weight >= 1. */
 const MAX_CYCLE = 65_536;
 
 /** One cycle of smooth weighted round robin: member indexes, each `weights[i]` times, interleaved. */
 export function smoothSequence(weights: number[]): number[] {
-  let scaled = weights;
-  const total = weights.reduce((a, b) => a + b, 0);
-  const divisor = weights.reduce(gcd, 0) || 1;
-  scaled = weights.map((w) => w / divisor);
-  const reduced = total / divisor;
+  let scaled = inLowestTerms(weights);
+  const reduced = scaled.reduce((a, b) => a + b, 0);
   if (reduced > MAX_CYCLE) scaled = scaled.map((w) => Math.max(1, Math.round((w * MAX_CYCLE) / reduced)));
   const sum = scaled.reduce((a, b) => a + b, 0);
   const current = scaled.map(() => 0);
@@ -28,10 +25,6 @@ export function smoothSequence(weights: number[]): number[] {
     sequence.push(best);
   }
   return sequence;
-}
-
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
 }
 
 export class WeightedRoundRobin implements Picker {

@@ -4,6 +4,9 @@ import type { Config } from '../../config/types.js';
 import { BACKEND_REMOVED, BACKEND_UP, type StateTable } from './stateTable.js';
 
 /** What a worker needs besides the config: where each backend and pool lives in the table. */
+/** A backend's whole weight, in the percent the table's weights are written in. */
+export const FULL_SHARE = 100;
+
 export interface SlotPlan {
   backendSlots: Record<string, number>;
   poolSlots: Record<string, number>;
@@ -34,7 +37,7 @@ export class SlotRegistry {
    * by its identity so that its counters carry over; writes weights and limits and marks new
    * backends up. A backend that joins after the first assignment starts its slow start now.
    */
-  assign(config: Config): SlotPlan {
+  assign(config: Config, shareOf: (slot: number) => number = () => FULL_SHARE): SlotPlan {
     const plan: SlotPlan = { backendSlots: {}, poolSlots: {} };
     for (const pool of Object.values(config.pools)) {
       const poolSlot = this.slotFor(this.poolSlots, pool.name, this.table.pools, 'pools');
@@ -48,7 +51,7 @@ export class SlotRegistry {
           this.table.setState(slot, BACKEND_UP);
           if (this.assigned && pool.slowStart > 0) this.table.startRamp(slot);
         }
-        this.table.setWeight(slot, backend.weight);
+        this.writeWeight(slot, backend.weight, shareOf(slot));
         this.table.setMaxConns(slot, backend.maxConns);
         plan.backendSlots[backend.id] = slot;
         this.ids[slot] = backend.id;
@@ -56,6 +59,15 @@ export class SlotRegistry {
     }
     this.assigned = true;
     return plan;
+  }
+
+  /**
+   * The one writer of a backend's weight in the table: its configured weight times the share
+   * (percent) its agent or a degraded health check leaves it. Pickers compare weights only with
+   * each other, so the scale does not matter to them.
+   */
+  writeWeight(slot: number, weight: number, share: number): void {
+    this.table.setWeight(slot, weight * share);
   }
 
   private slotFor(map: Map<string, number>, key: string, capacity: number, what: string): number {

@@ -12,7 +12,7 @@
 //                                                          session picks ask the fleet)
 //   active[b]               open sessions + in-flight      workers: compareExchange / add / sub;
 //                           requests on backend b          primary: sub when reconciling a dead worker
-//   weight[b]               configured weight              primary: store; workers: load
+//   weight[b]               configured weight × share %    primary: store; workers: load
 //   state[b]                BACKEND_UP / DOWN / ...        primary: store; workers: load
 //   maxConns[b]             0 = unlimited                  primary: store; workers: load
 //   rampFrom[b]             slow-start origin, 0 = none    primary: store; workers: load

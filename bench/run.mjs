@@ -226,6 +226,50 @@ http { access_log off;
   };
 }
 
+/** Caddy's reverse_proxy with least_conn; GOMAXPROCS limits it to the thread count of the others. */
+function caddyTarget(port) {
+  return {
+    name: `caddy ${CORES}t`,
+    start: async () => {
+      const { file } = tempFile(
+        'Caddyfile',
+        `{
+  admin off
+  auto_https off
+  log default {
+    level ERROR
+  }
+}
+http://127.0.0.1:${port} {
+  reverse_proxy /ws* 127.0.0.1:${WS_BACKEND} {
+    lb_policy least_conn
+  }
+  reverse_proxy 127.0.0.1:${HTTP_BACKEND} {
+    lb_policy least_conn
+  }
+}
+`,
+      );
+      const child = start('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], { env: { ...process.env, GOMAXPROCS: String(CORES), HOME: tmpdir() } });
+      child.stdout.resume();
+      await waitForPort(port);
+      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+    },
+  };
+}
+
+/** The Node way: http-proxy on node:cluster workers (scripts/nodeHttpProxy.mjs). */
+function nodeHttpProxyTarget(port) {
+  return {
+    name: `node-http-proxy ${CORES}p`,
+    start: async () => {
+      const child = start(process.execPath, [join(root, 'scripts/nodeHttpProxy.mjs'), String(port), String(CORES), String(HTTP_BACKEND), String(WS_BACKEND)]);
+      await waitForOutput(child, 'node-http-proxy listening');
+      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+    },
+  };
+}
+
 // ---- measurements --------------------------------------------------------------------------
 
 function parseMicros(text) {
@@ -296,6 +340,9 @@ if (has('haproxy')) targets.push(haproxyTarget(9413));
 else skipped.push('HAProxy (not installed: apt-get install haproxy)');
 if (has('nginx')) targets.push(nginxTarget(9414));
 else skipped.push('NGINX (not installed: apt-get install nginx)');
+if (has('caddy')) targets.push(caddyTarget(9418));
+else skipped.push('Caddy (not installed: apt-get install caddy)');
+targets.push(nodeHttpProxyTarget(9419));
 
 /** One round's figures for one target. */
 async function measureLoad(target) {
@@ -373,6 +420,8 @@ const versions = {
   fairway: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
   haproxy: has('haproxy') ? execFileSync('haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0] : null,
   nginx: has('nginx') ? spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim() : null,
+  caddy: has('caddy') ? `Caddy ${execFileSync('caddy', ['version'], { encoding: 'utf8' }).trim()}` : null,
+  httpProxy: `http-proxy ${JSON.parse(readFileSync(join(root, 'node_modules/http-proxy/package.json'), 'utf8')).version}`,
   wrk: has('wrk') ? 'wrk 4.1.0' : null,
 };
 const machine = `${CORES} × ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB`;
@@ -415,12 +464,12 @@ const docs = join(root, 'docs/BENCHMARKS.md');
 const section = `<!-- bench:start -->
 ## Side by side: \`npm run bench${quick || compareDir ? ' --' : ''}${quick ? ' --quick' : ''}${compareDir ? ' --compare DIR' : ''}\`${compareDir ? ` (DIR: a checkout at ${compareLabel}, built; its rows are marked so)` : ''}
 
-Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}. ${ROUNDS === 1 ? 'One round' : `${ROUNDS} rounds`} of ${SECONDS} s per figure: in each round every target is measured, one after another${ROUNDS > 1 ? '; the table gives the median of the rounds, and each round\'s figures follow it, so that the drift of a shared host shows' : ''}.
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${versions.haproxy ?? 'HAProxy not installed'}; ${versions.nginx ?? 'NGINX not installed'}; ${versions.caddy ?? 'Caddy not installed'}; ${versions.httpProxy}. ${ROUNDS === 1 ? 'One round' : `${ROUNDS} rounds`} of ${SECONDS} s per figure: in each round every target is measured, one after another${ROUNDS > 1 ? '; the table gives the median of the rounds, and each round\'s figures follow it, so that the drift of a shared host shows' : ''}.
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
-- fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Configs in \`bench/run.mjs\`.
+- fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Configs in \`bench/run.mjs\`.
 
 ${table}
 ${ROUNDS > 1 ? `\n${roundTable}\n` : ''}${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;

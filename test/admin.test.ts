@@ -99,10 +99,13 @@ test('a token is required on every route when set; a non-loopback admin listener
   const a = await startBackend(t, 'a');
   const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0', token: 's3cret' }, pools: { main: { backends: [a.address] } } });
   const admin = proxy.adminPort!;
-  for (const [method, path] of [['GET', '/api/backends'], ['GET', '/metrics'], ['GET', '/'], ['POST', '/api/reload'], ['POST', `/api/backends/${enc(`main/${a.address}`)}/drain`]]) {
+  for (const [method, path] of [['GET', '/api/backends'], ['GET', '/metrics'], ['GET', '/api/events'], ['GET', '/api/history'], ['POST', '/api/reload'], ['POST', `/api/backends/${enc(`main/${a.address}`)}/drain`]]) {
     t.is((await api(admin, method, path)).status, 401, `${method} ${path} without a token`);
     t.is((await api(admin, method, path, undefined, 'wrong')).status, 401, `${method} ${path} with a wrong token`);
   }
+  // The page and its charting library hold no data: served without the token, which the page asks for.
+  t.is((await api(admin, 'GET', '/')).status, 200);
+  t.is((await api(admin, 'GET', '/assets/uPlot.iife.min.js')).status, 200);
   t.is((await api(admin, 'GET', '/api/backends', undefined, 's3cret')).status, 200);
   t.is((await api(admin, 'GET', '/api/backends?token=s3cret')).status, 200);
   t.is(proxy.control.backends()[0].state, 'up', 'refused calls changed nothing');
@@ -181,7 +184,37 @@ test('/metrics: counts match real traffic across 2 workers', async (t) => {
   t.regex(text, /^process_resident_memory_bytes \d+/m);
   // Every sample line follows the exposition format: name{labels} value.
   for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) t.regex(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? -?[\d.e+-]+|NaN$/);
-  for (const ws of sockets) ws.terminate();
+  // Sessions that end are counted by how long they lasted; requests by the worker that read them.
+  for (const ws of sockets) ws.close();
+  await waitFor('sessions released', () => proxy.table.active(proxy.plan.backendSlots[`main/${a.address}`]) === 0);
+  const after = (await api(proxy.adminPort!, 'GET', '/metrics')).body as string;
+  t.is(metric(after, 'fairway_session_duration_seconds_count', labels), 4);
+  t.is(metric(after, 'fairway_session_duration_seconds_bucket', `${labels},le="+Inf"`), 4);
+  // One row per worker thread (native-free on Node 20 runs one).
+  const perWorker = (name: string) => Array.from({ length: proxy.config.workers }, (_, w) => metric(after, name, `worker="${w}"`));
+  t.is(perWorker('fairway_worker_requests_total').reduce((a, b) => a + b, 0), 32, 'each request and upgrade counted once, by the worker that read it');
+  t.deepEqual(perWorker('fairway_worker_active'), Array(proxy.config.workers).fill(0));
+  t.regex(after, /# TYPE fairway_session_duration_seconds histogram/);
+});
+
+test('/metrics: errors by x-fairway-error code; every metric the Grafana example queries exists', async (t) => {
+  const a = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0' }, pools: { main: { backends: [a.address] } }, routes: [{ match: { path: '/api' }, pool: 'main' }] });
+  for (let i = 0; i < 3; i++) {
+    const res = await request(`http://127.0.0.1:${proxy.port}/nowhere`);
+    t.is(res.headers['x-fairway-error'], 'no-route');
+    await res.body.dump();
+  }
+  await (await request(`http://127.0.0.1:${proxy.port}/api`)).body.dump();
+  const text = (await api(proxy.adminPort!, 'GET', '/metrics')).body as string;
+  t.is(metric(text, 'fairway_errors_total', 'code="no-route"'), 3);
+  t.is(metric(text, 'fairway_errors_total', 'code="no-backend"'), 0);
+  const dashboard = readFileSync(new URL('../examples/grafana-dashboard.json', import.meta.url), 'utf8');
+  const queried = new Set(dashboard.match(/fairway_[a-z_]+/g));
+  t.true(queried.size >= 10);
+  for (const name of queried) t.regex(text, new RegExp(`^${name}[{ ]`, 'm'), `${name} is in /metrics`);
+  const panels = (JSON.parse(dashboard) as { panels: { targets: { expr: string }[] }[] }).panels;
+  t.true(panels.length >= 8 && panels.every((p) => p.targets.length > 0));
 });
 
 test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave and reweight; no session on a kept backend drops; a bad file changes nothing', async (t) => {

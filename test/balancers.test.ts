@@ -373,7 +373,7 @@ test('reconcileWorker subtracts exactly the dead worker share, per backend and p
 test('the layout refuses a buffer of another version', (t) => {
   const { table } = makePool('least-conn', [1]);
   new Int32Array(table.buffer)[0] = 999;
-  t.throws(() => StateTable.attach(table.buffer), { message: /layout 999 is not 3/ });
+  t.throws(() => StateTable.attach(table.buffer), { message: /layout 999 is not 4/ });
 });
 
 /** Runs `perThread` picks on each of `threads` threads at once against one shared table. */

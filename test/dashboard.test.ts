@@ -28,6 +28,8 @@ test('dashboard: bars follow sessions opened through the balancer; the drain but
   const browser = await launch();
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1100, height: 330 } });
+  // Every action asks for a confirmation first.
+  page.on('dialog', (dialog) => void dialog.accept());
   await page.goto(`http://127.0.0.1:${proxy.adminPort}/?token=dash`);
   await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 3);
   const actives = () => page.$$eval('#rows tr td.active', (cells) => cells.map((c) => Number(c.textContent)));
@@ -54,7 +56,6 @@ test('dashboard: bars follow sessions opened through the balancer; the drain but
   await waitFor('new sessions counted', () => proxy.control.backends().reduce((n, b) => n + b.active, 0) === 8);
   t.is(proxy.control.backends()[0].active, before, 'a draining backend takes no new session');
   await page.waitForFunction(() => [...document.querySelectorAll('#rows tr td.active')].map((c) => Number(c.textContent)).reduce((a, b) => a + b) === 8, undefined, { timeout: 20_000 });
-  if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT });
   await page.click('#rows tr:first-child button[data-action="undrain"]');
   await waitFor('undrained', () => proxy.control.backends()[0].state === 'up');
   for (const ws of [...sockets, ...more]) ws.terminate();
@@ -81,6 +82,66 @@ test('dashboard: a backend found in DNS shows the name it came from; a degraded 
   await page.waitForFunction(() => document.querySelector('#rows tr td.weight')?.textContent === '2 of 4', undefined, { timeout: 20_000 });
   t.is(await page.textContent('#rows tr .source'), 'from dns found.fairway.test');
   t.regex((await page.textContent('#rows tr .note.check')) ?? '', /degraded: status == "degraded"/);
+});
+
+type Point = { at: number; backends: Record<string, { active: number }>; workers: { active: number[] } };
+type Charts = Record<string, { plot: { series: { label?: string }[]; data: (number | null)[][] } }>;
+declare const window: { fairway: { history: { points: Point[] }; charts: Charts } };
+
+test('dashboard charts: real data over time; a drain confirmed on the page shows the backend\'s line falling and marks the timeline; the token is asked once; a bad weight shows its error and changes nothing', async (t) => {
+  const [a, b] = [await startBackend(t, 'a'), await startBackend(t, 'b')];
+  const proxy = await startProxy(t, {
+    admin: { listen: '127.0.0.1:0', token: 'charts' },
+    pools: { chat: { drain: { timeout: '1s', window: '1s' }, backends: [a.address, b.address] } },
+  });
+  const [idA, idB] = [`chat/${a.address}`, `chat/${b.address}`];
+  const browser = await launch();
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1200, height: 1500 } });
+  const prompts: string[] = [];
+  page.on('dialog', (dialog) => {
+    if (dialog.type() !== 'prompt') return void dialog.accept();
+    prompts.push(dialog.message());
+    void dialog.accept(dialog.message() === 'Admin token' ? 'charts' : 'heavy');
+  });
+  // No token in the address: the page asks for it once.
+  await page.goto(`http://127.0.0.1:${proxy.adminPort}/`);
+  const sockets = await Promise.all(Array.from({ length: 6 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`)));
+  t.teardown(() => sockets.forEach((ws) => ws.terminate()));
+  await waitFor('the backends to hold the sessions', () => a.openSessions() + b.openSessions() === 6);
+  const onA = a.openSessions();
+  await page.waitForFunction((id) => window.fairway.history.points.some((p) => p.backends[id]?.active > 0), idA, { timeout: 30_000 });
+  t.deepEqual(prompts, ['Admin token'], 'the token is asked once');
+  t.true((await page.$$eval('#charts .uplot canvas', (canvases) => canvases.length)) >= 5, 'five charts drawn');
+  const activeSeries = (id: string) =>
+    page.evaluate((backend) => {
+      const { plot } = window.fairway.charts.active;
+      return plot.data[plot.series.findIndex((s) => s.label === backend)];
+    }, id);
+  t.true((await activeSeries(idA)).includes(onA), `the chart of a shows its ${onA} sessions`);
+  // One row per worker thread (native-free on Node 20 runs one).
+  await page.waitForFunction((workers) => document.querySelectorAll('#workers tr').length === workers, proxy.config.workers, { timeout: 30_000 });
+
+  // Drain a from the page: confirmed, its result shown; after drain.timeout its sessions close and its line falls.
+  await page.click(`#rows tr[data-id="${idA}"] button[data-action="drain"]`);
+  await page.waitForFunction(() => /drain done, now draining/.test(document.getElementById('result')?.textContent ?? ''), undefined, { timeout: 30_000 });
+  await waitFor('a to lose its sessions', () => a.openSessions() === 0, 30_000);
+  await page.waitForFunction((id) => window.fairway.history.points.at(-1)?.backends[id]?.active === 0, idA, { timeout: 30_000 });
+  const line = (await activeSeries(idA)).filter((v): v is number => v !== null);
+  t.true(line.includes(onA) && line.at(-1) === 0, `a's line fell from ${onA} to 0: ${line.join(',')}`);
+  await page.waitForFunction((id) => [...document.querySelectorAll('#events li')].some((li) => li.textContent?.includes(`${id} is draining`)), idA, { timeout: 30_000 });
+  if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+  // A weight that is not a number: the API's error on the page, the weight unchanged.
+  await page.click(`#rows tr[data-id="${idB}"] button[data-action="weight"]`);
+  await page.waitForFunction(() => document.getElementById('result')?.className === 'error', undefined, { timeout: 30_000 });
+  t.regex((await page.textContent('#result')) ?? '', /weight failed: weight: expected a whole number from 1 to 1000, got "heavy"/);
+  t.is(proxy.control.find(idB).weight, 1);
+
+  // The token is kept for the tab: a reload does not ask again.
+  await page.reload();
+  await page.waitForFunction(() => window.fairway.history.points.length > 0, undefined, { timeout: 30_000 });
+  t.is(prompts.filter((p) => p === 'Admin token').length, 1);
 });
 
 /** A client that queues every message from the first one on (the server greets on connect). */

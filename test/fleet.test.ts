@@ -486,6 +486,17 @@ test.serial('fleet dashboard: the page shows the live instances, each backend\'s
   t.is(await page.textContent('#fleet-state'), 'shared');
   const perInstance = await page.$$eval('#rows td.fleet-total', (cells) => cells.map((c) => c.getAttribute('title')));
   t.true(perInstance.every((title) => /lb-a: \d+, lb-b: \d+/.test(title ?? '')), perInstance.join(' | '));
+  // The charts: each instance's line and the fleet's sum.
+  type Page = { fairway?: { charts: Record<string, { plot: { series: { label?: string }[]; data: (number | null)[][] } }> } };
+  await page.waitForFunction(() => {
+    const chart = (window as unknown as Page).fairway?.charts.fleetInstances;
+    return chart !== undefined && chart.plot.data.length === 4 && chart.plot.data[3].at(-1) === 9;
+  }, undefined, { timeout: 30_000 });
+  const lines = await page.evaluate(() => {
+    const { plot } = (window as unknown as Required<Page>).fairway.charts.fleetInstances;
+    return Object.fromEntries(plot.series.slice(1).map((s, i) => [s.label, plot.data[i + 1].at(-1)]));
+  });
+  t.deepEqual(lines, { 'lb-a': 4, 'lb-b': 5, 'fleet total': 9 });
   await redis.kill();
   await page.waitForFunction(() => document.getElementById('fleet-state')?.textContent === 'degraded', undefined, { timeout: 20_000 });
   t.pass();

@@ -252,6 +252,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
       if (this.status >= 100 && this.status < 500) table.observeLatency(this.slot, (performance.now() - this.sentAt) / 1000);
     }
     context.inFlightHttp--;
+    if (this.errorCode) context.table.countFault(this.errorCode);
     if (context.accessLog) {
       context.logger.info({
         type: 'http',

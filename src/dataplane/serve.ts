@@ -42,8 +42,9 @@ export interface IncomingUpgrade extends IncomingRequest {
 export function serveHttp(context: WorkerContext, request: IncomingHttp): void {
   const { head } = request;
   if (context.testHooks) runTestFault(request.testFault());
+  context.table.countWorkerRequest(context.worker);
   const gate = gateRequest(context, head, () => request.facts(), false);
-  if ('fault' in gate) return request.refuse(gate);
+  if ('fault' in gate) return refused(context, gate, () => request.refuse(gate));
   const exchange = new HttpExchange(context, request.reply(), head, gate);
   request.watch(exchange);
   // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).
@@ -53,9 +54,16 @@ export function serveHttp(context: WorkerContext, request: IncomingHttp): void {
 
 export function serveUpgrade(context: WorkerContext, upgrade: IncomingUpgrade): void {
   if (context.testHooks) runTestFault(upgrade.testFault());
+  context.table.countWorkerRequest(context.worker);
   const gate = gateRequest(context, upgrade.head, () => upgrade.facts(), true);
-  if ('fault' in gate) return upgrade.refuse(gate);
+  if ('fault' in gate) return refused(context, gate, () => upgrade.refuse(gate));
   const session = new WebSocketSession(context, upgrade.head, gate, upgrade.handshake());
   upgrade.watch(session);
   session.start(gate);
+}
+
+/** A request the gate turned away: counted by its code, then answered. */
+function refused(context: WorkerContext, refusal: Refusal, answer: () => void): void {
+  context.table.countFault(refusal.fault.code);
+  answer();
 }

@@ -65,6 +65,8 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
   private earlyClose: [number, Buffer] | null = null;
   private upstream: UpstreamWebSocket | null = null;
   private client: ClientSocket | null = null;
+  /** The client's session opened (the upgrade was answered): it counts as a session when it ends. */
+  private opened = false;
   /** The client's upgrade until it is answered. */
   private pending: ClientHandshake | null;
   private finished = false;
@@ -242,6 +244,7 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
 
   onClientOpen(socket: ClientSocket): void {
     this.client = socket;
+    this.opened = true;
     // What the backend sent or did between its handshake and the client's: replay it in order.
     const early = this.early;
     this.early = null;
@@ -342,8 +345,12 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     this.finished = true;
     const { context } = this;
     context.webSockets.delete(this);
+    // Read before the release: the lease forgets its slot.
+    const slot = this.slot;
     this.lease.release();
     if (this.limitSlot >= 0) context.limits.release(this.limitSlot, context.worker);
+    if (slot >= 0 && this.opened) context.table.recordSession(slot, performance.now() - this.startedAt);
+    if (this.errorCode) context.table.countFault(this.errorCode);
     if (context.accessLog) {
       context.logger.info({
         type: 'websocket',

@@ -1,6 +1,8 @@
 // The admin listener in the primary thread: JSON API, Prometheus metrics, live dashboard (SSE).
 
 import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
@@ -8,12 +10,23 @@ import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import { ControlError, type ControlPlane } from './controlPlane.js';
 import { DASHBOARD_HTML } from './dashboard.js';
+import { History } from './history.js';
 import { LiveStats } from './liveStats.js';
 import { renderMetrics } from './metrics.js';
 import type { FleetAgent } from './fleet.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 
 const BODY_LIMIT = 64 * 1024;
+
+const PUBLIC_ASSETS = new Set(['/assets/uPlot.iife.min.js', '/assets/uPlot.min.css']);
+
+/** The dashboard's charting library (uPlot), served from the package: no build step, no CDN. */
+const assets = new Map<string, Buffer>();
+function readAsset(file: string): Buffer {
+  let asset = assets.get(file);
+  if (!asset) assets.set(file, (asset = readFileSync(createRequire(import.meta.url).resolve(`uplot/dist/${file}`))));
+  return asset;
+}
 const EVENT_INTERVAL_MS = 500;
 
 export interface AdminServer {
@@ -82,6 +95,7 @@ function mediaType(value: string | undefined): string {
 
 export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger, fleet?: FleetAgent): Promise<AdminServer> {
   const stats = new LiveStats(control, table);
+  const history = new History(control, table, fleet && (() => fleet.snapshot()));
   const streams = new Set<ServerResponse>();
   const expected = config.token ? Buffer.from(`Bearer ${config.token}`) : undefined;
 
@@ -99,7 +113,10 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
     const url = new URL(req.url ?? '/', 'http://admin');
     const refused = refusedRequest(req, config.hosts);
     if (refused) return sendError(res, refused.status, refused.message);
-    if (!authorized(req, url)) {
+    // The page and its charting library hold no data: they are served to anyone who reaches the
+    // listener, and the page asks for the token that every data and action route needs.
+    const open = req.method === 'GET' && (url.pathname === '/' || PUBLIC_ASSETS.has(url.pathname));
+    if (!open && !authorized(req, url)) {
       res.setHeader('www-authenticate', 'Bearer');
       return sendError(res, 401, 'missing or wrong token: send Authorization: Bearer <token>');
     }
@@ -132,6 +149,16 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
         return sendJson(res, 200, fleet.snapshot());
       case 'GET /api/pools':
         return sendJson(res, 200, control.pools());
+      case 'GET /api/history': {
+        const since = Number(url.searchParams.get('since') ?? 0);
+        return sendJson(res, 200, { workers: control.config.workers, ...history.since(Number.isFinite(since) ? since : 0) });
+      }
+      case 'GET /assets/uPlot.iife.min.js':
+      case 'GET /assets/uPlot.min.css': {
+        const file = parts[1];
+        res.writeHead(200, { 'content-type': file.endsWith('.css') ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8', 'cache-control': 'max-age=86400' });
+        return void res.end(readAsset(file));
+      }
       case 'GET /api/discovery':
         return sendJson(res, 200, control.sources());
       case 'POST /api/pools/:id/backends':
@@ -179,6 +206,7 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
     async close() {
       clearInterval(ticker);
       stats.close();
+      history.close();
       for (const stream of streams) stream.end();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -22,6 +22,9 @@ interface BackendStatus {
 export class BackendStates {
   private readonly status = new Map<number, BackendStatus>();
 
+  /** Called on every change of a backend's state in the table, for the event log. */
+  onChange: ((slot: number, state: number) => void) | undefined;
+
   constructor(private readonly table: StateTable) {}
 
   private get(slot: number): BackendStatus {
@@ -112,6 +115,7 @@ export class BackendStates {
     if (after === before) return;
     if (after === BACKEND_DRAINING) status.drainingSince = Date.now();
     this.table.setState(slot, after);
+    this.onChange?.(slot, after);
     // Coming back up: slow start ramps it in (pools without slow_start ignore the origin).
     if (after === BACKEND_UP) this.table.startRamp(slot);
   }

@@ -8,6 +8,7 @@ import { FULL_SHARE, type SlotPlan, type SlotRegistry } from '../core/state/slot
 import { BACKEND_DOWN, BACKEND_DRAINING, BACKEND_EJECTED, BACKEND_REMOVED, BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
 import { BackendStates } from './backendStates.js';
 import type { SourceStatus } from './discovery.js';
+import { EventLog } from './history.js';
 import type { Logger } from '../log.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -73,6 +74,8 @@ export class ControlPlane {
   readonly states: BackendStates;
   /** Called after every applied config (the health checker follows the backends). */
   onApply: (() => void) | undefined;
+  /** What happened to backends and to the instance lately, for the dashboard's timeline. */
+  readonly events = new EventLog();
   /** What each DNS discovery source found, for the admin API and /metrics. */
   sources: () => SourceStatus[] = () => [];
   /** Called after an admin change made here that the other instances of a fleet apply too. */
@@ -91,6 +94,11 @@ export class ControlPlane {
   ) {
     this.states = new BackendStates(table);
     this.base = config;
+    this.states.onChange = (slot, state) => {
+      const id = registry.idOf(slot);
+      const name = STATE_NAMES[state];
+      if (id && name) this.events.add(name, `${id} is ${name}`, id);
+    };
   }
 
   /** Applies a validated config (a reload, an admin change): what DNS found and what is still leaving stays. */
@@ -183,9 +191,12 @@ export class ControlPlane {
       const current = this.config.pools[poolName]?.backends.find((b) => b.id === gone.id);
       if (current) this.startLeaving(gone.id, current);
       this.logger.info({ backend: gone.id, source: gone.source }, 'backend no longer in DNS: draining');
+      this.events.add('dns', `${gone.id} is no longer in ${gone.source}: draining`, gone.id);
     }
     for (const backend of backends) {
-      if (!before.some((b) => b.id === backend.id)) this.logger.info({ backend: backend.id, source: backend.source }, 'backend found in DNS: joining');
+      if (before.some((b) => b.id === backend.id)) continue;
+      this.logger.info({ backend: backend.id, source: backend.source }, 'backend found in DNS: joining');
+      this.events.add('joined', `${backend.id} found in ${backend.source}`, backend.id);
     }
     this.compose();
   }
@@ -234,6 +245,7 @@ export class ControlPlane {
     }
     this.apply(next);
     this.logger.info({ pools: Object.keys(next.pools) }, 'config reloaded');
+    this.events.add('reload', 'config reloaded');
   }
 
   isDrained(id: string): boolean {
@@ -406,6 +418,7 @@ export class ControlPlane {
       this.table.setState(slot, BACKEND_REMOVED);
       this.states.reset(slot);
       this.logger.info({ backend: id }, 'backend removed');
+      this.events.add('removed', `${id} left its pool`, id);
     }
     if (this.leaving.size === 0 && this.removalTimer) {
       clearInterval(this.removalTimer);

@@ -141,6 +141,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     throw new StartupError('FAIRWAY_START', (err as Error).message);
   }
   fleet?.start();
+  supervisor.onRestart = (worker) => control!.events.add('worker-restart', `worker ${worker} died and was replaced`);
   const lifecycle = new Lifecycle(control, table, supervisor, logger);
   let admin: AdminServer | undefined;
   if (config.admin) {

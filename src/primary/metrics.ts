@@ -3,7 +3,7 @@
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import { FULL_SHARE } from '../core/state/slotRegistry.js';
-import { BACKEND_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';
+import { BACKEND_UP, FAULT_CODES, LATENCY_BUCKETS, SESSION_BUCKETS, type StateTable } from '../core/state/stateTable.js';
 import type { ControlPlane } from './controlPlane.js';
 import type { FleetAgent } from './fleet.js';
 
@@ -50,6 +50,7 @@ export async function renderMetrics(control: ControlPlane, table: StateTable, li
   const failures = family('fairway_upstream_failures_total', 'counter', 'Requests and sessions that failed on the backend (refused, reset, timed out).');
   const sessions = family('fairway_websocket_sessions_total', 'counter', 'WebSocket sessions opened to the backend.');
   const duration = family('fairway_upstream_duration_seconds', 'histogram', 'Time from sending a request to the end of the backend response (HTTP) or to the backend handshake (WebSocket).');
+  const sessionDuration = family('fairway_session_duration_seconds', 'histogram', 'How long WebSocket and TCP sessions lasted on the backend, counted when they end.');
   const queued = family('fairway_queued_requests', 'gauge', 'Requests waiting for a backend under max_conns.');
   const retries = family('fairway_retries_total', 'counter', 'Requests and upgrades retried on another backend after failing on this one.');
   const ejections = family('fairway_ejections_total', 'counter', 'Times the backend was ejected by passive health checks.');
@@ -76,12 +77,30 @@ export async function renderMetrics(control: ControlPlane, table: StateTable, li
       }
       duration.lines.push(`fairway_upstream_duration_seconds_sum{${labels}} ${Number(table.latencySumMicros(slot)) / 1e6}`);
       duration.lines.push(`fairway_upstream_duration_seconds_count{${labels}} ${cumulative}`);
+      let ended = 0n;
+      for (let bucket = 0; bucket <= SESSION_BUCKETS.length; bucket++) {
+        ended += table.sessionBucket(slot, bucket);
+        const le = bucket < SESSION_BUCKETS.length ? String(SESSION_BUCKETS[bucket]) : '+Inf';
+        sessionDuration.lines.push(`fairway_session_duration_seconds_bucket{${labels},le="${le}"} ${ended}`);
+      }
+      sessionDuration.lines.push(`fairway_session_duration_seconds_sum{${labels}} ${Number(table.sessionSumMs(slot)) / 1000}`);
+      sessionDuration.lines.push(`fairway_session_duration_seconds_count{${labels}} ${ended}`);
     }
   }
   const restarts = family('fairway_worker_restarts_total', 'counter', 'Worker threads that died and were replaced.');
   restarts.lines.push(`fairway_worker_restarts_total ${workerRestarts}`);
   const limited = family('fairway_rate_limited_total', 'counter', 'Requests and upgrades refused with 429 by per-client limits, by reason.');
   for (const [reason, count] of Object.entries(limits.refusals())) limited.lines.push(`fairway_rate_limited_total{reason="${reason}"} ${count}`);
+  const faults = family('fairway_errors_total', 'counter', 'Answers fairway made itself with an x-fairway-error code (refusals, and failures toward backends), by code.');
+  FAULT_CODES.forEach((code, index) => faults.lines.push(`fairway_errors_total{code="${code}"} ${table.faults(index)}`));
+  const workerRequests = family('fairway_worker_requests_total', 'counter', 'HTTP requests and WebSocket upgrades each worker thread read: how evenly the kernel spreads connections.');
+  const workerSessions = family('fairway_worker_active', 'gauge', 'Open sessions and in-flight requests each worker thread holds, over every backend.');
+  for (let worker = 0; worker < config.workers; worker++) {
+    workerRequests.lines.push(`fairway_worker_requests_total{worker="${worker}"} ${table.workerRequests(worker)}`);
+    let held = 0;
+    for (const slot of Object.values(plan.backendSlots)) held += table.activeByWorker(slot, worker);
+    workerSessions.lines.push(`fairway_worker_active{worker="${worker}"} ${held}`);
+  }
   const resolutions = family('fairway_dns_resolutions_total', 'counter', 'Resolutions of each discovery name, by result; a failed one keeps the backends last found.');
   const found = family('fairway_dns_backends', 'gauge', 'Backends the discovery name stood for at its last good resolution.');
   for (const source of control.sources()) {
@@ -90,7 +109,7 @@ export async function renderMetrics(control: ControlPlane, table: StateTable, li
     resolutions.lines.push(`fairway_dns_resolutions_total{${labels},result="failed"} ${source.failures}`);
     found.lines.push(`fairway_dns_backends{${labels}} ${source.backends}`);
   }
-  const families = [active, up, weight, requests, failures, sessions, retries, ejections, sheds, duration, queued, restarts, limited, resolutions, found];
+  const families = [active, up, weight, requests, failures, sessions, retries, ejections, sheds, duration, sessionDuration, queued, restarts, limited, faults, workerRequests, workerSessions, resolutions, found];
   if (fleet) families.push(...fleetFamilies(fleet, family));
   const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
   return text + (await processRegistry.metrics());

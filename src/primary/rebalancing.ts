@@ -38,7 +38,9 @@ export class Rebalancing {
       if (count === 0) continue;
       this.shedPending.set(slot, [pending(slot) + count, now]);
       table.countSheds(slot, count);
-      this.logger.info({ backend: pool.backends.find((b) => this.control.plan.backendSlots[b.id] === slot)?.id, count, active: loads[i], average }, 'rebalancing: closing sessions with 1012');
+      const backend = pool.backends.find((b) => this.control.plan.backendSlots[b.id] === slot)?.id;
+      this.logger.info({ backend, count, active: loads[i], average }, 'rebalancing: closing sessions with 1012');
+      this.control.events.add('shed', `rebalancing closes ${count} session(s) on ${backend}`, backend);
       // The workers holding the most sessions there close them, each at most what it holds.
       const holders = Array.from({ length: this.control.config.workers }, (_, worker) => [worker, table.activeByWorker(slot, worker)]).sort((a, b) => b[1] - a[1]);
       let left = count;

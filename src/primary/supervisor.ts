@@ -39,6 +39,8 @@ export class Supervisor {
   onMessage: ((worker: number, message: WorkerMessage) => void) | undefined;
   /** A worker's thread has exited and its row of the table was reconciled. */
   onDied: ((worker: number) => void) | undefined;
+  /** Called when a worker died and a replacement is started, for the event log. */
+  onRestart: ((worker: number) => void) | undefined;
 
   constructor(
     engine: RunningEngine,
@@ -110,6 +112,7 @@ export class Supervisor {
         this.limits.forgetWorker(worker);
         this.onDied?.(worker);
         this.restarts++;
+        this.onRestart?.(worker);
         this.logger.error({ worker, err: err.message, sessionsSubtracted: subtracted }, 'worker died: replacing it');
         const delay = Date.now() - startedAt > 10_000 ? RESTART_DELAY_MIN : Math.min(restartDelay * 2, RESTART_DELAY_MAX);
         setTimeout(() => {

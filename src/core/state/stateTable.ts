@@ -49,8 +49,16 @@
 //   retries[b]              requests retried away from b   workers: add
 //   ejections[b]            outlier ejections of b         primary: add
 //   sheds[b]                sessions closed by rebalancing primary: add (workers close them)
+//   sessions[k * B + b]     WebSocket and TCP sessions that ended on b after a time in bucket k of
+//                           SESSION_BUCKETS (not cumulative)    workers: add
+//   sessionSum[b]           sum of ended sessions' durations, ms  workers: add
+//   faults[f]               answers with x-fairway-error code FAULT_CODES[f], instance-wide
+//                                                          workers: add
+//   workerRequests[w]       requests and sessions worker w took   worker w: add
 
-export const LAYOUT_VERSION = 3;
+import { FAULTS } from '../errors.js';
+
+export const LAYOUT_VERSION = 4;
 
 export const HEADER_VERSION = 0;
 export const HEADER_BACKENDS = 1;
@@ -73,8 +81,18 @@ export const FLEET_DEGRADED = 2;
 const BACKEND_FIELDS = 12;
 /** Upper bounds (seconds) of the upstream-duration histogram; one more bucket holds the rest. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Upper bounds (seconds) of the session-duration histogram; one more bucket holds the rest. */
+export const SESSION_BUCKETS = [1, 10, 60, 300, 1800, 3600, 21600, 86400];
+/** The x-fairway-error codes counted in faults[f], f their index here. */
+export const FAULT_CODES: readonly string[] = Object.values(FAULTS).map((fault) => fault.code);
+const FAULT_INDEX = new Map(FAULT_CODES.map((code, index) => [code, index]));
 const STATUS_CLASSES = 5;
-const I64_PER_BACKEND = 3 + STATUS_CLASSES + LATENCY_BUCKETS.length + 1 + 1 + 3;
+const I64_PER_BACKEND = 3 + STATUS_CLASSES + LATENCY_BUCKETS.length + 1 + 1 + 3 + SESSION_BUCKETS.length + 1 + 1;
+
+/** Int64 slots: the epoch, the per-backend counters, the fault counters, the per-worker request counters. */
+function int64Count(capacity: TableCapacity): number {
+  return 1 + I64_PER_BACKEND * capacity.backends + FAULT_CODES.length + capacity.workers;
+}
 const POOL_FIELDS = 6;
 /** Members per least-conn group: a pick scans the group floors, then one group. */
 export const GROUP_SIZE = 32;
@@ -137,6 +155,10 @@ export class StateTable {
   readonly retriesBase: number;
   readonly ejectionsBase: number;
   readonly shedsBase: number;
+  readonly sessionsBase: number;
+  readonly sessionSumBase: number;
+  readonly faultsBase: number;
+  readonly workerRequestsBase: number;
 
   private constructor(buffer: SharedArrayBuffer, capacity: TableCapacity) {
     this.buffer = buffer;
@@ -168,7 +190,7 @@ export class StateTable {
     this.byWorkerBase = this.groupFloorBase + P * this.groupsPerPool;
     const count = int32Count(capacity);
     this.i32 = new Int32Array(buffer, 0, count);
-    this.i64 = new BigInt64Array(buffer, Math.ceil((count * 4) / 8) * 8, 1 + I64_PER_BACKEND * B);
+    this.i64 = new BigInt64Array(buffer, Math.ceil((count * 4) / 8) * 8, int64Count(capacity));
     this.requestsBase = 1;
     this.failuresBase = this.requestsBase + B;
     this.webSocketsBase = this.failuresBase + B;
@@ -178,11 +200,15 @@ export class StateTable {
     this.retriesBase = this.latencySumBase + B;
     this.ejectionsBase = this.retriesBase + B;
     this.shedsBase = this.ejectionsBase + B;
+    this.sessionsBase = this.shedsBase + B;
+    this.sessionSumBase = this.sessionsBase + (SESSION_BUCKETS.length + 1) * B;
+    this.faultsBase = this.sessionSumBase + B;
+    this.workerRequestsBase = this.faultsBase + FAULT_CODES.length;
     this.epoch = Number(this.i64[0]);
   }
 
   static byteLength(capacity: TableCapacity): number {
-    return Math.ceil((int32Count(capacity) * 4) / 8) * 8 + (1 + I64_PER_BACKEND * capacity.backends) * 8;
+    return Math.ceil((int32Count(capacity) * 4) / 8) * 8 + int64Count(capacity) * 8;
   }
 
   /** Lays out a new table (primary thread). */
@@ -459,6 +485,40 @@ export class StateTable {
 
   countEjection(slot: number): void {
     Atomics.add(this.i64, this.ejectionsBase + slot, 1n);
+  }
+
+  /** A WebSocket or TCP session on `slot` ended after `ms`. */
+  recordSession(slot: number, ms: number): void {
+    let bucket = 0;
+    while (bucket < SESSION_BUCKETS.length && ms > SESSION_BUCKETS[bucket] * 1000) bucket++;
+    Atomics.add(this.i64, this.sessionsBase + bucket * this.backends + slot, 1n);
+    Atomics.add(this.i64, this.sessionSumBase + slot, BigInt(Math.round(ms)));
+  }
+
+  sessionBucket(slot: number, bucket: number): bigint {
+    return Atomics.load(this.i64, this.sessionsBase + bucket * this.backends + slot);
+  }
+
+  sessionSumMs(slot: number): bigint {
+    return Atomics.load(this.i64, this.sessionSumBase + slot);
+  }
+
+  /** One answer carrying x-fairway-error `code` (a code of FAULTS). */
+  countFault(code: string): void {
+    const index = FAULT_INDEX.get(code);
+    if (index !== undefined) Atomics.add(this.i64, this.faultsBase + index, 1n);
+  }
+
+  faults(index: number): bigint {
+    return Atomics.load(this.i64, this.faultsBase + index);
+  }
+
+  countWorkerRequest(worker: number): void {
+    Atomics.add(this.i64, this.workerRequestsBase + worker, 1n);
+  }
+
+  workerRequests(worker: number): bigint {
+    return Atomics.load(this.i64, this.workerRequestsBase + worker);
   }
 
   countSheds(slot: number, count: number): void {

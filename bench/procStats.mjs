@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** The process and its children (NGINX and HAProxy workers): pids to sum CPU and memory over. */
-function family(pid) {
+export function family(pid) {
   const pids = [pid];
   for (let i = 0; i < pids.length; i++) {
     try {

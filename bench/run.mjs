@@ -3,16 +3,17 @@
 // and NGINX with equivalent configs. Everything on 127.0.0.1; every loop bounded in time; every
 // process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md;
 // then, with redis-server installed, runs bench/fleet.mjs for the fleet's rows.
-// Usage: npm run bench [-- --quick] [--compare DIR]
+// Usage: npm run bench [-- --quick] [--compare DIR] [--cores LIST]
 //   --compare DIR: also measures the fairway built in another checkout DIR (its dist/), 1 and N
 //   workers, in the same rounds, so that a change is judged against its base in one run.
+//   --cores LIST: every proxy at each thread count of LIST (e.g. 1,2), pinned apart from the load.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, rssBytes } from './procStats.mjs';
+import { cpuSeconds, family, rssBytes } from './procStats.mjs';
 
 const quick = process.argv.includes('--quick');
 const compareAt = process.argv.indexOf('--compare');
@@ -28,13 +29,28 @@ const WARM_UP_SECONDS = 1;
 const WS_SESSIONS = 1000;
 const IDLE_SESSIONS = 9000;
 const CORES = availableParallelism();
+const coresAt = process.argv.indexOf('--cores');
+/** `--cores 1,2`: thread counts to measure every proxy at, each pinned apart from the load (below). */
+const CORES_LIST = coresAt > 0 ? process.argv[coresAt + 1].split(',').map(Number) : null;
+if (CORES_LIST && CORES_LIST.some((n) => !Number.isInteger(n) || n < 1 || n > CORES)) {
+  console.error(`--cores: a list of thread counts from 1 to ${CORES} (this host's cores), such as 1,2`);
+  process.exit(2);
+}
+/** Threads each proxy runs with in the current pass. */
+let THREADS = CORES;
+/**
+ * CPU lists for taskset in the current pass: the proxy on cores 0…THREADS-1, the backends, the load
+ * tools and this process on the others; null = not pinned (no --cores, or no core left over).
+ */
+let PIN = { proxy: null, load: null };
 const root = new URL('..', import.meta.url).pathname;
 const started = new Set();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
 
-function start(command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'], ...options });
+function start(command, args, options = {}, cores = null) {
+  const [file, argv] = cores ? ['taskset', ['-c', cores, command, ...args]] : [command, args];
+  const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'inherit'], ...options });
   started.add(child);
   child.once('exit', () => started.delete(child));
   return child;
@@ -146,7 +162,7 @@ function fairwayTarget(workers, port, engine = 'uws', tree = root, label = '') {
           ],
         }),
       );
-      const child = start(process.execPath, [join(tree, 'dist/src/cli.js'), '--config', file]);
+      const child = start(process.execPath, [join(tree, 'dist/src/cli.js'), '--config', file], {}, PIN.proxy);
       // Its warnings and errors, kept to explain a failed measurement.
       child.stdout.on('data', (d) => (child.lastOutput = `${child.lastOutput ?? ''}${d}`.slice(-4000)));
       child.once('exit', (code, signal) => {
@@ -165,12 +181,12 @@ function fairwayTarget(workers, port, engine = 'uws', tree = root, label = '') {
 
 function haproxyTarget(port) {
   return {
-    name: `haproxy ${CORES}t`,
+    name: `haproxy ${THREADS}t`,
     start: async () => {
       const { file } = tempFile(
         'haproxy.cfg',
         `global
-  nbthread ${CORES}
+  nbthread ${THREADS}
   # Two descriptors per proxied connection must fit in this host's limit of 20 000 open files.
   maxconn 9400
 defaults
@@ -194,7 +210,7 @@ backend ws
   server s1 127.0.0.1:${WS_BACKEND} maxconn 20000
 `,
       );
-      const child = start('haproxy', ['-f', file, '-db']);
+      const child = start('haproxy', ['-f', file, '-db'], {}, PIN.proxy);
       child.stdout.resume();
       await waitForPort(port);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
@@ -204,11 +220,11 @@ backend ws
 
 function nginxTarget(port) {
   return {
-    name: `nginx ${CORES}p`,
+    name: `nginx ${THREADS}p`,
     start: async () => {
       const { dir, file } = tempFile(
         'nginx.conf',
-        `daemon off; worker_processes ${CORES}; worker_rlimit_nofile 20000; error_log ${tmpdir()}/fairway-bench-proxy-error.log; pid ${tmpdir()}/fairway-bench-proxy.pid;
+        `daemon off; worker_processes ${THREADS}; worker_rlimit_nofile 20000; error_log ${tmpdir()}/fairway-bench-proxy-error.log; pid ${tmpdir()}/fairway-bench-proxy.pid;
 events { worker_connections 19000; }
 http { access_log off;
   upstream http_be { least_conn; server 127.0.0.1:${HTTP_BACKEND}; keepalive 64; }
@@ -218,7 +234,7 @@ http { access_log off;
     location /ws { proxy_pass http://ws_be; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; proxy_read_timeout 3600s; }
     location / { proxy_pass http://http_be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
       );
-      const child = start('nginx', ['-c', file, '-p', dir]);
+      const child = start('nginx', ['-c', file, '-p', dir], {}, PIN.proxy);
       child.stdout.resume();
       await waitForPort(port);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
@@ -229,7 +245,7 @@ http { access_log off;
 /** Caddy's reverse_proxy with least_conn; GOMAXPROCS limits it to the thread count of the others. */
 function caddyTarget(port) {
   return {
-    name: `caddy ${CORES}t`,
+    name: `caddy ${THREADS}t`,
     start: async () => {
       const { file } = tempFile(
         'Caddyfile',
@@ -250,7 +266,7 @@ http://127.0.0.1:${port} {
 }
 `,
       );
-      const child = start('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], { env: { ...process.env, GOMAXPROCS: String(CORES), HOME: tmpdir() } });
+      const child = start('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], { env: { ...process.env, GOMAXPROCS: String(THREADS), HOME: tmpdir() } }, PIN.proxy);
       child.stdout.resume();
       await waitForPort(port);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
@@ -261,9 +277,9 @@ http://127.0.0.1:${port} {
 /** The Node way: http-proxy on node:cluster workers (scripts/nodeHttpProxy.mjs). */
 function nodeHttpProxyTarget(port) {
   return {
-    name: `node-http-proxy ${CORES}p`,
+    name: `node-http-proxy ${THREADS}p`,
     start: async () => {
-      const child = start(process.execPath, [join(root, 'scripts/nodeHttpProxy.mjs'), String(port), String(CORES), String(HTTP_BACKEND), String(WS_BACKEND)]);
+      const child = start(process.execPath, [join(root, 'scripts/nodeHttpProxy.mjs'), String(port), String(THREADS), String(HTTP_BACKEND), String(WS_BACKEND)], {}, PIN.proxy);
       await waitForOutput(child, 'node-http-proxy listening');
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
     },
@@ -279,7 +295,8 @@ function parseMicros(text) {
 
 function httpLoad(url, seconds = SECONDS) {
   if (has('wrk')) {
-    const out = execFileSync('wrk', ['-t1', '-c50', `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+    const wrk = ['wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', url];
+    const out = PIN.load ? execFileSync('taskset', ['-c', PIN.load, ...wrk], { encoding: 'utf8' }) : execFileSync(wrk[0], wrk.slice(1), { encoding: 'utf8' });
     if (!/99%/.test(out)) throw new Error(`wrk against ${url} failed:\n${out}`);
     const requests = Number(/(\d+) requests in/.exec(out)[1]);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
@@ -300,7 +317,7 @@ function httpLoad(url, seconds = SECONDS) {
 async function wsRoundTrips(url, seconds = SECONDS) {
   // Two client processes with half the sessions each, so the client is not one busy core; both
   // open all their sessions first and then measure the same window.
-  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(seconds), '--on-go']));
+  const clients = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsRoundTrips.mjs'), url, String(WS_SESSIONS / 2), String(seconds), '--on-go'], {}, PIN.load));
   await Promise.all(clients.map((c) => waitForOutput(c, 'ready', 60_000)));
   const done = clients.map((c) => waitForOutput(c, '}', (seconds + 30) * 1000));
   for (const client of clients) client.stdin.write('go\n');
@@ -313,7 +330,7 @@ async function idleMemory(target, running) {
   if (!running.pid) return null;
   await sleep(500);
   const before = rssBytes(running.pid);
-  const holders = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsHold.mjs'), running.ws, String(IDLE_SESSIONS / 2)]));
+  const holders = [0, 1].map(() => start(process.execPath, [join(root, 'scripts/wsHold.mjs'), running.ws, String(IDLE_SESSIONS / 2)], {}, PIN.load));
   const outputs = await Promise.all(holders.map((h) => waitForOutput(h, 'held', 120_000)));
   const held = outputs.reduce((sum, out) => sum + Number(/held (\d+)/.exec(out)[1]), 0);
   await sleep(1000);
@@ -331,18 +348,25 @@ await waitForOutput(wsBackend, 'echo backend');
 
 // native-free runs one worker thread where node:http listeners cannot share a port (Node < 22.12).
 const [major, minor] = process.versions.node.split('.').map(Number);
-const nativeFreeThreads = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12) ? CORES : 1;
-const targets = [directTarget(), fairwayTarget(1, 9411), fairwayTarget(CORES, 9412), fairwayTarget(nativeFreeThreads, 9415, 'native-free')];
+const nativeFreeShares = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+const nativeFreeThreads = () => (nativeFreeShares ? THREADS : 1);
 const compareLabel = compareDir ? `@${execFileSync('git', ['-C', compareDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()}` : '';
-if (compareDir) targets.push(fairwayTarget(1, 9416, 'uws', compareDir, compareLabel), fairwayTarget(CORES, 9417, 'uws', compareDir, compareLabel));
 const skipped = [];
-if (has('haproxy')) targets.push(haproxyTarget(9413));
-else skipped.push('HAProxy (not installed: apt-get install haproxy)');
-if (has('nginx')) targets.push(nginxTarget(9414));
-else skipped.push('NGINX (not installed: apt-get install nginx)');
-if (has('caddy')) targets.push(caddyTarget(9418));
-else skipped.push('Caddy (not installed: apt-get install caddy)');
-targets.push(nodeHttpProxyTarget(9419));
+if (!has('haproxy')) skipped.push('HAProxy (not installed: apt-get install haproxy)');
+if (!has('nginx')) skipped.push('NGINX (not installed: apt-get install nginx)');
+if (!has('caddy')) skipped.push('Caddy (not installed: apt-get install caddy)');
+
+/** Every target at THREADS threads; with `oneWorker`, fairway with one worker too. */
+function passTargets(oneWorker) {
+  const workers = oneWorker && THREADS > 1 ? [1, THREADS] : [THREADS];
+  const targets = [directTarget(), ...workers.map((n, i) => fairwayTarget(n, 9411 + i)), fairwayTarget(nativeFreeThreads(), 9415, 'native-free')];
+  if (compareDir) targets.push(...workers.map((n, i) => fairwayTarget(n, 9416 + i, 'uws', compareDir, compareLabel)));
+  if (has('haproxy')) targets.push(haproxyTarget(9413));
+  if (has('nginx')) targets.push(nginxTarget(9414));
+  if (has('caddy')) targets.push(caddyTarget(9418));
+  targets.push(nodeHttpProxyTarget(9419));
+  return targets;
+}
 
 /** One round's figures for one target. */
 async function measureLoad(target) {
@@ -372,47 +396,48 @@ function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-const rounds = targets.map(() => []);
-for (let round = 1; round <= ROUNDS; round++) {
+/** Every target measured ROUNDS times, rounds one after another; each figure the median of its rounds. */
+async function measure(targets) {
+  const rounds = targets.map(() => []);
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [i, target] of targets.entries()) {
+      process.stderr.write(`round ${round}/${ROUNDS}: measuring ${target.name}…\n`);
+      rounds[i].push(await measureLoad(target));
+    }
+  }
+  const rows = [];
   for (const [i, target] of targets.entries()) {
-    process.stderr.write(`round ${round}/${ROUNDS}: measuring ${target.name}…\n`);
-    rounds[i].push(await measureLoad(target));
+    const samples = rounds[i];
+    let idle = null;
+    if (!quick && !CORES_LIST) {
+      // Memory on a fresh process: heap grown by the load above would otherwise be reused and hide
+      // the cost of the idle sessions.
+      process.stderr.write(`idle memory: ${target.name}…\n`);
+      const fresh = await target.start();
+      idle = await idleMemory(target, fresh);
+      await fresh.stop();
+      await sleep(300);
+    }
+    const pick = (f) => median(samples.map(f));
+    rows.push({
+      target: target.name,
+      http: {
+        tool: samples[0].http.tool,
+        rps: Math.round(pick((s) => s.http.rps)),
+        p50us: pick((s) => s.http.p50us),
+        p99us: pick((s) => s.http.p99us),
+      },
+      cpuPer100k: pick((s) => s.cpuPer100k),
+      ws: Math.round(pick((s) => s.ws)),
+      wsCpuPer100k: pick((s) => s.wsCpuPer100k),
+      idle,
+      rounds: samples,
+    });
   }
+  return rows;
 }
-const rows = [];
-for (const [i, target] of targets.entries()) {
-  const samples = rounds[i];
-  let idle = null;
-  if (!quick) {
-    // Memory on a fresh process: heap grown by the load above would otherwise be reused and hide
-    // the cost of the idle sessions.
-    process.stderr.write(`idle memory: ${target.name}…\n`);
-    const fresh = await target.start();
-    idle = await idleMemory(target, fresh);
-    await fresh.stop();
-    await sleep(300);
-  }
-  const pick = (f) => median(samples.map(f));
-  rows.push({
-    target: target.name,
-    http: {
-      tool: samples[0].http.tool,
-      rps: Math.round(pick((s) => s.http.rps)),
-      p50us: pick((s) => s.http.p50us),
-      p99us: pick((s) => s.http.p99us),
-    },
-    cpuPer100k: pick((s) => s.cpuPer100k),
-    ws: Math.round(pick((s) => s.ws)),
-    wsCpuPer100k: pick((s) => s.wsCpuPer100k),
-    idle,
-    rounds: samples,
-  });
-}
-await stop(wsBackend);
-await stop(httpBackend.child);
 
-const direct = rows[0];
-const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
+
 const ratio = (a, b) => (b ? (a / b).toFixed(2) : '–');
 const ms = (us) => (us / 1000).toFixed(2);
 const versions = {
@@ -425,27 +450,74 @@ const versions = {
   wrk: has('wrk') ? 'wrk 4.1.0' : null,
 };
 const machine = `${CORES} × ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB`;
-const lines = [
-  `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | idle WS KiB/session |`,
-  `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
-  ...rows.map((r) =>
-    [
-      r.target,
-      r.http.rps,
-      ratio(r.http.rps, direct.http.rps),
-      ratio(r.http.rps, haproxy?.http.rps),
-      ms(r.http.p50us),
-      ms(r.http.p99us),
-      r.cpuPer100k === null ? '–' : r.cpuPer100k.toFixed(2),
-      r.ws,
-      ratio(r.ws, direct.ws),
-      ratio(r.ws, haproxy?.ws),
-      r.wsCpuPer100k === null ? '–' : r.wsCpuPer100k.toFixed(2),
-      r.idle ? `${(r.idle.bytesPerSession / 1024).toFixed(1)} (${r.idle.sessions})` : '–',
-    ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
-  ),
-];
-const table = lines.join('\n');
+/**
+ * `--cores LIST`: every proxy at each thread count, pinned with taskset to cores 0…N-1 while the
+ * backends, the load tools and this process (which starts the WebSocket load) keep to the others,
+ * so that one command measures scaling on a host with cores to spare. Writes its own section of
+ * docs/BENCHMARKS.md; no idle memory, no fleet rows.
+ */
+async function measureCores() {
+  const sections = [];
+  for (const threads of CORES_LIST) {
+    THREADS = threads;
+    PIN = threads < CORES ? { proxy: `0-${threads - 1}`, load: `${threads}-${CORES - 1}` } : { proxy: null, load: null };
+    const allowed = PIN.load ?? `0-${CORES - 1}`;
+    for (const pid of [process.pid, ...family(httpBackend.child.pid), ...family(wsBackend.pid)]) spawnSync('taskset', ['-a', '-cp', allowed, String(pid)]);
+    const where = PIN.proxy ? `proxies on cores ${PIN.proxy}; backends, wrk and the WebSocket clients on ${PIN.load}` : `not pinned: ${threads} thread(s) leave no core of ${CORES} for the load`;
+    process.stderr.write(`--cores ${threads}: ${where}\n`);
+    const table = tableOf(await measure(passTargets(false)));
+    console.log(`\n${threads} thread(s), ${where}\n${table}`);
+    sections.push(`### ${threads} thread(s): ${where}\n\n${table}`);
+  }
+  await stop(wsBackend);
+  await stop(httpBackend.child);
+  const section = `<!-- bench-cores:start -->
+## Thread counts: \`npm run bench -- --cores ${CORES_LIST.join(',')}${quick ? ' --quick' : ''}\`
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node}; ${[versions.haproxy, versions.nginx, versions.caddy, versions.httpProxy].filter(Boolean).join('; ')}. Each proxy runs with the thread count of its heading (fairway workers, HAProxy \`nbthread\`, NGINX \`worker_processes\`, Caddy \`GOMAXPROCS\`, node:cluster workers), ${ROUNDS === 1 ? 'one round' : `${ROUNDS} rounds, medians,`} of ${SECONDS} s per figure; the rest as in the side-by-side table.${skipped.length ? ` Skipped: ${skipped.join('; ')}.` : ''}
+
+${sections.join('\n\n')}
+<!-- bench-cores:end -->`;
+  const docs = join(root, 'docs/BENCHMARKS.md');
+  let text = readFileSync(docs, 'utf8');
+  text = text.includes('<!-- bench-cores:start -->') ? text.replace(/<!-- bench-cores:start -->[\s\S]*<!-- bench-cores:end -->/, section) : `${text.trimEnd()}\n\n${section}\n`;
+  writeFileSync(docs, text);
+  console.log('\nwrote docs/BENCHMARKS.md');
+}
+
+/** The table of one pass: ratios to direct access and to HAProxy in the same pass. */
+function tableOf(rows) {
+  const direct = rows[0];
+  const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
+  return [
+    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | idle WS KiB/session |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    ...rows.map((r) =>
+      [
+        r.target,
+        r.http.rps,
+        ratio(r.http.rps, direct.http.rps),
+        ratio(r.http.rps, haproxy?.http.rps),
+        ms(r.http.p50us),
+        ms(r.http.p99us),
+        r.cpuPer100k === null ? '–' : r.cpuPer100k.toFixed(2),
+        r.ws,
+        ratio(r.ws, direct.ws),
+        ratio(r.ws, haproxy?.ws),
+        r.wsCpuPer100k === null ? '–' : r.wsCpuPer100k.toFixed(2),
+        r.idle ? `${(r.idle.bytesPerSession / 1024).toFixed(1)} (${r.idle.sessions})` : '–',
+      ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
+    ),
+  ].join('\n');
+}
+if (CORES_LIST) {
+  await measureCores();
+  process.exit(0);
+}
+const rows = await measure(passTargets(true));
+await stop(wsBackend);
+await stop(httpBackend.child);
+const table = tableOf(rows);
 const roundTable = [
   '| target | HTTP req/s, each round | WS round trips/s, each round |',
   '| --- | --- | --- |',
@@ -469,7 +541,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
-- fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads} worker thread${nativeFreeThreads > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Configs in \`bench/run.mjs\`.
+- fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Configs in \`bench/run.mjs\`.
 
 ${table}
 ${ROUNDS > 1 ? `\n${roundTable}\n` : ''}${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;

@@ -85,7 +85,7 @@ test('dashboard: a backend found in DNS shows the name it came from; a degraded 
 });
 
 type Point = { at: number; backends: Record<string, { active: number }>; workers: { active: number[] } };
-type Charts = Record<string, { plot: { series: { label?: string }[]; data: (number | null)[][] } }>;
+type Charts = Record<string, { plot: { series: { label?: string }[]; data: (number | null)[][] } } | undefined>;
 declare const window: { fairway: { history: { points: Point[] }; charts: Charts } };
 
 test('dashboard charts: real data over time; a drain confirmed on the page shows the backend\'s line falling and marks the timeline; the token is asked once; a bad weight shows its error and changes nothing', async (t) => {
@@ -110,15 +110,22 @@ test('dashboard charts: real data over time; a drain confirmed on the page shows
   t.teardown(() => sockets.forEach((ws) => ws.terminate()));
   await waitFor('the backends to hold the sessions', () => a.openSessions() + b.openSessions() === 6);
   const onA = a.openSessions();
-  await page.waitForFunction((id) => window.fairway.history.points.some((p) => p.backends[id]?.active > 0), idA, { timeout: 30_000 });
+  // The chart of a comes to show its sessions (a point a second: the first may have caught fewer).
+  await page.waitForFunction(
+    ({ id, count }) => {
+      const chart = window.fairway.charts.active;
+      return chart !== undefined && (chart.plot.data[chart.plot.series.findIndex((s) => s.label === id)] ?? []).includes(count);
+    },
+    { id: idA, count: onA },
+    { timeout: 30_000 },
+  );
   t.deepEqual(prompts, ['Admin token'], 'the token is asked once');
   t.true((await page.$$eval('#charts .uplot canvas', (canvases) => canvases.length)) >= 5, 'five charts drawn');
   const activeSeries = (id: string) =>
     page.evaluate((backend) => {
-      const { plot } = window.fairway.charts.active;
+      const { plot } = window.fairway.charts.active!;
       return plot.data[plot.series.findIndex((s) => s.label === backend)];
     }, id);
-  t.true((await activeSeries(idA)).includes(onA), `the chart of a shows its ${onA} sessions`);
   // One row per worker thread (native-free on Node 20 runs one).
   await page.waitForFunction((workers) => document.querySelectorAll('#workers tr').length === workers, proxy.config.workers, { timeout: 30_000 });
 

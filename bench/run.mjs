@@ -266,8 +266,12 @@ http://127.0.0.1:${port} {
 }
 `,
       );
-      const child = start('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], { env: { ...process.env, GOMAXPROCS: String(THREADS), HOME: tmpdir() } }, PIN.proxy);
+      const child = start('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], { env: { ...process.env, GOMAXPROCS: String(THREADS), HOME: tmpdir() }, stdio: ['pipe', 'pipe', 'pipe'] }, PIN.proxy);
+      // Caddy logs its start-up on stderr whatever the level; its errors go to the log below.
       child.stdout.resume();
+      child.stderr.on('data', (d) => {
+        if (/"level":"error"|\[ERROR\]/.test(String(d)) && !/broken pipe|connection reset/.test(String(d))) process.stderr.write(d);
+      });
       await waitForPort(port);
       return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
     },

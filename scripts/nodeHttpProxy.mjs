@@ -15,13 +15,14 @@ if (cluster.isPrimary) {
   cluster.on('listening', () => {
     if (++listening === workers) console.log(`node-http-proxy listening on ${port} with ${workers} workers`);
   });
+  let stopping = false;
   // A worker that dies is not replaced: the benchmark would be measuring something else.
   cluster.on('exit', (worker, code, signal) => {
-    if (!process.exitCode) console.error(`node-http-proxy worker ${worker.process.pid} exited (${code ?? signal})`);
+    if (!stopping) console.error(`node-http-proxy worker ${worker.process.pid} exited (${code ?? signal})`);
   });
   for (const signal of ['SIGTERM', 'SIGINT']) {
     process.on(signal, () => {
-      process.exitCode = 0;
+      stopping = true;
       for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
       setTimeout(() => process.exit(0), 200).unref();
     });

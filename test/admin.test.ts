@@ -190,10 +190,17 @@ test('/metrics: counts match real traffic across 2 workers', async (t) => {
   const after = (await api(proxy.adminPort!, 'GET', '/metrics')).body as string;
   t.is(metric(after, 'fairway_session_duration_seconds_count', labels), 4);
   t.is(metric(after, 'fairway_session_duration_seconds_bucket', `${labels},le="+Inf"`), 4);
-  // One row per worker thread (native-free on Node 20 runs one).
-  const perWorker = (name: string) => Array.from({ length: proxy.config.workers }, (_, w) => metric(after, name, `worker="${w}"`));
-  t.is(perWorker('fairway_worker_requests_total').reduce((a, b) => a + b, 0), 32, 'each request and upgrade counted once, by the worker that read it');
-  t.deepEqual(perWorker('fairway_worker_active'), Array(proxy.config.workers).fill(0));
+  // One row per worker thread (native-free on Node 20 runs one). Workers publish their request
+  // counts a few times a second: wait for the 32 to show, then check no more than 32 do.
+  const perWorker = (text: string, name: string) => Array.from({ length: proxy.config.workers }, (_, w) => metric(text, name, `worker="${w}"`));
+  const readRequests = async () => perWorker((await api(proxy.adminPort!, 'GET', '/metrics')).body as string, 'fairway_worker_requests_total').reduce((a, b) => a + b, 0);
+  let read = await readRequests();
+  for (const deadline = Date.now() + 20_000; read < 32 && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    read = await readRequests();
+  }
+  t.is(read, 32, 'each request and upgrade counted once, by the worker that read it');
+  t.deepEqual(perWorker(after, 'fairway_worker_active'), Array(proxy.config.workers).fill(0));
   t.regex(after, /# TYPE fairway_session_duration_seconds histogram/);
 });
 

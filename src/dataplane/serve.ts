@@ -42,7 +42,7 @@ export interface IncomingUpgrade extends IncomingRequest {
 export function serveHttp(context: WorkerContext, request: IncomingHttp): void {
   const { head } = request;
   if (context.testHooks) runTestFault(request.testFault());
-  context.table.countWorkerRequest(context.worker);
+  context.requestsRead++;
   const gate = gateRequest(context, head, () => request.facts(), false);
   if ('fault' in gate) return refused(context, gate, () => request.refuse(gate));
   const exchange = new HttpExchange(context, request.reply(), head, gate);
@@ -54,7 +54,7 @@ export function serveHttp(context: WorkerContext, request: IncomingHttp): void {
 
 export function serveUpgrade(context: WorkerContext, upgrade: IncomingUpgrade): void {
   if (context.testHooks) runTestFault(upgrade.testFault());
-  context.table.countWorkerRequest(context.worker);
+  context.requestsRead++;
   const gate = gateRequest(context, upgrade.head, () => upgrade.facts(), true);
   if ('fault' in gate) return refused(context, gate, () => upgrade.refuse(gate));
   const session = new WebSocketSession(context, upgrade.head, gate, upgrade.handshake());

@@ -52,6 +52,8 @@ export class WorkerContext implements HeadRules {
     return this.fleet?.exactSessions ? this.fleet : undefined;
   }
   inFlightHttp = 0;
+  /** HTTP requests and upgrades this worker read; published to the table every 250 ms. */
+  requestsRead = 0;
   shuttingDown = false;
   /** Scheme clients use, for X-Forwarded-Proto. */
   readonly proto: 'http' | 'https';

@@ -153,6 +153,8 @@ export async function startTcpListeners(context: WorkerContext, listeners: TcpLi
   return started;
 }
 
+const REQUEST_COUNT_PUBLISH_MS = 250;
+
 /** Runs until the primary asks for shutdown, then shuts down gracefully and resolves. */
 export async function runWorker(
   channel: PrimaryChannel,
@@ -171,12 +173,21 @@ export async function runWorker(
         }, config.websocket.pingInterval)
       : undefined;
 
+  // This worker's request count, published a few times a second instead of with an atomic per
+  // request; a replacement worker goes on from what the one before it published.
+  context.requestsRead = Number(context.table.workerRequests(context.worker));
+  const publish = () => context.table.storeWorkerRequests(context.worker, context.requestsRead);
+  const publisher = setInterval(publish, REQUEST_COUNT_PUBLISH_MS);
+  publisher.unref();
+
   let closed = false;
   const closeAll = (code: number, reason: string) => {
     if (closed) return;
     closed = true;
     context.shuttingDown = true;
     clearInterval(keepalive);
+    clearInterval(publisher);
+    publish();
     sockets.stopListening();
     for (const listener of tcpListeners) listener.stopAccepting();
     for (const session of [...context.webSockets]) session.shutdown(code, reason);

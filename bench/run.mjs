@@ -174,7 +174,7 @@ function fairwayTarget(workers, port, engine = 'uws', tree = root, label = '') {
         process.stderr.write(`fairway ${workers}w printed:\n${child.lastOutput ?? ''}\n`);
         throw err;
       });
-      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+      return running(child, port);
     },
   };
 }
@@ -213,7 +213,7 @@ backend ws
       const child = start('haproxy', ['-f', file, '-db'], {}, PIN.proxy);
       child.stdout.resume();
       await waitForPort(port);
-      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+      return running(child, port);
     },
   };
 }
@@ -237,7 +237,7 @@ http { access_log off;
       const child = start('nginx', ['-c', file, '-p', dir], {}, PIN.proxy);
       child.stdout.resume();
       await waitForPort(port);
-      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+      return running(child, port);
     },
   };
 }
@@ -273,7 +273,7 @@ http://127.0.0.1:${port} {
         if (/"level":"error"|\[ERROR\]/.test(String(d)) && !/broken pipe|connection reset/.test(String(d))) process.stderr.write(d);
       });
       await waitForPort(port);
-      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+      return running(child, port);
     },
   };
 }
@@ -285,12 +285,17 @@ function nodeHttpProxyTarget(port) {
     start: async () => {
       const child = start(process.execPath, [join(root, 'scripts/nodeHttpProxy.mjs'), String(port), String(THREADS), String(HTTP_BACKEND), String(WS_BACKEND)], {}, PIN.proxy);
       await waitForOutput(child, 'node-http-proxy listening');
-      return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+      return running(child, port);
     },
   };
 }
 
 // ---- measurements --------------------------------------------------------------------------
+
+/** What a started target gives the measurements: its URLs, the pid to read CPU and memory of, and how to stop it. */
+function running(child, port) {
+  return { http: `http://127.0.0.1:${port}/`, ws: `ws://127.0.0.1:${port}/ws`, pid: child.pid, stop: () => stop(child) };
+}
 
 function parseMicros(text) {
   const [, value, unit] = /([\d.]+)(us|ms|s)/.exec(text) ?? [];

@@ -345,11 +345,9 @@ export class WebSocketSession implements OpenSession, Admittable, UpstreamHandle
     this.finished = true;
     const { context } = this;
     context.webSockets.delete(this);
-    // Read before the release: the lease forgets its slot.
-    const slot = this.slot;
     this.lease.release();
     if (this.limitSlot >= 0) context.limits.release(this.limitSlot, context.worker);
-    if (slot >= 0 && this.opened) context.table.recordSession(slot, performance.now() - this.startedAt);
+    if (this.opened) context.table.recordSession(this.slot, performance.now() - this.startedAt);
     if (this.errorCode) context.table.countFault(this.errorCode);
     if (context.accessLog) {
       context.logger.info({

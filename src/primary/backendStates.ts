@@ -2,6 +2,7 @@
 // primary knows: admin drain, active health verdicts, outlier ejection, the backend's own agent;
 // and the share of its weight it keeps (agent percentage, degraded health).
 
+import { FULL_SHARE } from '../core/state/slotRegistry.js';
 import { BACKEND_DOWN, BACKEND_DRAINING, BACKEND_EJECTED, BACKEND_REMOVED, BACKEND_UP, type StateTable } from '../core/state/stateTable.js';
 
 interface BackendStatus {
@@ -30,7 +31,7 @@ export class BackendStates {
   private get(slot: number): BackendStatus {
     let status = this.status.get(slot);
     if (!status) {
-      status = { drained: false, healthy: true, ejected: false, agentMode: 'ready', agentUp: true, agentPercent: 100, degradedShare: 1, drainingSince: 0 };
+      status = { drained: false, healthy: true, ejected: false, agentMode: 'ready', agentUp: true, agentPercent: FULL_SHARE, degradedShare: 1, drainingSince: 0 };
       this.status.set(slot, status);
     }
     return status;
@@ -72,7 +73,7 @@ export class BackendStates {
   /** The share of its configured weight the backend keeps, percent (100 = all of it). */
   weightShare(slot: number): number {
     const status = this.status.get(slot);
-    if (!status) return 100;
+    if (!status) return FULL_SHARE;
     const share = status.agentPercent * status.degradedShare;
     // A degraded backend the agent still gives weight to keeps at least 1 %.
     return share > 0 ? Math.max(1, Math.round(share)) : 0;

@@ -287,7 +287,7 @@ export class ControlPlane {
       ...(backend.source && { source: backend.source }),
       state: STATE_NAMES[table.state(slot)] ?? 'down',
       weight: backend.weight,
-      effective_weight: (backend.weight * this.states.weightShare(slot)) / FULL_SHARE,
+      effective_weight: table.weight(slot) / FULL_SHARE,
       ...(this.checkNotes.has(backend.id) && { check: this.checkNotes.get(backend.id) }),
       ...(this.agents.has(backend.id) && { agent: this.states.agentView(slot) }),
       active: table.active(slot),

@@ -7,6 +7,7 @@ import type { AgentConfig, BackendConfig, HealthConfig } from '../config/types.j
 import { parseAgentReply } from '../core/health/agentReply.js';
 import { judgeBody } from '../core/health/healthBody.js';
 import { RiseFall } from '../core/health/riseFall.js';
+import { FULL_SHARE } from '../core/state/slotRegistry.js';
 import { tlsConnectOptions, type TlsConnectOptions } from '../core/upstreamTls.js';
 import type { Logger } from '../log.js';
 import type { ControlPlane } from './controlPlane.js';
@@ -76,15 +77,18 @@ export async function runCheck(backend: BackendConfig, health: HealthConfig, tls
         await res.body.dump();
         return passed(inRange, `status ${res.statusCode}, expected ${health.expectStatus.join('-')}`);
       }
-      let body = '';
-      for await (const chunk of res.body) {
-        body += String(chunk);
-        if (body.length > MAX_BODY) {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_BODY) {
           res.body.destroy();
           return failed(`the health body is larger than ${MAX_BODY} bytes`);
         }
+        chunks.push(chunk);
       }
-      const verdict = judgeBody(health, body);
+      // Decoded once: a character split between two chunks stays whole.
+      const verdict = judgeBody(health, Buffer.concat(chunks).toString('utf8'));
       return verdict.passed ? { passed: true, degraded: verdict.degraded, reason: verdict.reason } : failed(verdict.reason);
     } finally {
       void client?.destroy().catch(() => undefined);
@@ -150,7 +154,7 @@ export class HealthChecks {
           if (slot !== undefined) {
             this.control.states.setHealthy(slot, true);
             this.control.states.setAgent(slot, { mode: 'ready', up: true });
-            this.control.setShare(id, { agentPercent: 100, degradedShare: 1 });
+            this.control.setShare(id, { agentPercent: FULL_SHARE, degradedShare: 1 });
           }
           this.control.checkNotes.delete(id);
           this.control.agents.delete(id);

@@ -101,15 +101,11 @@ export class History {
     const seconds = Math.max(0.001, (now.at - before.at) / 1000);
     const rate = (a: number, b = 0) => Math.max(0, Math.round((a - b) / seconds));
     const backends: HistoryPoint['backends'] = {};
-    const workers = this.control.config.workers;
-    const active = new Array<number>(workers).fill(0);
     for (const backend of this.control.backends()) {
-      const slot = this.control.plan.backendSlots[backend.id];
       const latency = now.latency.get(backend.id)!;
       const was = before.latency.get(backend.id);
       const delta = latency.map((n, k) => n - (was?.[k] ?? 0));
       backends[backend.id] = { active: backend.active, rps: rate(now.requests.get(backend.id)!, before.requests.get(backend.id)), p50: quantile(delta, 0.5), p99: quantile(delta, 0.99) };
-      for (let w = 0; w < workers; w++) active[w] += this.table.activeByWorker(slot, w);
     }
     const errors: Record<string, number> = {};
     FAULT_CODES.forEach((code, index) => {
@@ -123,7 +119,7 @@ export class History {
       opened: rate(now.opened, before.opened),
       closed: rate(now.closed, before.closed),
       errors,
-      workers: { active, rps: now.workerRequests.map((n, w) => rate(n, before.workerRequests[w])) },
+      workers: { active: now.workerRequests.map((_, w) => this.table.heldByWorker(w)), rps: now.workerRequests.map((n, w) => rate(n, before.workerRequests[w])) },
       ...(this.fleet && { fleet: fleetPoint(this.fleet()) }),
     });
     if (this.points.length > HISTORY_SECONDS) this.points.shift();

@@ -40,6 +40,17 @@ interface Family {
   lines: string[];
 }
 
+/** A histogram's lines from per-bucket counts (not cumulative; one bucket past the bounds) and its sum. */
+function histogram(into: Family, labels: string, bounds: readonly number[], bucket: (k: number) => bigint, sum: number): void {
+  let cumulative = 0n;
+  for (let k = 0; k <= bounds.length; k++) {
+    cumulative += bucket(k);
+    into.lines.push(`${into.name}_bucket{${labels},le="${k < bounds.length ? bounds[k] : '+Inf'}"} ${cumulative}`);
+  }
+  into.lines.push(`${into.name}_sum{${labels}} ${sum}`);
+  into.lines.push(`${into.name}_count{${labels}} ${cumulative}`);
+}
+
 export async function renderMetrics(control: ControlPlane, table: StateTable, limits: ClientLimits, workerRestarts: number, fleet?: FleetAgent): Promise<string> {
   const { config, plan } = control;
   const family = (name: string, type: Family['type'], help: string): Family => ({ name, help, type, lines: [] });
@@ -69,22 +80,8 @@ export async function renderMetrics(control: ControlPlane, table: StateTable, li
       retries.lines.push(`fairway_retries_total{${labels}} ${table.retries(slot)}`);
       ejections.lines.push(`fairway_ejections_total{${labels}} ${table.ejections(slot)}`);
       sheds.lines.push(`fairway_sheds_total{${labels}} ${table.sheds(slot)}`);
-      let cumulative = 0n;
-      for (let bucket = 0; bucket <= LATENCY_BUCKETS.length; bucket++) {
-        cumulative += table.latencyBucket(slot, bucket);
-        const le = bucket < LATENCY_BUCKETS.length ? String(LATENCY_BUCKETS[bucket]) : '+Inf';
-        duration.lines.push(`fairway_upstream_duration_seconds_bucket{${labels},le="${le}"} ${cumulative}`);
-      }
-      duration.lines.push(`fairway_upstream_duration_seconds_sum{${labels}} ${Number(table.latencySumMicros(slot)) / 1e6}`);
-      duration.lines.push(`fairway_upstream_duration_seconds_count{${labels}} ${cumulative}`);
-      let ended = 0n;
-      for (let bucket = 0; bucket <= SESSION_BUCKETS.length; bucket++) {
-        ended += table.sessionBucket(slot, bucket);
-        const le = bucket < SESSION_BUCKETS.length ? String(SESSION_BUCKETS[bucket]) : '+Inf';
-        sessionDuration.lines.push(`fairway_session_duration_seconds_bucket{${labels},le="${le}"} ${ended}`);
-      }
-      sessionDuration.lines.push(`fairway_session_duration_seconds_sum{${labels}} ${Number(table.sessionSumMs(slot)) / 1000}`);
-      sessionDuration.lines.push(`fairway_session_duration_seconds_count{${labels}} ${ended}`);
+      histogram(duration, labels, LATENCY_BUCKETS, (k) => table.latencyBucket(slot, k), Number(table.latencySumMicros(slot)) / 1e6);
+      histogram(sessionDuration, labels, SESSION_BUCKETS, (k) => table.sessionBucket(slot, k), Number(table.sessionSumMs(slot)) / 1000);
     }
   }
   const restarts = family('fairway_worker_restarts_total', 'counter', 'Worker threads that died and were replaced.');
@@ -97,9 +94,7 @@ export async function renderMetrics(control: ControlPlane, table: StateTable, li
   const workerSessions = family('fairway_worker_active', 'gauge', 'Open sessions and in-flight requests each worker thread holds, over every backend.');
   for (let worker = 0; worker < config.workers; worker++) {
     workerRequests.lines.push(`fairway_worker_requests_total{worker="${worker}"} ${table.workerRequests(worker)}`);
-    let held = 0;
-    for (const slot of Object.values(plan.backendSlots)) held += table.activeByWorker(slot, worker);
-    workerSessions.lines.push(`fairway_worker_active{worker="${worker}"} ${held}`);
+    workerSessions.lines.push(`fairway_worker_active{worker="${worker}"} ${table.heldByWorker(worker)}`);
   }
   const resolutions = family('fairway_dns_resolutions_total', 'counter', 'Resolutions of each discovery name, by result; a failed one keeps the backends last found.');
   const found = family('fairway_dns_backends', 'gauge', 'Backends the discovery name stood for at its last good resolution.');

@@ -3,10 +3,10 @@
 import type { Config } from '../../config/types.js';
 import { BACKEND_REMOVED, BACKEND_UP, type StateTable } from './stateTable.js';
 
-/** What a worker needs besides the config: where each backend and pool lives in the table. */
 /** A backend's whole weight, in the percent the table's weights are written in. */
 export const FULL_SHARE = 100;
 
+/** What a worker needs besides the config: where each backend and pool lives in the table. */
 export interface SlotPlan {
   backendSlots: Record<string, number>;
   poolSlots: Record<string, number>;

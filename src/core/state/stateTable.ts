@@ -488,6 +488,13 @@ export class StateTable {
     Atomics.add(this.i64, this.ejectionsBase + slot, 1n);
   }
 
+  /** What worker `worker` holds over every backend: its row of byWorker, summed. */
+  heldByWorker(worker: number): number {
+    let held = 0;
+    for (let slot = 0; slot < this.backends; slot++) held += this.activeByWorker(slot, worker);
+    return held;
+  }
+
   /** A WebSocket or TCP session on `slot` ended after `ms`. */
   recordSession(slot: number, ms: number): void {
     let bucket = 0;

@@ -223,7 +223,7 @@ class TcpSession implements Admittable, OpenSession {
     this.finished = true;
     const { context } = this;
     context.tcpSessions.delete(this);
-    if (this.slot >= 0) context.table.recordSession(this.slot, performance.now() - this.startedAt);
+    if (this.connected) context.table.recordSession(this.slot, performance.now() - this.startedAt);
     this.lease.release();
     if (context.accessLog) {
       context.logger.info({

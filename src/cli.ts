@@ -22,7 +22,7 @@ Options:
   --algorithm NAME    round-robin, weighted-round-robin, least-conn, random, p2c,
                       least-time (default least-conn); hash needs a config file
   --workers N|auto    worker threads (default auto = available cores)
-  --engine NAME       auto, uws or native-free (default auto)
+  --engine NAME       native-free, uws or auto (default native-free)
   --admin HOST:PORT   admin API, /metrics and dashboard (off unless given)
   -v, --version       the version of fairway
   -h, --help          this text

@@ -188,7 +188,7 @@ test('docs/configuration.md shows every default of the DEFAULTS table the parser
   }
   // And the defaults are what a config without those keys gets.
   const config = validateConfig({ pools: { a: { health: {}, rebalance: {}, backends: ['127.0.0.1:1'] } } });
-  t.like(config, { listen: { host: '127.0.0.1', port: 8080 }, engine: 'auto', log: { level: 'info', access: true }, timeouts: { connect: 5000, response: 60_000, idle: 60_000 } });
+  t.like(config, { listen: { host: '127.0.0.1', port: 8080 }, engine: 'native-free', log: { level: 'info', access: true }, timeouts: { connect: 5000, response: 60_000, idle: 60_000 } });
   t.like(config.websocket, { maxMessage: 16 * 1024 * 1024, pingInterval: 30_000, maxBuffered: 16 * 1024 * 1024 });
   t.like(config.pools.a, { algorithm: 'least-conn', decay: 10_000, queue: { size: 0, timeout: 5000 }, retries: { count: 2, budget: 0.2 } });
   t.deepEqual(config.pools.a.health, { type: 'http', path: '/health', interval: 5000, timeout: 2000, rise: 2, fall: 3, expectStatus: [200, 399], degradedWeight: 0.5 });

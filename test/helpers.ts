@@ -229,10 +229,13 @@ export function heavy(t: ExecutionContext): Promise<void> {
  */
 export const START_DEADLINE = 60_000;
 
-/** Starts fairway in this process (workers are threads of it) with a quiet logger. */
-export async function startProxy(t: ExecutionContext, raw: Record<string, unknown>): Promise<Fairway> {
+/**
+ * Starts fairway in this process (workers are threads of it) with a quiet logger, on the suite's
+ * engine, or with `engine: null` on the one a config without `engine` gets.
+ */
+export async function startProxy(t: ExecutionContext, raw: Record<string, unknown>, engine: typeof ENGINE | null = ENGINE): Promise<Fairway> {
   await heavy(t);
-  const config = validateConfig({ listen: '127.0.0.1:0', workers: 2, engine: ENGINE, log: { level: 'warn', access: false }, ...raw });
+  const config = validateConfig({ listen: '127.0.0.1:0', workers: 2, ...(engine && { engine }), log: { level: 'warn', access: false }, ...raw });
   const fairway = await startFairway(config, { logger: createLogger('warn', { role: 'primary' }), testHooks: true });
   t.teardown(() => fairway.stop(1000));
   return fairway;
@@ -412,17 +415,42 @@ export const MALFORMED_HEADS: [string, string][] = [
   ['chunk data without its CRLF', 'HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n2\r\nnoXX0\r\n\r\n'],
 ];
 
-/** Sends raw bytes and collects what comes back until the proxy closes or `ms` pass. */
-export function rawExchange(port: number, payload: string | Buffer, ms: number): Promise<{ reply: string; closedByPeer: boolean }> {
+/**
+ * Sends raw bytes and collects what comes back until the proxy closes, `until` holds for the reply
+ * so far, or `ms` pass. With `segment`, the bytes go out in pieces of that size, each in a TCP
+ * segment of its own (as a head larger than one segment arrives over a real network).
+ */
+export function rawExchange(
+  port: number,
+  payload: string | Buffer,
+  ms: number,
+  options: { segment?: number; until?: (reply: string) => boolean } = {},
+): Promise<{ reply: string; closedByPeer: boolean }> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(payload));
+    const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    const socket = connect(port, '127.0.0.1', async () => {
+      if (!options.segment) return void socket.write(bytes);
+      socket.setNoDelay(true);
+      for (let at = 0; at < bytes.length && !socket.destroyed; at += options.segment) {
+        socket.write(bytes.subarray(at, at + options.segment));
+        // A pause between writes, so that the kernel does not merge them into one segment.
+        await new Promise((next) => setTimeout(next, 5));
+      }
+    });
     let reply = '';
-    socket.on('data', (d) => (reply += d.toString('latin1')));
     socket.on('error', () => {});
     const timer = setTimeout(() => {
       socket.destroy();
       resolve({ reply, closedByPeer: false });
     }, ms);
+    socket.on('data', (d) => {
+      reply += d.toString('latin1');
+      if (options.until?.(reply)) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ reply, closedByPeer: false });
+      }
+    });
     socket.on('close', () => {
       clearTimeout(timer);
       resolve({ reply, closedByPeer: true });

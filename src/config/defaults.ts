@@ -6,7 +6,7 @@ import { parseDuration, parseSize } from './units.js';
 export const DEFAULTS = {
   listen: '127.0.0.1:8080',
   workers: 'auto',
-  engine: 'auto',
+  engine: 'native-free',
   'log.level': 'info',
   'log.access': true,
   'log.format': 'auto',

@@ -84,7 +84,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   if (workers !== config.workers) {
     logger.info(
       { engine, workers, configured: config.workers },
-      `engine native-free runs one worker thread on Node ${process.versions.node}: its listeners cannot share a port between threads (reusePort needs Node 22.12 or 23.1)`,
+      `engine native-free runs one worker thread on Node ${process.versions.node}: its listeners cannot share a port between threads (reusePort needs Node 22.12 or 23.1; engine: uws runs every worker here but drops some valid requests, docs/engines.md)`,
     );
   }
   const held: Server[] = [];
@@ -194,12 +194,13 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
 }
 
 /**
- * uWS when a build of it loads (or when asked for), native-free when asked for or when none
- * loads under `auto`; the log says which runs and why.
+ * native-free unless another engine is asked for: it is the engine that serves every valid
+ * HTTP/1.x request (uWS 20.30 drops some, docs/engines.md). `uws` and `auto` (uws when a build
+ * loads, else native-free) trade that for speed. The log says which runs and why.
  */
 function chooseEngine(config: Config, logger: Logger): RunningEngine {
   if (config.engine === 'native-free') {
-    logger.info({ engine: 'native-free' }, 'engine native-free: node:http, node:https and ws, as configured');
+    logger.info({ engine: 'native-free' }, 'engine native-free: node:http, node:https and ws');
     return 'native-free';
   }
   const binding = loadUws();

@@ -7,9 +7,9 @@ import { Transform, type Readable } from 'node:stream';
 import { FAULTS, type ProxyFault } from '../src/core/errors.js';
 import type { RequestHead } from '../src/core/forwarding.js';
 import type { MatchedRoute, RequestFacts } from '../src/core/routing.js';
-import type { HttpExchange, ClientReply } from '../src/dataplane/httpExchange.js';
+import type { ClientReply } from '../src/dataplane/httpExchange.js';
 import type { Refusal } from '../src/dataplane/requestGate.js';
-import { serveHttp, type IncomingHttp } from '../src/dataplane/serve.js';
+import { serveHttp, type ClientWatcher, type IncomingHttp } from '../src/dataplane/serve.js';
 import type { WorkerContext } from '../src/dataplane/workerContext.js';
 import { readRequestHead, requestFacts, type ClientRequest } from './requestHead.js';
 
@@ -66,12 +66,12 @@ class NodeRequest implements IncomingHttp {
     return (this.nodeReply = new NodeReply(this.res));
   }
 
-  watch(exchange: HttpExchange): void {
+  watch(watcher: ClientWatcher): void {
     const reply = this.nodeReply!;
     this.res.once('close', () => {
       if (reply.completed) return;
       reply.finished = true;
-      exchange.onClientGone();
+      watcher.onClientGone();
     });
   }
 

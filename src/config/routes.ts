@@ -2,7 +2,8 @@
 
 import { isRange } from '../core/accessList.js';
 import { isToken } from '../core/httpSyntax.js';
-import type { Config, HeaderEdit, RateLimitConfig, RouteConfig, RouteMatch } from './types.js';
+import { KEY_PARTS } from '../core/cache/httpCaching.js';
+import type { CacheConfig, Config, HeaderEdit, RateLimitConfig, RouteConfig, RouteMatch } from './types.js';
 import { Checker, join, parseRate } from './checker.js';
 import { CONFIG_KEYS } from './keys.js';
 import { DEFAULTS } from './defaults.js';
@@ -33,6 +34,28 @@ function parseRateLimit(check: Checker, path: string, raw: unknown): RateLimitCo
   }
   const scope = obj.scope === undefined ? (DEFAULTS['routes[].rate_limit.scope'] as 'instance') : (check.oneOf(join(path, 'scope'), obj.scope, ['instance', 'fleet'] as const) ?? 'instance');
   return { key, requests, newSessions, concurrentSessions, scope };
+}
+
+function parseCache(check: Checker, path: string, raw: unknown): CacheConfig | undefined {
+  const obj = check.object(path, raw, CONFIG_KEYS['routes[].cache']);
+  if (!obj) return undefined;
+  const size = (key: 'size' | 'max_object') => check.size(join(path, key), obj[key] ?? DEFAULTS[`routes[].cache.${key}`]) ?? 0;
+  const duration = (key: 'default_ttl' | 'lock_timeout') => check.duration(join(path, key), obj[key] ?? DEFAULTS[`routes[].cache.${key}`]) ?? 0;
+  const cache: CacheConfig = { size: size('size'), maxObject: size('max_object'), defaultTtl: duration('default_ttl'), lockTimeout: duration('lock_timeout'), key: [...KEY_PARTS], statusHeader: DEFAULTS['routes[].cache.status_header'] };
+  if (cache.size < 1024) check.fail(join(path, 'size'), 'at least 1kb', obj.size);
+  else if (cache.maxObject < 1 || cache.maxObject > cache.size) check.fail(join(path, 'max_object'), `a size from 1 byte to the cache's size (${cache.size} bytes)`, obj.max_object);
+  if (obj.key !== undefined) {
+    const parts = Array.isArray(obj.key) ? obj.key : [];
+    if (parts.length === 0 || parts.some((part) => !KEY_PARTS.includes(part)) || new Set(parts).size !== parts.length) {
+      check.fail(join(path, 'key'), `a list of ${KEY_PARTS.join(', ')}, each at most once`, obj.key);
+    } else cache.key = parts as CacheConfig['key'];
+  }
+  if (obj.status_header !== undefined) {
+    const name = check.string(join(path, 'status_header'), obj.status_header);
+    if (name !== undefined && name !== '' && !isToken(name)) check.fail(join(path, 'status_header'), 'a header name, or "" for none', name);
+    else if (name !== undefined) cache.statusHeader = name.toLowerCase();
+  }
+  return cache;
 }
 
 /** Headers a route may not set or remove: they describe the connection or the message framing. */
@@ -102,6 +125,7 @@ export function parseRoute(check: Checker, path: string, raw: unknown, pools: Re
   const requestHeaders = obj.request_headers === undefined ? undefined : parseHeaderEdit(check, join(path, 'request_headers'), obj.request_headers);
   const responseHeaders = obj.response_headers === undefined ? undefined : parseHeaderEdit(check, join(path, 'response_headers'), obj.response_headers);
   const rateLimit = obj.rate_limit === undefined ? undefined : parseRateLimit(check, join(path, 'rate_limit'), obj.rate_limit);
+  const cache = obj.cache === undefined ? undefined : parseCache(check, join(path, 'cache'), obj.cache);
   if (pool !== undefined && !(pool in pools)) {
     check.fail(join(path, 'pool'), `the name of a pool (${Object.keys(pools).join(', ')})`, pool);
   }
@@ -140,5 +164,5 @@ export function parseRoute(check: Checker, path: string, raw: unknown, pools: Re
       }
     }
   }
-  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders, rateLimit };
+  return pool === undefined ? undefined : { match, pool, allow, deny, websocket, maxBody, timeouts, stripPrefix, addPrefix, requestHeaders, responseHeaders, rateLimit, cache };
 }

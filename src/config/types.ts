@@ -3,6 +3,8 @@
 
 export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-conn', 'random', 'p2c', 'least-time', 'hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
+import type { KeyPart } from '../core/cache/httpCaching.js';
+
 export const ENGINES = ['auto', 'uws', 'native-free'] as const;
 export type EngineName = (typeof ENGINES)[number];
 export const COMPRESSION = ['off', 'shared', 'dedicated'] as const;
@@ -176,6 +178,23 @@ export interface RouteConfig {
   responseHeaders?: HeaderEdit;
   /** Per-client limits, shared by every worker; absent = none. */
   rateLimit?: RateLimitConfig;
+  /** The route's response cache, one store for every worker; absent = off. */
+  cache?: CacheConfig;
+}
+
+/** `routes[].cache`: sizes in bytes, durations in ms. */
+export interface CacheConfig {
+  /** Most bytes the route's stored responses take (bodies and heads). */
+  size: number;
+  /** Largest response body stored; larger ones pass through. */
+  maxObject: number;
+  /** Freshness of a response that gives no lifetime of its own (as NGINX's proxy_cache_valid). */
+  defaultTtl: number;
+  /** Longest a request waits for an identical one in flight before going to the backend itself. */
+  lockTimeout: number;
+  key: KeyPart[];
+  /** Response header naming hit, miss, stale, revalidated or bypass; '' = none. */
+  statusHeader: string;
 }
 
 export interface RateLimitConfig {

@@ -2,7 +2,7 @@
 // first matching route wins, and its access list decides who may use it.
 
 import { httpPools } from '../config/listeners.js';
-import type { Config, HeaderEdit, RouteConfig } from '../config/types.js';
+import type { CacheConfig, Config, HeaderEdit, RouteConfig } from '../config/types.js';
 import { AccessList } from './accessList.js';
 import { bucket, type Bucket } from './limits/clientLimits.js';
 
@@ -19,6 +19,8 @@ export interface MatchedRoute {
   upstreamEdit?: UpstreamEdit;
   responseHeaders?: HeaderEdit;
   limit?: RouteLimit;
+  /** Present when the route caches responses: its store is the route's index in `routes[]`. */
+  cache?: { route: number; config: CacheConfig };
 }
 
 /** A route's per-client limits, ready for ClientLimits.admit. */
@@ -77,6 +79,7 @@ export class Router {
           maxSessions: route.rateLimit.concurrentSessions,
           fleet: route.rateLimit.scope === 'fleet',
         },
+        cache: route.cache && { route: index, config: route.cache },
       },
     }));
     const pools = httpPools(Object.keys(config.pools), config.tcp);

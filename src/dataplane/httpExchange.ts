@@ -6,6 +6,8 @@ import { recordLatency } from '../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../core/errors.js';
 import type { RequestHead } from '../core/forwarding.js';
 import type { MatchedRoute } from '../core/routing.js';
+import type { HeaderEdit } from '../config/types.js';
+import type { CacheResult } from '../engine/messages.js';
 import type { Admittable, PoolRuntime } from './admission.js';
 import { BackendLease } from './backendLease.js';
 import { startAfterFleetLimit, type Admission } from './requestGate.js';
@@ -35,6 +37,43 @@ export interface ClientReply {
   fail(fault: ProxyFault): void;
 }
 
+/**
+ * Sees a backend's response beside the client (the response cache), and may answer the client
+ * itself instead: with a stored response a 304 refreshed, or one standing in for an error.
+ */
+export interface ResponseTap {
+  /** What the cache did, for the access log. */
+  readonly result: CacheResult;
+  /** The status the tap answered the client with itself, else 0. */
+  readonly served: number;
+  /**
+   * The backend's head (hop-by-hop headers out, before the route's edits): headers to add to the
+   * relayed response, or null when the tap answers the client and the response is not relayed.
+   */
+  start(statusCode: number, statusMessage: string, headers: string[]): string[] | null;
+  data(chunk: Buffer): void;
+  /** The response arrived whole. */
+  end(): void;
+  /** No backend answered (refused, failed): true when the tap answered the client instead. */
+  failed(): boolean;
+  /** The exchange is over, however it ended. */
+  finished(): void;
+}
+
+/** A backend's headers as the client gets them: hop-by-hop ones out, the route's edits, then `extra`. */
+export function relayedHeaders(headers: string[], edit: HeaderEdit | undefined, extra: string[]): string[] {
+  const relayed: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i];
+    if (HOP_BY_HOP.has(name)) continue;
+    if (edit && (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name))) continue;
+    relayed.push(name, headers[i + 1]);
+  }
+  if (edit) for (const [name, value] of edit.set) relayed.push(name, value);
+  for (const text of extra) relayed.push(text);
+  return relayed;
+}
+
 /** One proxied request: holds a backend lease until the upstream exchange ends. */
 export class HttpExchange implements UpstreamResponseHandler, Admittable {
   /** Set while the request waits in its pool's queue: takes it out when the client leaves. */
@@ -60,6 +99,8 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
   private bytesOut = 0;
   private readonly startedAt = performance.now();
   private sentAt = 0;
+  /** Set when the tap took the response over: nothing of it is relayed. */
+  private tapAnswers = false;
   private readonly resume = () => this.controller?.resume();
 
   constructor(
@@ -67,6 +108,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     private readonly reply: ClientReply,
     private readonly head: RequestHead,
     gate: Admission,
+    private readonly tap?: ResponseTap,
   ) {
     this.pool = gate.pool;
     this.route = gate.route;
@@ -91,7 +133,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     this.responseDone = true;
     this.status = fault.status;
     this.errorCode = fault.code;
-    this.reply.fault(fault, false, retryAfterSeconds);
+    if (!this.tap?.failed()) this.reply.fault(fault, false, retryAfterSeconds);
     this.finish();
   }
 
@@ -131,22 +173,19 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     }
     this.answered = true;
     this.status = statusCode;
-    const noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
-    const edit = this.route.responseHeaders;
-    const relayed: string[] = [];
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i];
-      if (HOP_BY_HOP.has(name)) continue;
-      if (edit && (edit.remove.includes(name) || edit.set.some(([setName]) => setName === name))) continue;
-      relayed.push(name, headers[i + 1]);
+    const extra = this.tap ? this.tap.start(statusCode, statusMessage, headers.filter((_, i) => !HOP_BY_HOP.has(headers[i - (i % 2)]))) : [];
+    if (extra === null) {
+      this.tapAnswers = true;
+      return;
     }
-    if (edit) for (const [name, value] of edit.set) relayed.push(name, value);
-    if (this.setCookie) relayed.push('set-cookie', this.setCookie);
-    this.reply.start(statusCode, statusMessage || undefined, relayed, announcedLength, noBody);
+    if (this.setCookie) extra.push('set-cookie', this.setCookie);
+    const noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    this.reply.start(statusCode, statusMessage || undefined, relayedHeaders(headers, this.route.responseHeaders, extra), announcedLength, noBody);
   }
 
   onResponseData(controller: UpstreamControl, chunk: Buffer): void {
-    if (this.clientGone || this.responseDone) return;
+    this.tap?.data(chunk);
+    if (this.clientGone || this.responseDone || this.tapAnswers) return;
     this.bytesOut += chunk.length;
     if (!this.reply.write(chunk, this.resume)) controller.pause();
   }
@@ -155,7 +194,8 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     // The connection may already carry another request: this one must not steer it any more.
     this.controller = null;
     this.context.table.recordOutcome(this.slot, false, this.status);
-    if (!this.clientGone && !this.responseDone) {
+    this.tap?.end();
+    if (!this.clientGone && !this.responseDone && !this.tapAnswers) {
       this.responseDone = true;
       this.reply.end();
     }
@@ -172,11 +212,12 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
       this.context.table.recordOutcome(this.slot, true, 0);
       if (this.retry(err)) return;
     }
-    if (!this.clientGone && !this.responseDone) {
+    if (!this.clientGone && !this.responseDone && !this.tapAnswers) {
       this.responseDone = true;
       const fault = faultFor(err);
       this.status = fault.status;
       this.errorCode = fault.code;
+      if (!this.answered && this.tap?.failed()) return this.finish();
       this.reply.fail(fault);
       this.context.logger.debug({ err: { code: (err as { code?: string }).code, message: err.message }, backend: this.backendUrl() }, 'upstream request failed');
     }
@@ -252,18 +293,20 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
       if (this.status >= 100 && this.status < 500) table.observeLatency(this.slot, (performance.now() - this.sentAt) / 1000);
     }
     context.inFlightHttp--;
+    this.tap?.finished();
     if (this.errorCode) context.table.countFault(this.errorCode);
     if (context.accessLog) {
       context.logger.info({
         type: 'http',
         method: this.head.method,
         path: this.head.path,
-        status: this.status,
+        status: this.tap?.served || this.status,
         backend: this.backendUrl(),
         duration_ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
         bytes: this.bytesOut,
         client: this.head.client,
         ...(this.errorCode ? { error: this.errorCode } : {}),
+        ...(this.tap ? { cache: this.tap.result } : {}),
       });
     }
   }

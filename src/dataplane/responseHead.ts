@@ -126,10 +126,3 @@ export function chunkSizeOf(line: string): number {
   const size = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
   return CHUNK_SIZE.test(size) ? parseInt(size, 16) : -1;
 }
-
-/** The value of header `name` in a flat list, duplicates joined with ", "; undefined when absent. */
-export function headerValue(headers: string[], name: string): string | undefined {
-  let value: string | undefined;
-  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) value = value === undefined ? headers[i + 1] : `${value}, ${headers[i + 1]}`;
-  return value;
-}

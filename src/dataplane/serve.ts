@@ -6,6 +6,7 @@ import type { RequestHead } from '../core/forwarding.js';
 import type { MatchedRoute, RequestFacts } from '../core/routing.js';
 import { HttpExchange, type ClientReply } from './httpExchange.js';
 import { gateRequest, type Refusal } from './requestGate.js';
+import { serveCached } from './responseCache.js';
 import { runTestFault } from './testFaults.js';
 import { WebSocketSession, type ClientHandshake } from './webSocketSession.js';
 import type { WorkerContext } from './workerContext.js';
@@ -21,12 +22,17 @@ export interface IncomingRequest {
   refuse(refusal: Refusal): void;
 }
 
+/** What is told once if the client leaves before its response is complete. */
+export interface ClientWatcher {
+  onClientGone(): void;
+}
+
 /** An HTTP request as an engine hands it over. */
 export interface IncomingHttp extends IncomingRequest {
   /** The reply the exchange writes its response with (asked once, after the gate passed). */
   reply(): ClientReply;
-  /** Tells the exchange once if the client leaves before its response is complete (after reply()). */
-  watch(exchange: HttpExchange): void;
+  /** Tells `watcher` once if the client leaves before its response is complete (after reply()). */
+  watch(watcher: ClientWatcher): void;
   /** The request body as a stream, cut at the route's max_body (`onTooLarge` then). */
   body(route: MatchedRoute, onTooLarge: () => void): Readable;
 }
@@ -43,8 +49,11 @@ export function serveHttp(context: WorkerContext, request: IncomingHttp): void {
   const { head } = request;
   if (context.testHooks) runTestFault(request.testFault());
   context.requestsRead++;
+  // The cache key is the target as the client sent it, before the route rewrites it.
+  const target = head.path;
   const gate = gateRequest(context, head, () => request.facts(), false);
   if ('fault' in gate) return refused(context, gate, () => request.refuse(gate));
+  if (gate.route.cache) return serveCached(context, request, gate, target);
   const exchange = new HttpExchange(context, request.reply(), head, gate);
   request.watch(exchange);
   // Reading the body starts now, so that a request waiting in the queue keeps its body (paused).

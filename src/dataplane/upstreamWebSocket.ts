@@ -11,7 +11,8 @@ import bufferUtil from 'bufferutil';
 import { upstreamFailure } from '../core/errors.js';
 import type { TlsConnectOptions } from '../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
-import { chunkSizeOf, headerValue, parseResponseHead } from './responseHead.js';
+import { headerValue } from '../core/httpSyntax.js';
+import { chunkSizeOf, parseResponseHead } from './responseHead.js';
 
 /** What the session is told by its upstream leg. Exactly one of open, refusal or error ends the handshake. */
 export interface UpstreamHandler {

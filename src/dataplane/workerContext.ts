@@ -11,6 +11,7 @@ import type { SlotPlan } from '../core/state/slotRegistry.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import { PoolRuntime } from './admission.js';
+import type { CacheChannel } from './responseCache.js';
 import type { FleetSessions } from './fleetSessions.js';
 import { UpstreamHttpPool } from './upstreamHttp.js';
 
@@ -46,6 +47,8 @@ export class WorkerContext implements HeadRules {
   readonly tcpSessions = new Set<OpenSession>();
   /** The fleet's session picks and rate limits, with a `fleet` section. */
   fleet: FleetSessions | undefined;
+  /** The primary's response cache stores, when a route caches. */
+  cache: CacheChannel | undefined;
 
   /** What a session's lease counts in the fleet through, when session picks are fleet-exact. */
   get sessionFleet(): FleetSessions | undefined {

@@ -13,6 +13,7 @@ import { netReusePort } from '../engine/sockets.js';
 import { TcpListener } from '../engine/tcp/tcpListener.js';
 import { startProfile } from './cpuProfile.js';
 import { FleetSessions } from './fleetSessions.js';
+import { CacheChannel } from './responseCache.js';
 import { closeSpread, shed } from './sessionControl.js';
 import { WorkerContext } from './workerContext.js';
 
@@ -47,6 +48,8 @@ export async function serveWorker(task: ServeTask, makeEngine: (context: WorkerC
   const limits = ClientLimits.attach(task.limitsBuffer, config.workers);
   const context = new WorkerContext(worker, table, limits, config, task.plan, logger, task.testHooks);
   if (config.fleet) context.fleet = new FleetSessions(table, (message) => channel.post(message), config.fleet.exactSessions);
+  // Made whether or not a route caches now: a reload may add one.
+  context.cache = new CacheChannel((message) => channel.post(message));
   let engine: Engine;
   try {
     engine = makeEngine(context, logger);
@@ -223,6 +226,7 @@ export async function runWorker(
     for (const session of [...context.tcpSessions]) session.shutdown(CLOSE_GOING_AWAY, 'server shutting down');
     sockets.closeConnections();
     context.closeUpstreams();
+    context.cache?.close();
     await profile?.();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
   };
@@ -238,6 +242,7 @@ export async function runWorker(
       else if (message.type === 'shed') shed(context, message.slot, message.count, message.order);
       else if (message.type === 'fleet-picked') context.fleet?.answer(message.id, message.slot);
       else if (message.type === 'fleet-limited') context.fleet?.limited(message.id, message.verdict);
+      else if (message.type === 'cache-answer') context.cache?.answer(message.id, message.answer);
       else if (message.type === 'shutdown') void shutdown(message.grace).then(resolve);
     });
   });

@@ -34,7 +34,17 @@ export type WorkerMessage =
   /** A session on `slot` that the fleet counts has ended. */
   | { type: 'fleet-release'; slot: number }
   /** Take a token from each of the fleet's buckets for `key` (answered by 'fleet-limited'). */
-  | { type: 'fleet-limit'; id: number; key: string; requests?: Bucket; sessions?: Bucket };
+  | { type: 'fleet-limit'; id: number; key: string; requests?: Bucket; sessions?: Bucket }
+  /** What the route's cache holds for this GET or HEAD (answered by 'cache-answer'). */
+  | { type: 'cache-lookup'; id: number; route: number; key: string; headers: string[] }
+  /** Store (or replace, after a 304 refreshed it) the response of `key` for its variant. */
+  | { type: 'cache-store'; route: number; key: string; entry: CachedResponse }
+  /** The fetch a 'cache-answer' made this worker lead will not fill the store. */
+  | { type: 'cache-abandon'; route: number; key: string }
+  /** An unsafe request to `key` succeeded: what is stored for it goes (RFC 9111 §4.4). */
+  | { type: 'cache-invalidate'; route: number; key: string }
+  /** Results since the last report, per route: [route, result, count, …]. */
+  | { type: 'cache-counts'; counts: (number | CacheResult)[] };
 /** Primary → worker. */
 export type PrimaryMessage =
   /** Every worker is ready and the primary has let go of the ports: listen now. */
@@ -48,7 +58,38 @@ export type PrimaryMessage =
   /** The fleet's answer to 'fleet-pick' `id`: a slot taken fleet-wide, ALL_FULL, or PICK_LOCALLY. */
   | { type: 'fleet-picked'; id: number; slot: number }
   /** The fleet's answer to 'fleet-limit' `id`; `verdict` null when Redis could not answer in time. */
-  | { type: 'fleet-limited'; id: number; verdict: FleetVerdict | null };
+  | { type: 'fleet-limited'; id: number; verdict: FleetVerdict | null }
+  | { type: 'cache-answer'; id: number; answer: CacheAnswer };
+
+/** A response as a route's cache holds it; its body is shared memory every worker reads, never written again. */
+export interface CachedResponse {
+  status: number;
+  statusMessage: string;
+  /** The backend's headers, hop-by-hop ones taken out. */
+  headers: string[];
+  body: SharedArrayBuffer;
+  /** Freshness lifetime from generation, ms. */
+  lifetime: number;
+  requestTime: number;
+  responseTime: number;
+  /** The request headers it varies on and the values they had. */
+  varyNames: string[];
+  varyValues: string[];
+}
+
+/**
+ * fresh: answer with it. stale: answer with it (stale-while-revalidate), and revalidate in the
+ * background when `revalidate`. fetch: go to the backend; `lead` fills the store for the waiting
+ * identical requests, `entry` is a stale response to revalidate (lead) or stand in on an error.
+ */
+export type CacheAnswer =
+  | { kind: 'fresh'; entry: CachedResponse }
+  | { kind: 'stale'; entry: CachedResponse; revalidate: boolean }
+  | { kind: 'fetch'; lead: boolean; entry?: CachedResponse };
+
+/** What the cache did for one request, as x-fairway-cache and the metrics say it. */
+export const CACHE_RESULTS = ['hit', 'miss', 'stale', 'revalidated', 'bypass'] as const;
+export type CacheResult = (typeof CACHE_RESULTS)[number];
 
 /** A fleet bucket check: allowed, or refused with the reason and how long until a token. */
 export type FleetVerdict = { allowed: true } | { allowed: false; reason: 'requests' | 'new-sessions'; retryAfterMs: number };

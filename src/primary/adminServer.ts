@@ -173,6 +173,15 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
         return sendJson(res, 200, control.undrain(parts[2]));
       case 'DELETE /api/backends/:id':
         return sendJson(res, 202, control.remove(parts[2]));
+      case 'GET /api/cache':
+        return sendJson(res, 200, control.caches.stats());
+      case 'POST /api/cache/purge': {
+        const body = await readJson(req);
+        const prefix = (body as { prefix?: unknown } | null)?.prefix;
+        if (typeof prefix !== 'string') throw new ControlError(400, 'expected {"prefix": "..."}: the start of the keys to purge ("" purges everything), e.g. "GET api.example.com /catalog"');
+        if (!control.caches.enabled) throw new ControlError(404, 'no route caches: see routes[].cache in docs/cache.md');
+        return sendJson(res, 200, { purged: control.caches.purge(prefix) });
+      }
       case 'POST /api/reload':
         control.reload();
         return sendJson(res, 200, { reloaded: true, pools: control.pools() });

@@ -1,6 +1,7 @@
 // Changes to the running fleet (admin API, reload): validated here, applied to the shared table
 // and sent to every worker, without touching open sessions on backends that stay.
 
+import { ResponseCaches } from './responseCache.js';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, validateBackend } from '../config/schema.js';
 import type { BackendConfig, Config, DiscoverySource } from '../config/types.js';
@@ -80,6 +81,8 @@ export class ControlPlane {
   sources: () => SourceStatus[] = () => [];
   /** Called after an admin change made here that the other instances of a fleet apply too. */
   onShared: ((change: SharedChange) => void) | undefined;
+  /** The response cache stores of the routes that cache. */
+  readonly caches: ResponseCaches;
 
   constructor(
     public config: Config,
@@ -93,6 +96,7 @@ export class ControlPlane {
     private readonly asStarted: Config = config,
   ) {
     this.states = new BackendStates(table);
+    this.caches = new ResponseCaches(config, (worker, message) => supervisor.sendTo(worker, message));
     this.base = config;
     this.states.onChange = (slot, state) => {
       const id = registry.idOf(slot);
@@ -135,6 +139,7 @@ export class ControlPlane {
     const applied: Config = { ...next, listen: this.config.listen, tls, workers: this.config.workers, engine: this.config.engine, admin: this.config.admin, tcp: this.config.tcp, fleet: this.config.fleet };
     this.config = applied;
     this.plan = plan;
+    this.caches.configure(applied);
     this.supervisor.broadcast({ type: 'config', config: applied, plan });
     this.onApply?.();
   }

@@ -127,10 +127,9 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   // The fleet (ioredis) and the admin listener (prom-client) are loaded only when configured:
   // start-up does not pay for what it does not run.
   const fleet = config.fleet && new (await import('./fleet.js')).FleetAgent(config.fleet, table, control, registry, supervisor, logger);
-  if (fleet) {
-    supervisor.onMessage = (worker, message) => fleet.onWorkerMessage(worker, message);
-    supervisor.onDied = (worker) => fleet.onWorkerDied(worker);
-  }
+  const caches = control.caches;
+  supervisor.onMessage = (worker, message) => caches.onWorkerMessage(worker, message) || fleet?.onWorkerMessage(worker, message);
+  if (fleet) supervisor.onDied = (worker) => fleet.onWorkerDied(worker);
   try {
     // Workers set up, then the ports are let go of and every worker listens at once.
     await supervisor.start(() => releasePorts(held));

@@ -104,7 +104,19 @@ export async function renderMetrics(control: ControlPlane, table: StateTable, li
     resolutions.lines.push(`fairway_dns_resolutions_total{${labels},result="failed"} ${source.failures}`);
     found.lines.push(`fairway_dns_backends{${labels}} ${source.backends}`);
   }
+  const cacheRequests = family('fairway_cache_requests_total', 'counter', 'Requests on caching routes by what the cache did: hit, miss, stale (served stale), revalidated (a 304 refreshed it), bypass.');
+  const cacheBytes = family('fairway_cache_bytes', 'gauge', 'Bytes the route\'s stored responses take, bodies and heads.');
+  const cacheEntries = family('fairway_cache_entries', 'gauge', 'Keys the route\'s cache holds (each with its Vary variants).');
+  const cacheEvictions = family('fairway_cache_evictions_total', 'counter', 'Keys evicted to keep the route\'s cache within its size.');
+  for (const cache of control.caches.stats()) {
+    const labels = `route="${cache.route}"`;
+    for (const [result, count] of Object.entries(cache.results)) cacheRequests.lines.push(`fairway_cache_requests_total{${labels},result="${result}"} ${count}`);
+    cacheBytes.lines.push(`fairway_cache_bytes{${labels}} ${cache.bytes}`);
+    cacheEntries.lines.push(`fairway_cache_entries{${labels}} ${cache.entries}`);
+    cacheEvictions.lines.push(`fairway_cache_evictions_total{${labels}} ${cache.evictions}`);
+  }
   const families = [active, up, weight, requests, failures, sessions, retries, ejections, sheds, duration, sessionDuration, queued, restarts, limited, faults, workerRequests, workerSessions, resolutions, found];
+  if (control.caches.enabled) families.push(cacheRequests, cacheBytes, cacheEntries, cacheEvictions);
   if (fleet) families.push(...fleetFamilies(fleet, family));
   const text = families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
   return text + (await processRegistry.metrics());

@@ -4,9 +4,9 @@ import { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { ProxyFault } from '../../core/errors.js';
 import type { MatchedRoute, RequestFacts } from '../../core/routing.js';
-import type { HttpExchange, ClientReply } from '../../dataplane/httpExchange.js';
+import type { ClientReply } from '../../dataplane/httpExchange.js';
 import type { Refusal } from '../../dataplane/requestGate.js';
-import { serveHttp, type IncomingHttp, type IncomingRequest } from '../../dataplane/serve.js';
+import { serveHttp, type ClientWatcher, type IncomingHttp, type IncomingRequest } from '../../dataplane/serve.js';
 import type { WorkerContext } from '../../dataplane/workerContext.js';
 import { readRequestHead, type RequestHead } from './requestHead.js';
 
@@ -113,11 +113,11 @@ class UwsRequest extends UwsIncoming implements IncomingHttp {
     return (this.uwsReply = new UwsReply(this.res));
   }
 
-  watch(exchange: HttpExchange): void {
+  watch(watcher: ClientWatcher): void {
     const reply = this.uwsReply!;
     this.res.onAborted(() => {
       reply.finished = true;
-      exchange.onClientGone();
+      watcher.onClientGone();
     });
   }
 

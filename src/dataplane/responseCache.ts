@@ -1,0 +1,375 @@
+// The response cache as a worker sees it: asks the primary's store about each GET or HEAD of a
+// caching route, answers from a stored response, or fetches through an HttpExchange whose tap
+// fills the store, revalidates a stale response (304), or lets a stale one stand in for an error.
+
+import {
+  ageSeconds,
+  cacheKey,
+  isConditional,
+  notModified,
+  notModifiedHeaders,
+  refreshedHeaders,
+  requestDirectives,
+  storability,
+  usableOnError,
+  validatorsFor,
+  varyNames,
+  varyValues,
+} from '../core/cache/httpCaching.js';
+import type { RequestHead } from '../core/forwarding.js';
+import { headerValue } from '../core/httpSyntax.js';
+import type { MatchedRoute } from '../core/routing.js';
+import type { CacheAnswer, CachedResponse, CacheResult, WorkerMessage } from '../engine/messages.js';
+import { HttpExchange, relayedHeaders, type ClientReply, type ResponseTap } from './httpExchange.js';
+import type { Admission } from './requestGate.js';
+import type { IncomingHttp } from './serve.js';
+import type { WorkerContext } from './workerContext.js';
+
+/** How often a worker reports its cache results to the primary (for the metrics). */
+const COUNTS_INTERVAL = 1000;
+
+/** A worker's line to the primary's cache stores. */
+export class CacheChannel {
+  // Ids start at random so that an answer meant for this worker's predecessor (a worker that
+  // crashed with lookups out) cannot be taken for one of this worker's.
+  private nextId = Math.floor(Math.random() * 2 ** 30);
+  private readonly pending = new Map<number, (answer: CacheAnswer) => void>();
+  private counts = new Map<string, number>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly post: (message: WorkerMessage) => void) {
+    this.timer = setInterval(() => this.report(), COUNTS_INTERVAL);
+    this.timer.unref();
+  }
+
+  lookup(route: number, key: string, headers: string[], answered: (answer: CacheAnswer) => void): void {
+    const id = this.nextId++;
+    this.pending.set(id, answered);
+    this.post({ type: 'cache-lookup', id, route, key, headers });
+  }
+
+  answer(id: number, answer: CacheAnswer): void {
+    const answered = this.pending.get(id);
+    this.pending.delete(id);
+    answered?.(answer);
+  }
+
+  store(route: number, key: string, entry: CachedResponse): void {
+    this.post({ type: 'cache-store', route, key, entry });
+  }
+
+  abandon(route: number, key: string): void {
+    this.post({ type: 'cache-abandon', route, key });
+  }
+
+  invalidate(route: number, key: string): void {
+    this.post({ type: 'cache-invalidate', route, key });
+  }
+
+  count(route: number, result: CacheResult): void {
+    const name = `${route} ${result}`;
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+  }
+
+  private report(): void {
+    if (this.counts.size === 0) return;
+    const counts: (number | CacheResult)[] = [];
+    for (const [name, count] of this.counts) {
+      const [route, result] = name.split(' ');
+      counts.push(Number(route), result as CacheResult, count);
+    }
+    this.counts = new Map();
+    this.post({ type: 'cache-counts', counts });
+  }
+
+  close(): void {
+    this.report();
+    clearInterval(this.timer);
+  }
+}
+
+type RouteCache = NonNullable<MatchedRoute['cache']>;
+
+/**
+ * A request on a caching route, after the gate: GET and HEAD without a body, a Range or a
+ * request no-store are looked up; anything else goes to the backend (bypass), and an unsafe
+ * method that succeeds invalidates what is stored for its target. `target` is the path as the
+ * client sent it (the key), before the route rewrote it.
+ */
+export function serveCached(context: WorkerContext, request: IncomingHttp, gate: Admission, target: string): void {
+  const { head } = request;
+  const cache = gate.route.cache!;
+  const key = cacheKey(cache.config.key, head.method, head.host, target);
+  const lookup =
+    (head.method === 'GET' || head.method === 'HEAD') &&
+    head.contentLength <= 0 &&
+    !head.chunked &&
+    headerValue(head.headers, 'range') === undefined &&
+    !requestDirectives(head.headers).noStore;
+  if (!lookup) {
+    const unsafe = !['GET', 'HEAD', 'OPTIONS', 'TRACE'].includes(head.method);
+    const exchange = new HttpExchange(context, request.reply(), head, gate, new BypassTap(context, cache, unsafe ? cacheKey(cache.config.key, 'GET', head.host, target) : ''));
+    request.watch(exchange);
+    if (head.contentLength > 0 || head.chunked) exchange.body = request.body(gate.route, () => exchange.onBodyTooLarge());
+    exchange.start(gate);
+    return;
+  }
+  const pending = new CachedRequest(context, request.reply(), head, gate, key);
+  request.watch(pending);
+  context.cache!.lookup(cache.route, key, head.headers, (answer) => pending.answered(answer));
+}
+
+/** A looked-up request until its answer: from the store, or through an exchange. */
+class CachedRequest {
+  private exchange: HttpExchange | null = null;
+  private gone = false;
+  private readonly startedAt = performance.now();
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly reply: ClientReply,
+    private readonly head: RequestHead,
+    private readonly gate: Admission,
+    private readonly key: string,
+  ) {}
+
+  private get cache(): RouteCache {
+    return this.gate.route.cache!;
+  }
+
+  answered(answer: CacheAnswer): void {
+    const { context, cache, key } = this;
+    if (answer.kind === 'fetch') {
+      const tap = new FetchTap(context, this.gate.route, this.reply, this.head, key, answer.lead, answer.entry);
+      if (this.gone) return tap.finished();
+      this.exchange = new HttpExchange(context, this.reply, this.head, this.gate, tap);
+      this.exchange.start(this.gate);
+      return;
+    }
+    if (answer.kind === 'stale' && answer.revalidate) revalidateInBackground(context, this.head, this.gate, key, answer.entry);
+    if (this.gone) return;
+    const result = answer.kind === 'fresh' ? 'hit' : 'stale';
+    const status = serveStored(this.reply, this.head.method, this.head.headers, this.gate.route, answer.entry, result);
+    context.cache!.count(cache.route, result);
+    logServed(context, this.head, status, answer.entry.body.byteLength, result, this.startedAt);
+  }
+
+  onClientGone(): void {
+    this.gone = true;
+    this.exchange?.onClientGone();
+  }
+}
+
+/**
+ * Answers the client from a stored response: 304 when the request's own conditions match it,
+ * else the whole response with its Age. Returns the status sent.
+ */
+function serveStored(reply: ClientReply, method: string, requestHeaders: string[], route: MatchedRoute, entry: CachedResponse, result: CacheResult): number {
+  const age = ['age', ageSeconds(entry.headers, entry, Date.now())];
+  const statusHeader = route.cache!.config.statusHeader;
+  const mark = statusHeader ? [statusHeader, result] : [];
+  if (isConditional(requestHeaders) && notModified(requestHeaders, entry.headers)) {
+    reply.start(304, 'Not Modified', [...notModifiedHeaders(entry.headers), ...age, ...mark], -1, true);
+    reply.end();
+    return 304;
+  }
+  const size = entry.body.byteLength;
+  // The stored length is the body's, whatever framing the backend used (a HEAD gets it too).
+  const length = entry.status === 204 ? [] : ['content-length', String(size)];
+  const stored = entry.headers.filter((_, i, all) => all[i - (i % 2)] !== 'age' && all[i - (i % 2)] !== 'content-length');
+  const headers = relayedHeaders(stored, route.responseHeaders, [...length, ...age, ...mark]);
+  const noBody = method === 'HEAD' || entry.status === 204 || entry.status === 304;
+  reply.start(entry.status, entry.statusMessage || undefined, headers, size, noBody);
+  if (noBody || size === 0) reply.end();
+  else if (reply.write(Buffer.from(entry.body), () => reply.end())) reply.end();
+  return entry.status;
+}
+
+function logServed(context: WorkerContext, head: RequestHead, status: number, bytes: number, result: CacheResult, startedAt: number): void {
+  if (!context.accessLog) return;
+  context.logger.info({
+    type: 'http',
+    method: head.method,
+    path: head.path,
+    status,
+    backend: '',
+    duration_ms: Math.round((performance.now() - startedAt) * 10) / 10,
+    bytes,
+    client: head.client,
+    cache: result,
+  });
+}
+
+/** A stale-while-revalidate answer: the backend is asked again without a client waiting. */
+function revalidateInBackground(context: WorkerContext, head: RequestHead, gate: Admission, key: string, stale: CachedResponse): void {
+  const background: RequestHead = { ...head, method: 'GET', headers: head.headers.filter((_, i, all) => !/^if-/.test(all[i - (i % 2)])) };
+  const tap = new FetchTap(context, gate.route, NO_CLIENT, background, key, true, stale);
+  new HttpExchange(context, NO_CLIENT, background, gate, tap).start(gate);
+}
+
+/** The reply of a background revalidation: nobody reads it. */
+const NO_CLIENT: ClientReply = {
+  fault: () => {},
+  start: () => {},
+  write: () => true,
+  end: () => {},
+  fail: () => {},
+};
+
+/** A request that skipped the cache: marked bypass; an unsafe one that succeeded invalidates `invalidates`. */
+class BypassTap implements ResponseTap {
+  readonly result = 'bypass';
+  served = 0;
+  private succeeded = false;
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly cache: RouteCache,
+    private readonly invalidates: string,
+  ) {}
+
+  start(status: number): string[] | null {
+    this.succeeded = status < 400;
+    return this.cache.config.statusHeader ? [this.cache.config.statusHeader, 'bypass'] : [];
+  }
+
+  data(): void {}
+  end(): void {}
+
+  failed(): boolean {
+    return false;
+  }
+
+  finished(): void {
+    if (this.invalidates && this.succeeded) this.context.cache!.invalidate(this.cache.route, this.invalidates);
+    this.context.cache!.count(this.cache.route, 'bypass');
+  }
+}
+
+/**
+ * A fetch for a looked-up request. A lead stores a storable response (bodies up to max_object)
+ * or tells the store it will not; with a stale response it revalidates it with its validators
+ * (a 304 refreshes and serves it) and lets it stand in for an error when stale-if-error allows.
+ */
+class FetchTap implements ResponseTap {
+  result: CacheResult = 'miss';
+  served = 0;
+  private readonly requestTime = Date.now();
+  /** Set while the lead still owes the store an answer. */
+  private owes: boolean;
+  private chunks: Buffer[] | null = null;
+  private bytes = 0;
+  private status = 0;
+  private statusMessage = '';
+  private headers: string[] = [];
+  private lifetime = 0;
+  private refreshed: CachedResponse | null = null;
+  /** The request's headers as the client sent them (the validators this tap adds go upstream only). */
+  private readonly clientHeaders: string[];
+  /** Whether the stale response's validators went upstream: a 304 then refreshes it. */
+  private readonly validating: boolean;
+
+  private readonly cache: RouteCache;
+
+  constructor(
+    private readonly context: WorkerContext,
+    private readonly route: MatchedRoute,
+    private readonly reply: ClientReply,
+    private readonly head: RequestHead,
+    private readonly key: string,
+    lead: boolean,
+    private readonly stale: CachedResponse | undefined,
+  ) {
+    this.cache = route.cache!;
+    this.owes = lead;
+    this.clientHeaders = head.headers;
+    // The stored response's validators go upstream, unless the client sent conditions of its own.
+    this.validating = lead && stale !== undefined && !isConditional(head.headers) && validatorsFor(stale.headers).length > 0;
+    if (this.validating) head.headers = [...head.headers, ...validatorsFor(stale!.headers)];
+  }
+
+  start(status: number, statusMessage: string, headers: string[]): string[] | null {
+    const { stale, cache } = this;
+    if (status === 304 && this.validating && stale) {
+      const merged = refreshedHeaders(stale.headers, headers);
+      const verdict = storability(this.clientHeaders, stale.status, merged, cache.config.defaultTtl);
+      this.refreshed = { ...stale, headers: merged, lifetime: verdict.store ? verdict.lifetime : 0, requestTime: this.requestTime, responseTime: Date.now() };
+      this.result = 'revalidated';
+      return null;
+    }
+    if (status >= 500 && this.standIn()) return null;
+    this.status = status;
+    this.statusMessage = statusMessage;
+    this.headers = headers;
+    if (this.owes) {
+      const verdict = this.head.method === 'GET' ? storability(this.clientHeaders, status, headers, cache.config.defaultTtl) : ({ store: false } as const);
+      const length = Number(headerValue(headers, 'content-length') ?? -1);
+      if (verdict.store && length <= cache.config.maxObject) {
+        this.chunks = [];
+        this.lifetime = verdict.lifetime;
+      } else this.letGo();
+    }
+    return cache.config.statusHeader ? [cache.config.statusHeader, 'miss'] : [];
+  }
+
+  data(chunk: Buffer): void {
+    if (!this.chunks) return;
+    this.bytes += chunk.length;
+    if (this.bytes > this.cache.config.maxObject) {
+      this.chunks = null;
+      this.letGo();
+    } else this.chunks.push(chunk);
+  }
+
+  end(): void {
+    if (this.refreshed) {
+      this.context.cache!.store(this.cache.route, this.key, this.refreshed);
+      this.owes = false;
+      this.served = serveStored(this.reply, this.head.method, this.clientHeaders, this.route, this.refreshed, 'revalidated');
+      return;
+    }
+    if (!this.chunks) return;
+    const body = new SharedArrayBuffer(this.bytes);
+    const view = Buffer.from(body);
+    let at = 0;
+    for (const chunk of this.chunks) at += chunk.copy(view, at);
+    this.chunks = null;
+    const names = varyNames(this.headers) as string[];
+    this.context.cache!.store(this.cache.route, this.key, {
+      status: this.status,
+      statusMessage: this.statusMessage,
+      headers: this.headers,
+      body,
+      lifetime: this.lifetime,
+      requestTime: this.requestTime,
+      responseTime: Date.now(),
+      varyNames: names,
+      varyValues: varyValues(names, this.clientHeaders),
+    });
+    this.owes = false;
+  }
+
+  failed(): boolean {
+    return this.standIn();
+  }
+
+  /** A stale response answers instead of the backend's error, when stale-if-error allows. */
+  private standIn(): boolean {
+    const { stale } = this;
+    if (!stale || !usableOnError(stale.headers, stale, stale.lifetime, Date.now())) return false;
+    this.result = 'stale';
+    this.served = serveStored(this.reply, this.head.method, this.clientHeaders, this.route, stale, 'stale');
+    return true;
+  }
+
+  finished(): void {
+    this.letGo();
+    this.context.cache!.count(this.cache.route, this.result);
+  }
+
+  private letGo(): void {
+    if (!this.owes) return;
+    this.owes = false;
+    this.context.cache!.abandon(this.cache.route, this.key);
+  }
+}

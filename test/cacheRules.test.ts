@@ -87,12 +87,19 @@ test('variants, conditional requests, 304 refreshes and keys', (t) => {
     ['If-Modified-Since, earlier', ['if-modified-since', 'Tue, 01 Dec 2026 09:00:00 GMT'], false],
     ['If-Modified-Since, not a date', ['if-modified-since', 'yesterday'], false],
   ];
-  for (const [name, request, expected] of cases) t.is(notModified(request, stored), expected, name);
+  for (const [name, request, expected] of cases) t.is(notModified(request, 200, stored), expected, name);
+  t.false(notModified(['if-none-match', '"abc"'], 404, stored), 'conditions apply only to a 2xx answer');
   t.deepEqual(
     refreshedHeaders(['content-type', 'text/plain', 'etag', '"a"', 'cache-control', 'max-age=1', 'content-length', '5'], ['etag', '"a"', 'cache-control', 'max-age=60', 'content-length', '0', 'x-new', '1']),
     ['content-type', 'text/plain', 'content-length', '5', 'etag', '"a"', 'cache-control', 'max-age=60', 'x-new', '1'],
     "the 304's fields replace the stored ones, Content-Length aside",
   );
+  t.deepEqual(
+    refreshedHeaders(['etag', '"a"', 'age', '3500'], ['etag', '"a"', 'set-cookie', 'sid=alice', 'age', '2']),
+    ['etag', '"a"', 'age', '2'],
+    "the 304's Age replaces the stored one; its Set-Cookie is never stored",
+  );
+  t.deepEqual(refreshedHeaders(['etag', '"a"', 'age', '3500'], ['etag', '"a"']), ['etag', '"a"'], 'a 304 without Age: the stored Age goes');
   t.is(cacheKey(['method', 'host', 'path', 'query'], 'HEAD', 'Shop.Example:8080', '/a/b?x=1&y=2'), 'GET shop.example:8080 /a/b ?x=1&y=2');
   t.is(cacheKey(['host', 'path'], 'GET', 'shop.example', '/a?x=1'), 'shop.example /a');
 });

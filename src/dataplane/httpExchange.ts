@@ -54,8 +54,8 @@ export interface ResponseTap {
   data(chunk: Buffer): void;
   /** The response arrived whole. */
   end(): void;
-  /** No backend answered (refused, failed): true when the tap answered the client instead. */
-  failed(): boolean;
+  /** No backend answered (`fault`, when fairway refused it itself): true when the tap answered the client instead. */
+  failed(fault?: ProxyFault): boolean;
   /** The exchange is over, however it ended. */
   finished(): void;
 }
@@ -133,7 +133,7 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     this.responseDone = true;
     this.status = fault.status;
     this.errorCode = fault.code;
-    if (!this.tap?.failed()) this.reply.fault(fault, false, retryAfterSeconds);
+    if (!this.tap?.failed(fault)) this.reply.fault(fault, false, retryAfterSeconds);
     this.finish();
   }
 

@@ -16,6 +16,7 @@ import {
   varyNames,
   varyValues,
 } from '../core/cache/httpCaching.js';
+import type { ProxyFault } from '../core/errors.js';
 import type { RequestHead } from '../core/forwarding.js';
 import { headerValue } from '../core/httpSyntax.js';
 import type { MatchedRoute } from '../core/routing.js';
@@ -164,12 +165,12 @@ class CachedRequest {
  * Answers the client from a stored response: 304 when the request's own conditions match it,
  * else the whole response with its Age. Returns the status sent.
  */
-function serveStored(reply: ClientReply, method: string, requestHeaders: string[], route: MatchedRoute, entry: CachedResponse, result: CacheResult): number {
+function serveStored(reply: ClientReply, method: string, requestHeaders: string[], route: MatchedRoute, entry: CachedResponse, result: CacheResult, own: string[] = []): number {
   const age = ['age', ageSeconds(entry.headers, entry, Date.now())];
   const statusHeader = route.cache!.config.statusHeader;
-  const mark = statusHeader ? [statusHeader, result] : [];
-  if (isConditional(requestHeaders) && notModified(requestHeaders, entry.headers)) {
-    reply.start(304, 'Not Modified', [...notModifiedHeaders(entry.headers), ...age, ...mark], -1, true);
+  const extra = [...age, ...own, ...(statusHeader ? [statusHeader, result] : [])];
+  if (isConditional(requestHeaders) && notModified(requestHeaders, entry.status, entry.headers)) {
+    reply.start(304, 'Not Modified', relayedHeaders(notModifiedHeaders(entry.headers), route.responseHeaders, extra), -1, true);
     reply.end();
     return 304;
   }
@@ -177,9 +178,9 @@ function serveStored(reply: ClientReply, method: string, requestHeaders: string[
   // The stored length is the body's, whatever framing the backend used (a HEAD gets it too).
   const length = entry.status === 204 ? [] : ['content-length', String(size)];
   const stored = entry.headers.filter((_, i, all) => all[i - (i % 2)] !== 'age' && all[i - (i % 2)] !== 'content-length');
-  const headers = relayedHeaders(stored, route.responseHeaders, [...length, ...age, ...mark]);
+  const headers = relayedHeaders(stored, route.responseHeaders, [...length, ...extra]);
   const noBody = method === 'HEAD' || entry.status === 204 || entry.status === 304;
-  reply.start(entry.status, entry.statusMessage || undefined, headers, size, noBody);
+  reply.start(entry.status, entry.statusMessage || undefined, headers, entry.status === 204 ? -1 : size, noBody);
   if (noBody || size === 0) reply.end();
   else if (reply.write(Buffer.from(entry.body), () => reply.end())) reply.end();
   return entry.status;
@@ -204,7 +205,10 @@ function logServed(context: WorkerContext, head: RequestHead, status: number, by
 function revalidateInBackground(context: WorkerContext, head: RequestHead, gate: Admission, key: string, stale: CachedResponse): void {
   const background: RequestHead = { ...head, method: 'GET', headers: head.headers.filter((_, i, all) => !/^if-/.test(all[i - (i % 2)])) };
   const tap = new FetchTap(context, gate.route, NO_CLIENT, background, key, true, stale);
-  new HttpExchange(context, NO_CLIENT, background, gate, tap).start(gate);
+  // Counted once, as the stale answer its client got; the client's fleet rate limit was taken once.
+  tap.counted = false;
+  const quiet = { ...gate, fleetLimit: undefined };
+  new HttpExchange(context, NO_CLIENT, background, quiet, tap).start(quiet);
 }
 
 /** The reply of a background revalidation: nobody reads it. */
@@ -254,6 +258,8 @@ class BypassTap implements ResponseTap {
 class FetchTap implements ResponseTap {
   result: CacheResult = 'miss';
   served = 0;
+  /** Whether the result goes into the metrics (not for a background revalidation). */
+  counted = true;
   private readonly requestTime = Date.now();
   /** Set while the lead still owes the store an answer. */
   private owes: boolean;
@@ -264,6 +270,10 @@ class FetchTap implements ResponseTap {
   private headers: string[] = [];
   private lifetime = 0;
   private refreshed: CachedResponse | null = null;
+  /** Whether the refreshed response may be stored again (the 304 may have made it private). */
+  private keepRefreshed = false;
+  /** Headers of the backend's answer for this client alone (a 304's Set-Cookie). */
+  private readonly ownHeaders: string[] = [];
   /** The request's headers as the client sent them (the validators this tap adds go upstream only). */
   private readonly clientHeaders: string[];
   /** Whether the stale response's validators went upstream: a 304 then refreshes it. */
@@ -294,6 +304,8 @@ class FetchTap implements ResponseTap {
       const merged = refreshedHeaders(stale.headers, headers);
       const verdict = storability(this.clientHeaders, stale.status, merged, cache.config.defaultTtl);
       this.refreshed = { ...stale, headers: merged, lifetime: verdict.store ? verdict.lifetime : 0, requestTime: this.requestTime, responseTime: Date.now() };
+      this.keepRefreshed = verdict.store;
+      for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'set-cookie') this.ownHeaders.push('set-cookie', headers[i + 1]);
       this.result = 'revalidated';
       return null;
     }
@@ -323,9 +335,11 @@ class FetchTap implements ResponseTap {
 
   end(): void {
     if (this.refreshed) {
-      this.context.cache!.store(this.cache.route, this.key, this.refreshed);
-      this.owes = false;
-      this.served = serveStored(this.reply, this.head.method, this.clientHeaders, this.route, this.refreshed, 'revalidated');
+      if (this.keepRefreshed) {
+        this.context.cache!.store(this.cache.route, this.key, this.refreshed);
+        this.owes = false;
+      } else this.context.cache!.invalidate(this.cache.route, this.key);
+      this.served = serveStored(this.reply, this.head.method, this.clientHeaders, this.route, this.refreshed, 'revalidated', this.ownHeaders);
       return;
     }
     if (!this.chunks) return;
@@ -349,7 +363,9 @@ class FetchTap implements ResponseTap {
     this.owes = false;
   }
 
-  failed(): boolean {
+  failed(fault?: ProxyFault): boolean {
+    // A client's own fault (a rate limit, a body too large) is answered as such, never stood in for.
+    if (fault && fault.source !== 'upstream') return false;
     return this.standIn();
   }
 
@@ -364,7 +380,7 @@ class FetchTap implements ResponseTap {
 
   finished(): void {
     this.letGo();
-    this.context.cache!.count(this.cache.route, this.result);
+    if (this.counted) this.context.cache!.count(this.cache.route, this.result);
   }
 
   private letGo(): void {

@@ -129,7 +129,10 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
   const fleet = config.fleet && new (await import('./fleet.js')).FleetAgent(config.fleet, table, control, registry, supervisor, logger);
   const caches = control.caches;
   supervisor.onMessage = (worker, message) => caches.onWorkerMessage(worker, message) || fleet?.onWorkerMessage(worker, message);
-  if (fleet) supervisor.onDied = (worker) => fleet.onWorkerDied(worker);
+  supervisor.onDied = (worker) => {
+    caches.workerDied(worker);
+    fleet?.onWorkerDied(worker);
+  };
   try {
     // Workers set up, then the ports are let go of and every worker listens at once.
     await supervisor.start(() => releasePorts(held));

@@ -16,8 +16,9 @@ interface Waiter {
   headers: string[];
 }
 
-/** The one fetch in flight for a key, and the identical requests waiting for it. */
+/** The one fetch in flight for a key (by `lead`, a worker), and the identical requests waiting for it. */
 interface InFlight {
+  lead: number;
   waiters: Waiter[];
   timer: NodeJS.Timeout;
 }
@@ -75,7 +76,7 @@ class RouteCache {
       if (use === 'fresh') return this.answer(worker, id, { kind: 'fresh', entry: found });
       if (use === 'stale-while-revalidate') {
         const revalidate = !this.inFlight.has(key);
-        if (revalidate) this.lock(key);
+        if (revalidate) this.lock(key, worker);
         return this.answer(worker, id, { kind: 'stale', entry: found, revalidate });
       }
     }
@@ -84,7 +85,7 @@ class RouteCache {
       flight.waiters.push({ worker, id, headers });
       return;
     }
-    this.lock(key);
+    this.lock(key, worker);
     this.answer(worker, id, { kind: 'fetch', lead: true, entry: found });
   }
 
@@ -95,25 +96,36 @@ class RouteCache {
     return variants.find((entry) => varyValues(entry.varyNames, headers).every((value, i) => value === entry.varyValues[i]));
   }
 
-  private lock(key: string): void {
-    // A lead that never reports (its worker died, its client's fetch hangs) frees the key at the deadline.
-    const timer = setTimeout(() => this.release(key, false), this.config.lockTimeout);
+  private lock(key: string, lead: number): void {
+    // A lead that never reports (its client's fetch hangs) frees the key at the deadline.
+    const timer = setTimeout(() => this.release(key, undefined), this.config.lockTimeout);
     timer.unref();
-    this.inFlight.set(key, { waiters: [], timer });
+    this.inFlight.set(key, { lead, waiters: [], timer });
   }
 
   /**
-   * The fetch for `key` ended. Its waiters look again once it filled the store (a hit now, or
-   * another variant's lead); otherwise they go to the backend themselves, without filling it.
+   * The fetch for `key` ended, having stored `stored` (or nothing). A waiter whose variant it is
+   * gets it: it was fetched after the waiter's request arrived, which satisfies even a request's
+   * no-cache (RFC 9111 §4). The others go to the backend themselves, without filling the store,
+   * with the stored response they select, if any, to stand in on an error.
    */
-  private release(key: string, filled: boolean): void {
+  private release(key: string, stored: CachedResponse | undefined): void {
     const flight = this.inFlight.get(key);
     if (!flight) return;
     clearTimeout(flight.timer);
     this.inFlight.delete(key);
     for (const waiter of flight.waiters) {
-      if (filled) this.lookup(waiter.worker, waiter.id, key, waiter.headers);
-      else this.answer(waiter.worker, waiter.id, { kind: 'fetch', lead: false });
+      const entry = this.variant(key, waiter.headers);
+      if (stored && entry === stored) this.answer(waiter.worker, waiter.id, { kind: 'fresh', entry });
+      else this.answer(waiter.worker, waiter.id, { kind: 'fetch', lead: false, entry });
+    }
+  }
+
+  /** A worker died: its waiting requests are gone, and the keys it was fetching are free. */
+  workerDied(worker: number): void {
+    for (const [key, flight] of [...this.inFlight]) {
+      flight.waiters = flight.waiters.filter((waiter) => waiter.worker !== worker);
+      if (flight.lead === worker) this.release(key, undefined);
     }
   }
 
@@ -124,11 +136,11 @@ class RouteCache {
       );
       this.lru.set(key, [entry, ...kept]);
     }
-    this.release(key, true);
+    this.release(key, this.lru.peek(key)?.[0] === entry ? entry : undefined);
   }
 
   abandon(key: string): void {
-    this.release(key, false);
+    this.release(key, undefined);
   }
 
   invalidate(key: string): void {
@@ -209,6 +221,10 @@ export class ResponseCaches {
       default:
         return false;
     }
+  }
+
+  workerDied(worker: number): void {
+    for (const cache of this.caches.values()) cache.workerDied(worker);
   }
 
   /** Removes every stored key that starts with `prefix`, in every route; returns how many went. */

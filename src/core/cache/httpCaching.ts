@@ -30,8 +30,11 @@ const CACHEABLE_BY_DEFAULT = new Set([200, 203, 204, 300, 301, 308, 404, 405, 41
 /** Statuses stored only with an explicit lifetime (max-age, s-maxage, Expires). */
 const CACHEABLE_IF_EXPLICIT = new Set([302, 307]);
 
-/** Headers a 304 does not replace in the stored response (RFC 9111 §3.2). */
-const KEPT_ON_REFRESH = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding', 'age']);
+/**
+ * Headers a 304 does not replace in the stored response (RFC 9111 §3.2), and Set-Cookie, which
+ * is its own client's and never stored.
+ */
+const KEPT_ON_REFRESH = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding', 'set-cookie']);
 
 
 /** Splits a list header on commas outside quoted strings. */
@@ -266,7 +269,9 @@ const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
  * Whether a GET or HEAD with If-None-Match / If-Modified-Since is answered 304 by the stored
  * response (RFC 9110 §13.1.2, §13.1.3: weak comparison; If-None-Match wins when both are there).
  */
-export function notModified(requestHeaders: readonly string[], headers: readonly string[]): boolean {
+export function notModified(requestHeaders: readonly string[], status: number, headers: readonly string[]): boolean {
+  // Conditions apply only to what would be a 2xx answer (RFC 9110 §13.2.2).
+  if (status < 200 || status > 299) return false;
   const ifNoneMatch = headerValue(requestHeaders, 'if-none-match');
   if (ifNoneMatch !== undefined) {
     const etag = headerValue(headers, 'etag');
@@ -287,9 +292,12 @@ export function notModifiedHeaders(headers: readonly string[]): string[] {
   return out;
 }
 
-/** The stored headers refreshed by a 304's (RFC 9111 §3.2): its fields replace the stored ones. */
+/**
+ * The stored headers refreshed by a 304's (RFC 9111 §3.2): its fields replace the stored ones.
+ * The stored Age goes whatever the 304 says: the refreshed response's age starts from the 304.
+ */
 export function refreshedHeaders(stored: readonly string[], fromNotModified: readonly string[]): string[] {
-  const replaced = new Set<string>();
+  const replaced = new Set<string>(['age']);
   for (let i = 0; i < fromNotModified.length; i += 2) if (!KEPT_ON_REFRESH.has(fromNotModified[i])) replaced.add(fromNotModified[i]);
   const out: string[] = [];
   for (let i = 0; i < stored.length; i += 2) if (!replaced.has(stored[i])) out.push(stored[i], stored[i + 1]);

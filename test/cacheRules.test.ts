@@ -64,10 +64,13 @@ test('age (RFC 9111 §4.2.3) and how a stored response may answer at a given tim
   t.is(usability(swr, times, 60_000, plain, AT + 80_000), 'stale-while-revalidate');
   t.is(usability(swr, times, 60_000, plain, AT + 95_000), 'stale');
   t.is(usability([...swr, 'cache-control', 'must-revalidate'], times, 60_000, plain, AT + 80_000), 'stale', 'must-revalidate wins');
+  t.is(usability([...swr, 'cache-control', 's-maxage=60'], times, 60_000, plain, AT + 80_000), 'stale', 's-maxage implies proxy-revalidate');
+  t.is(usability(swr, times, 60_000, requestDirectives(['cache-control', 'max-age=70']), AT + 80_000), 'stale', 'older than the request accepts, even within stale-while-revalidate');
   const sie = ['date', DATE, 'cache-control', 'max-age=60, stale-if-error=30'];
   t.true(usableOnError(sie, times, 60_000, AT + 80_000));
   t.false(usableOnError(sie, times, 60_000, AT + 95_000));
   t.false(usableOnError(['date', DATE, 'cache-control', 'max-age=60, stale-if-error=30, proxy-revalidate'], times, 60_000, AT + 80_000));
+  t.false(usableOnError(['date', DATE, 'cache-control', 'no-cache, stale-if-error=30'], times, 0, AT + 10_000), 'no-cache: never served without revalidation');
 });
 
 test('variants, conditional requests, 304 refreshes and keys', (t) => {

@@ -28,13 +28,15 @@ import type { WorkerContext } from './workerContext.js';
 
 /** How often a worker reports its cache results to the primary (for the metrics). */
 const COUNTS_INTERVAL = 1000;
+/** How much longer than its lock timeout a lookup waits for the store's answer before giving up on it. */
+const LOOKUP_MARGIN = 1000;
 
 /** A worker's line to the primary's cache stores. */
 export class CacheChannel {
   // Ids start at random so that an answer meant for this worker's predecessor (a worker that
   // crashed with lookups out) cannot be taken for one of this worker's.
   private nextId = Math.floor(Math.random() * 2 ** 30);
-  private readonly pending = new Map<number, (answer: CacheAnswer) => void>();
+  private readonly pending = new Map<number, { answered: (answer: CacheAnswer) => void; timer: NodeJS.Timeout }>();
   private counts = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
 
@@ -43,16 +45,23 @@ export class CacheChannel {
     this.timer.unref();
   }
 
-  lookup(route: number, key: string, headers: string[], answered: (answer: CacheAnswer) => void): void {
+  /**
+   * Asks the store; `answered` is called once. The store answers within `wait` (its lock
+   * timeout); should an answer be lost past that, the request goes to the backend on its own.
+   */
+  lookup(route: number, key: string, headers: string[], wait: number, answered: (answer: CacheAnswer) => void): void {
     const id = this.nextId++;
-    this.pending.set(id, answered);
+    const timer = setTimeout(() => this.answer(id, { kind: 'fetch', lead: false }), wait + LOOKUP_MARGIN);
+    this.pending.set(id, { answered, timer });
     this.post({ type: 'cache-lookup', id, route, key, headers });
   }
 
   answer(id: number, answer: CacheAnswer): void {
-    const answered = this.pending.get(id);
+    const pending = this.pending.get(id);
+    if (!pending) return;
     this.pending.delete(id);
-    answered?.(answer);
+    clearTimeout(pending.timer);
+    pending.answered(answer);
   }
 
   store(route: number, key: string, entry: CachedResponse): void {
@@ -117,7 +126,7 @@ export function serveCached(context: WorkerContext, request: IncomingHttp, gate:
   }
   const pending = new CachedRequest(context, request.reply(), head, gate, key);
   request.watch(pending);
-  context.cache!.lookup(cache.route, key, head.headers, (answer) => pending.answered(answer));
+  context.cache!.lookup(cache.route, key, head.headers, cache.config.lockTimeout, (answer) => pending.answered(answer));
 }
 
 /** A looked-up request until its answer: from the store, or through an exchange. */
@@ -132,7 +141,10 @@ class CachedRequest {
     private readonly head: RequestHead,
     private readonly gate: Admission,
     private readonly key: string,
-  ) {}
+  ) {
+    // In flight until answered, so that a graceful shutdown waits for it.
+    context.inFlightHttp++;
+  }
 
   private get cache(): RouteCache {
     return this.gate.route.cache!;
@@ -140,6 +152,8 @@ class CachedRequest {
 
   answered(answer: CacheAnswer): void {
     const { context, cache, key } = this;
+    // From here the exchange (a fetch) counts itself; an answer from the store is written now.
+    context.inFlightHttp--;
     if (answer.kind === 'fetch') {
       const tap = new FetchTap(context, this.gate.route, this.reply, this.head, key, answer.lead, answer.entry);
       if (this.gone) return tap.finished();

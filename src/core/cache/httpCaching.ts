@@ -100,6 +100,8 @@ export function parseCacheControl(value: string | undefined): CacheControl {
         break;
     }
   }
+  // s-maxage also means proxy-revalidate (RFC 9111 §5.2.2.10): a shared cache never serves it stale.
+  if (cc.sMaxAge !== undefined) cc.mustRevalidate = true;
   return cc;
 }
 
@@ -227,7 +229,7 @@ export function usability(headers: readonly string[], times: StoredTimes, lifeti
   const age = currentAge(headers, times, now);
   if (!request.revalidate && age < lifetime && age <= request.maxAge) return 'fresh';
   const cc = parseCacheControl(headerValue(headers, 'cache-control'));
-  if (!request.revalidate && !cc.mustRevalidate && !cc.noCache && cc.staleWhileRevalidate !== undefined && age < lifetime + cc.staleWhileRevalidate * 1000) {
+  if (!request.revalidate && age <= request.maxAge && !cc.mustRevalidate && !cc.noCache && cc.staleWhileRevalidate !== undefined && age < lifetime + cc.staleWhileRevalidate * 1000) {
     return 'stale-while-revalidate';
   }
   return 'stale';
@@ -236,7 +238,7 @@ export function usability(headers: readonly string[], times: StoredTimes, lifeti
 /** Whether a stale response may stand in for a failed fetch at `now` (stale-if-error, RFC 5861). */
 export function usableOnError(headers: readonly string[], times: StoredTimes, lifetime: number, now: number): boolean {
   const cc = parseCacheControl(headerValue(headers, 'cache-control'));
-  if (cc.mustRevalidate || cc.staleIfError === undefined) return false;
+  if (cc.mustRevalidate || cc.noCache || cc.staleIfError === undefined) return false;
   return currentAge(headers, times, now) < lifetime + cc.staleIfError * 1000;
 }
 

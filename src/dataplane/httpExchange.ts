@@ -60,8 +60,11 @@ export interface ResponseTap {
   finished(): void;
 }
 
+/** What a request without a tap adds to its relayed response: nothing (shared, never written). */
+const NO_EXTRA: readonly string[] = [];
+
 /** A backend's headers as the client gets them: hop-by-hop ones out, the route's edits, then `extra`. */
-export function relayedHeaders(headers: string[], edit: HeaderEdit | undefined, extra: string[]): string[] {
+export function relayedHeaders(headers: string[], edit: HeaderEdit | undefined, extra: readonly string[]): string[] {
   const relayed: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i];
@@ -70,7 +73,7 @@ export function relayedHeaders(headers: string[], edit: HeaderEdit | undefined, 
     relayed.push(name, headers[i + 1]);
   }
   if (edit) for (const [name, value] of edit.set) relayed.push(name, value);
-  for (const text of extra) relayed.push(text);
+  for (let i = 0; i < extra.length; i++) relayed.push(extra[i]);
   return relayed;
 }
 
@@ -173,14 +176,15 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     }
     this.answered = true;
     this.status = statusCode;
-    const extra = this.tap ? this.tap.start(statusCode, statusMessage, headers.filter((_, i) => !HOP_BY_HOP.has(headers[i - (i % 2)]))) : [];
+    const extra = this.tap ? this.tap.start(statusCode, statusMessage, headers.filter((_, i) => !HOP_BY_HOP.has(headers[i - (i % 2)]))) : NO_EXTRA;
     if (extra === null) {
       this.tapAnswers = true;
       return;
     }
-    if (this.setCookie) extra.push('set-cookie', this.setCookie);
+    const relayed = relayedHeaders(headers, this.route.responseHeaders, extra);
+    if (this.setCookie) relayed.push('set-cookie', this.setCookie);
     const noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
-    this.reply.start(statusCode, statusMessage || undefined, relayedHeaders(headers, this.route.responseHeaders, extra), announcedLength, noBody);
+    this.reply.start(statusCode, statusMessage || undefined, relayed, announcedLength, noBody);
   }
 
   onResponseData(controller: UpstreamControl, chunk: Buffer): void {

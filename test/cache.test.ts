@@ -8,9 +8,10 @@ import type { AddressInfo } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
 import { validateConfig, ConfigError } from '../dist/src/index.js';
+import { MAX_VARIANTS } from '../dist/src/primary/responseCache.js';
 import { startProxy, waitFor } from './helpers.js';
 
-type Answer = { status?: number; headers?: Record<string, string>; body?: string | Buffer; delay?: number };
+type Answer = { status?: number; headers?: Record<string, string>; body?: string | Buffer; delay?: number; hold?: Promise<void> };
 
 /** A backend whose answer for each path is a function of how many requests that path got (1, 2, …). */
 async function countingBackend(t: ExecutionContext, answers: Record<string, (n: number, req: IncomingMessage) => Answer>) {
@@ -27,7 +28,11 @@ async function countingBackend(t: ExecutionContext, answers: Record<string, (n: 
       res.end(req.method === 'HEAD' ? undefined : (answer.body ?? `${path} #${n}`));
     };
     req.resume();
-    req.on('end', () => (answer.delay ? setTimeout(send, answer.delay) : send()));
+    req.on('end', () => {
+      if (answer.hold) void answer.hold.then(send);
+      else if (answer.delay) setTimeout(send, answer.delay);
+      else send();
+    });
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -235,6 +240,98 @@ test('purge by key prefix through the admin API; a successful POST invalidates i
   t.deepEqual(counted, { hit: 1, miss: 4, stale: 0, revalidated: 0, bypass: 1 });
   const text = await (await request(`http://127.0.0.1:${admin}/metrics`)).body.text();
   t.regex(text, /^fairway_cache_bytes\{route="0"\} [1-9]\d*$/m);
+});
+
+/** A promise and what settles it. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((done) => (resolve = done));
+  return { promise, resolve };
+}
+
+async function purge(adminPort: number, prefix: string): Promise<void> {
+  const res = await request(`http://127.0.0.1:${adminPort}/api/cache/purge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prefix }) });
+  await res.body.text();
+}
+
+async function cacheStats(adminPort: number): Promise<{ fetching: number; waiting: number; entries: number }[]> {
+  return (await (await request(`http://127.0.0.1:${adminPort}/api/cache`)).body.json()) as { fetching: number; waiting: number; entries: number }[];
+}
+
+test('a fetch in flight when its key is purged or invalidated answers its client but stores nothing', async (t) => {
+  const answered = [deferred(), deferred()];
+  const backend = await countingBackend(t, {
+    '/p': (n) => ({ headers: { 'cache-control': 'max-age=60' }, body: `p ${n}`, hold: answered[n - 1]?.promise }),
+  });
+  const proxy = await cachingProxy(t, backend.address);
+  // Purged while the backend holds the first fetch.
+  const first = get(proxy.port, '/p');
+  await waitFor('the first fetch to reach the backend', () => backend.count('/p') === 1);
+  await purge(proxy.adminPort!, 'GET shop.example /p');
+  answered[0].resolve();
+  t.deepEqual([(await first).body, (await first).cache], ['p 1', 'miss']);
+  // Invalidated by a successful POST while the backend holds the second.
+  const second = get(proxy.port, '/p');
+  await waitFor('the second fetch to reach the backend', () => backend.count('/p') === 2);
+  t.is((await get(proxy.port, '/p', {}, 'POST')).cache, 'bypass');
+  answered[1].resolve();
+  t.deepEqual([(await second).body, (await second).cache], ['p 2', 'miss']);
+  const third = await get(proxy.port, '/p');
+  t.deepEqual([third.body, third.cache], ['p 4', 'miss'], 'neither response was stored');
+  t.deepEqual([(await get(proxy.port, '/p')).cache, backend.count('/p')], ['hit', 4]);
+});
+
+test('when the fetching request\'s client leaves, a waiting identical request fetches in its place and stores', async (t) => {
+  const never = new Promise<void>(() => {});
+  const backend = await countingBackend(t, {
+    '/lead': (n) => ({ headers: { 'cache-control': 'max-age=60' }, body: `lead ${n}`, hold: n === 1 ? never : undefined }),
+  });
+  const proxy = await cachingProxy(t, backend.address);
+  const leaving = new AbortController();
+  const first = request(`http://127.0.0.1:${proxy.port}/lead`, { headers: { host: 'shop.example' }, signal: leaving.signal }).catch((err: Error) => err);
+  await waitFor('the first fetch to reach the backend', () => backend.count('/lead') === 1);
+  const second = get(proxy.port, '/lead');
+  const deadline = Date.now() + 20_000;
+  while ((await cacheStats(proxy.adminPort!))[0].waiting !== 1) {
+    if (Date.now() > deadline) throw new Error('the second request never waited for the first');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  leaving.abort();
+  t.true((await first) instanceof Error);
+  t.deepEqual([(await second).body, (await second).cache], ['lead 2', 'miss']);
+  const third = await get(proxy.port, '/lead');
+  t.deepEqual([third.body, third.cache, backend.count('/lead')], ['lead 2', 'hit', 2], 'the waiting request stored what it fetched');
+  t.deepEqual((await cacheStats(proxy.adminPort!)).map(({ fetching, waiting }) => [fetching, waiting]), [[0, 0]]);
+});
+
+test(`a key keeps at most ${MAX_VARIANTS} variants, the least recently stored going first`, async (t) => {
+  const backend = await countingBackend(t, {
+    '/many': (n, req) => ({ headers: { 'cache-control': 'max-age=60', vary: 'x-v' }, body: `v${req.headers['x-v']} #${n}` }),
+  });
+  const proxy = await cachingProxy(t, backend.address);
+  for (let v = 0; v <= MAX_VARIANTS; v++) t.is((await get(proxy.port, '/many', { 'x-v': String(v) })).cache, 'miss');
+  const newest = await get(proxy.port, '/many', { 'x-v': String(MAX_VARIANTS) });
+  t.deepEqual([newest.cache, newest.body], ['hit', `v${MAX_VARIANTS} #${MAX_VARIANTS + 1}`]);
+  t.is((await get(proxy.port, '/many', { 'x-v': '1' })).cache, 'hit');
+  const oldest = await get(proxy.port, '/many', { 'x-v': '0' });
+  t.deepEqual([oldest.cache, backend.count('/many')], ['miss', MAX_VARIANTS + 2], 'the first variant was let go');
+});
+
+test('a reload keeps a route\'s store unless what decides its responses changed', async (t) => {
+  const backend = await countingBackend(t, { '/r': (n) => ({ headers: { 'cache-control': 'max-age=60' }, body: `r ${n}` }) });
+  const route = { match: { path: '/' }, pool: 'main', cache: { size: '1mb' } };
+  const raw = (extra: Record<string, unknown>) => ({ admin: { listen: '127.0.0.1:0' }, pools: { main: { backends: [backend.address] } }, routes: [{ ...route, ...extra }] });
+  const proxy = await startProxy(t, raw({}));
+  const reload = (extra: Record<string, unknown>) =>
+    proxy.control.apply(validateConfig({ listen: `127.0.0.1:${proxy.port}`, workers: proxy.config.workers, engine: proxy.config.engine, log: { level: 'warn', access: false }, ...raw(extra) }));
+  await get(proxy.port, '/r');
+  // A timeout or a response header edit does not change what is stored.
+  reload({ timeouts: { response: '20s' }, response_headers: { set: { 'x-edge': '1' } } });
+  t.deepEqual([(await get(proxy.port, '/r')).cache, backend.count('/r')], ['hit', 1]);
+  // What goes upstream does: the route starts with an empty store.
+  reload({ request_headers: { set: { 'x-version': '2' } } });
+  const after = await get(proxy.port, '/r');
+  t.deepEqual([after.cache, after.body, backend.count('/r')], ['miss', 'r 2', 2]);
 });
 
 test('routes[].cache settings are checked, and a bad one names its field', (t) => {

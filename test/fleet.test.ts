@@ -509,13 +509,14 @@ test.serial('fleet rate limit: a burst of 40 requests spread over 3 instances pa
   const routes = [
     { match: { path: '/fleet' }, pool: 'main', rate_limit: { scope: 'fleet', requests: { rate: '1/m', burst: 10 } } },
     { match: { path: '/local' }, pool: 'main', rate_limit: { requests: { rate: '1/m', burst: 10 } } },
+    { match: { path: '/cached' }, pool: 'main', rate_limit: { scope: 'fleet', requests: { rate: '1/m', burst: 10 } }, cache: { size: '1mb', default_ttl: '60s' } },
     { match: { path: '/sessions' }, pool: 'main', rate_limit: { scope: 'fleet', new_sessions: { rate: '1/m', burst: 4 } } },
     { match: { path: '/' }, pool: 'main' },
   ];
   const instances = await Promise.all(['lb-a', 'lb-b', 'lb-c'].map((name) => startInstance(t, redis, name, backends, { routes })));
   await joined(...instances);
   const burst = async (path: string) => {
-    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => fetch(`http://127.0.0.1:${instances[i % 3].port}${path}`).then(async (res) => ({ status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text() }))));
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => fetch(`http://127.0.0.1:${instances[i % 3].port}${path}`).then(async (res) => ({ status: res.status, retryAfter: res.headers.get('retry-after'), cache: res.headers.get('x-fairway-cache'), body: await res.text() }))));
     return answers;
   };
   const fleet = await burst('/fleet');
@@ -526,6 +527,12 @@ test.serial('fleet rate limit: a burst of 40 requests spread over 3 instances pa
   // The same limit counted per instance lets each instance's burst through.
   const local = await burst('/local');
   t.is(local.filter((a) => a.status === 200).length, 30);
+  // Answers from a route's cache take their tokens in the fleet too.
+  const cached = await burst('/cached');
+  const passed = cached.filter((a) => a.status === 200);
+  t.is(passed.length, 10);
+  t.true(passed.some((a) => a.cache === 'hit'), passed.map((a) => a.cache).join());
+  t.is(cached.filter((a) => a.status === 429).length, 30);
   const metrics = (await adminRequest(instances[0].adminPort, 'GET', '/metrics')).body;
   t.regex(metrics, /fairway_rate_limited_total\{reason="requests"\} [1-9]/);
   // New WebSocket sessions too: 12 upgrades over the 3 instances against a fleet burst of 4.

@@ -44,8 +44,8 @@ export interface ClientReply {
 export interface ResponseTap {
   /** What the cache did, for the access log. */
   readonly result: CacheResult;
-  /** The status the tap answered the client with itself, else 0. */
-  readonly served: number;
+  /** What the tap answered the client with itself (a status and its body bytes), else null. */
+  readonly served: Served | null;
   /**
    * The backend's head (hop-by-hop headers out, before the route's edits): headers to add to the
    * relayed response, or null when the tap answers the client and the response is not relayed.
@@ -58,6 +58,11 @@ export interface ResponseTap {
   failed(fault?: ProxyFault): boolean;
   /** The exchange is over, however it ended. */
   finished(): void;
+}
+
+export interface Served {
+  status: number;
+  bytes: number;
 }
 
 /** What a request without a tap adds to its relayed response: nothing (shared, never written). */
@@ -298,18 +303,21 @@ export class HttpExchange implements UpstreamResponseHandler, Admittable {
     }
     context.inFlightHttp--;
     this.tap?.finished();
-    if (this.errorCode) context.table.countFault(this.errorCode);
+    // A response the tap served (a stale one standing in for an error) is what the client got.
+    const served = this.tap?.served;
+    const errorCode = served ? '' : this.errorCode;
+    if (errorCode) context.table.countFault(errorCode);
     if (context.accessLog) {
       context.logger.info({
         type: 'http',
         method: this.head.method,
         path: this.head.path,
-        status: this.tap?.served || this.status,
+        status: served ? served.status : this.status,
         backend: this.backendUrl(),
         duration_ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
-        bytes: this.bytesOut,
+        bytes: served ? served.bytes : this.bytesOut,
         client: this.head.client,
-        ...(this.errorCode ? { error: this.errorCode } : {}),
+        ...(errorCode ? { error: errorCode } : {}),
         ...(this.tap ? { cache: this.tap.result } : {}),
       });
     }

@@ -21,8 +21,8 @@ import type { RequestHead } from '../core/forwarding.js';
 import { headerValue } from '../core/httpSyntax.js';
 import type { MatchedRoute } from '../core/routing.js';
 import type { CacheAnswer, CachedResponse, CacheResult, WorkerMessage } from '../engine/messages.js';
-import { HttpExchange, relayedHeaders, type ClientReply, type ResponseTap } from './httpExchange.js';
-import type { Admission } from './requestGate.js';
+import { HttpExchange, relayedHeaders, type ClientReply, type ResponseTap, type Served } from './httpExchange.js';
+import { startAfterFleetLimit, type Admission, type Starting } from './requestGate.js';
 import type { IncomingHttp } from './serve.js';
 import type { WorkerContext } from './workerContext.js';
 
@@ -51,7 +51,7 @@ export class CacheChannel {
    */
   lookup(route: number, key: string, headers: string[], wait: number, answered: (answer: CacheAnswer) => void): void {
     const id = this.nextId++;
-    const timer = setTimeout(() => this.answer(id, { kind: 'fetch', lead: false }), wait + LOOKUP_MARGIN);
+    const timer = setTimeout(() => this.answer(id, { kind: 'fetch', lock: 0 }), wait + LOOKUP_MARGIN);
     this.pending.set(id, { answered, timer });
     this.post({ type: 'cache-lookup', id, route, key, headers });
   }
@@ -64,12 +64,12 @@ export class CacheChannel {
     pending.answered(answer);
   }
 
-  store(route: number, key: string, entry: CachedResponse): void {
-    this.post({ type: 'cache-store', route, key, entry });
+  store(route: number, key: string, lock: number, entry: CachedResponse): void {
+    this.post({ type: 'cache-store', route, key, lock, entry });
   }
 
-  abandon(route: number, key: string): void {
-    this.post({ type: 'cache-abandon', route, key });
+  abandon(route: number, key: string, lock: number, retry: boolean): void {
+    this.post({ type: 'cache-abandon', route, key, lock, retry });
   }
 
   invalidate(route: number, key: string): void {
@@ -124,69 +124,98 @@ export function serveCached(context: WorkerContext, request: IncomingHttp, gate:
     exchange.start(gate);
     return;
   }
-  const pending = new CachedRequest(context, request.reply(), head, gate, key);
+  const pending = new CachedRequest(context, request.reply(), head, key);
   request.watch(pending);
-  context.cache!.lookup(cache.route, key, head.headers, cache.config.lockTimeout, (answer) => pending.answered(answer));
+  // The fleet's rate limit holds for answers from the store too: its tokens are taken first.
+  if (gate.fleetLimit) pending.cancelWait = startAfterFleetLimit(context, gate, pending, () => !pending.gone);
+  else pending.start(gate);
 }
 
 /** A looked-up request until its answer: from the store, or through an exchange. */
-class CachedRequest {
+class CachedRequest implements Starting {
+  cancelWait: (() => void) | undefined;
+  gone = false;
+  private gate: Admission | null = null;
   private exchange: HttpExchange | null = null;
-  private gone = false;
+  /** Set while it counts as in flight before an exchange (a graceful shutdown waits for it). */
+  private waiting = true;
   private readonly startedAt = performance.now();
 
   constructor(
     private readonly context: WorkerContext,
     private readonly reply: ClientReply,
     private readonly head: RequestHead,
-    private readonly gate: Admission,
     private readonly key: string,
   ) {
-    // In flight until answered, so that a graceful shutdown waits for it.
     context.inFlightHttp++;
   }
 
-  private get cache(): RouteCache {
-    return this.gate.route.cache!;
+  /** Admitted (past the fleet's rate limit, if any): the store is asked. */
+  start(gate: Admission): void {
+    this.gate = gate;
+    const cache = gate.route.cache!;
+    this.context.cache!.lookup(cache.route, this.key, this.head.headers, cache.config.lockTimeout, (answer) => this.answered(answer));
+  }
+
+  /** The fleet's rate limit refused it. */
+  refuse(fault: ProxyFault, retryAfterSeconds = 0): void {
+    this.cancelWait = undefined;
+    if (!this.stopWaiting()) return;
+    this.context.table.countFault(fault.code);
+    this.reply.fault(fault, false, retryAfterSeconds);
+  }
+
+  private stopWaiting(): boolean {
+    if (!this.waiting) return false;
+    this.waiting = false;
+    this.context.inFlightHttp--;
+    return !this.gone;
   }
 
   answered(answer: CacheAnswer): void {
-    const { context, cache, key } = this;
+    const { context, key } = this;
+    const gate = this.gate!;
+    const cache = gate.route.cache!;
     // From here the exchange (a fetch) counts itself; an answer from the store is written now.
-    context.inFlightHttp--;
+    const stillThere = this.stopWaiting();
     if (answer.kind === 'fetch') {
-      const tap = new FetchTap(context, this.gate.route, this.reply, this.head, key, answer.lead, answer.entry);
-      if (this.gone) return tap.finished();
-      this.exchange = new HttpExchange(context, this.reply, this.head, this.gate, tap);
-      this.exchange.start(this.gate);
+      const tap = new FetchTap(context, gate.route, this.reply, this.head, key, answer.lock, answer.entry);
+      if (!stillThere) return tap.finished();
+      this.exchange = new HttpExchange(context, this.reply, this.head, gate, tap);
+      this.exchange.start(gate);
       return;
     }
-    if (answer.kind === 'stale' && answer.revalidate) revalidateInBackground(context, this.head, this.gate, key, answer.entry);
-    if (this.gone) return;
+    if (answer.kind === 'stale' && answer.lock) revalidateInBackground(context, this.head, gate, key, answer.lock, answer.entry);
+    if (!stillThere) return;
     const result = answer.kind === 'fresh' ? 'hit' : 'stale';
-    const status = serveStored(this.reply, this.head.method, this.head.headers, this.gate.route, answer.entry, result);
+    const served = serveStored(this.reply, this.head.method, this.head.headers, gate.route, answer.entry, result);
     context.cache!.count(cache.route, result);
-    logServed(context, this.head, status, answer.entry.body.byteLength, result, this.startedAt);
+    logServed(context, this.head, served, result, this.startedAt);
   }
 
   onClientGone(): void {
     this.gone = true;
+    if (this.cancelWait) {
+      this.cancelWait();
+      this.cancelWait = undefined;
+      this.stopWaiting();
+    }
     this.exchange?.onClientGone();
   }
 }
 
 /**
  * Answers the client from a stored response: 304 when the request's own conditions match it,
- * else the whole response with its Age. Returns the status sent.
+ * else the whole response with its Age. Returns what was sent.
  */
-function serveStored(reply: ClientReply, method: string, requestHeaders: string[], route: MatchedRoute, entry: CachedResponse, result: CacheResult, own: string[] = []): number {
+function serveStored(reply: ClientReply, method: string, requestHeaders: string[], route: MatchedRoute, entry: CachedResponse, result: CacheResult, own: string[] = []): Served {
   const age = ['age', ageSeconds(entry.headers, entry, Date.now())];
   const statusHeader = route.cache!.config.statusHeader;
   const extra = [...age, ...own, ...(statusHeader ? [statusHeader, result] : [])];
   if (isConditional(requestHeaders) && notModified(requestHeaders, entry.status, entry.headers)) {
     reply.start(304, 'Not Modified', relayedHeaders(notModifiedHeaders(entry.headers), route.responseHeaders, extra), -1, true);
     reply.end();
-    return 304;
+    return { status: 304, bytes: 0 };
   }
   const size = entry.body.byteLength;
   // The stored length is the body's, whatever framing the backend used (a HEAD gets it too).
@@ -197,10 +226,10 @@ function serveStored(reply: ClientReply, method: string, requestHeaders: string[
   reply.start(entry.status, entry.statusMessage || undefined, headers, entry.status === 204 ? -1 : size, noBody);
   if (noBody || size === 0) reply.end();
   else if (reply.write(Buffer.from(entry.body), () => reply.end())) reply.end();
-  return entry.status;
+  return { status: entry.status, bytes: noBody ? 0 : size };
 }
 
-function logServed(context: WorkerContext, head: RequestHead, status: number, bytes: number, result: CacheResult, startedAt: number): void {
+function logServed(context: WorkerContext, head: RequestHead, { status, bytes }: Served, result: CacheResult, startedAt: number): void {
   if (!context.accessLog) return;
   context.logger.info({
     type: 'http',
@@ -216,9 +245,9 @@ function logServed(context: WorkerContext, head: RequestHead, status: number, by
 }
 
 /** A stale-while-revalidate answer: the backend is asked again without a client waiting. */
-function revalidateInBackground(context: WorkerContext, head: RequestHead, gate: Admission, key: string, stale: CachedResponse): void {
+function revalidateInBackground(context: WorkerContext, head: RequestHead, gate: Admission, key: string, lock: number, stale: CachedResponse): void {
   const background: RequestHead = { ...head, method: 'GET', headers: head.headers.filter((_, i, all) => !/^if-/.test(all[i - (i % 2)])) };
-  const tap = new FetchTap(context, gate.route, NO_CLIENT, background, key, true, stale);
+  const tap = new FetchTap(context, gate.route, NO_CLIENT, background, key, lock, stale);
   // Counted once, as the stale answer its client got; the client's fleet rate limit was taken once.
   tap.counted = false;
   const quiet = { ...gate, fleetLimit: undefined };
@@ -237,7 +266,7 @@ const NO_CLIENT: ClientReply = {
 /** A request that skipped the cache: marked bypass; an unsafe one that succeeded invalidates `invalidates`. */
 class BypassTap implements ResponseTap {
   readonly result = 'bypass';
-  served = 0;
+  readonly served = null;
   private succeeded = false;
 
   constructor(
@@ -265,18 +294,21 @@ class BypassTap implements ResponseTap {
 }
 
 /**
- * A fetch for a looked-up request. A lead stores a storable response (bodies up to max_object)
- * or tells the store it will not; with a stale response it revalidates it with its validators
- * (a 304 refreshes and serves it) and lets it stand in for an error when stale-if-error allows.
+ * A fetch for a looked-up request. Under a lock it stores a storable response (bodies up to
+ * max_object) or tells the store it will not; with a stale response it revalidates it with its
+ * validators (a 304 refreshes and serves it) and lets it stand in for an error when
+ * stale-if-error allows.
  */
 class FetchTap implements ResponseTap {
   result: CacheResult = 'miss';
-  served = 0;
+  served: Served | null = null;
   /** Whether the result goes into the metrics (not for a background revalidation). */
   counted = true;
   private readonly requestTime = Date.now();
-  /** Set while the lead still owes the store an answer. */
-  private owes: boolean;
+  /** The store's lock while this fetch still owes it a report (store or abandon), else 0. */
+  private owes: number;
+  /** Set once the backend's head said whether the response is storable, or no backend answered. */
+  private decided = false;
   private chunks: Buffer[] | null = null;
   private bytes = 0;
   private status = 0;
@@ -301,19 +333,20 @@ class FetchTap implements ResponseTap {
     private readonly reply: ClientReply,
     private readonly head: RequestHead,
     private readonly key: string,
-    lead: boolean,
+    lock: number,
     private readonly stale: CachedResponse | undefined,
   ) {
     this.cache = route.cache!;
-    this.owes = lead;
+    this.owes = lock;
     this.clientHeaders = head.headers;
     // The stored response's validators go upstream, unless the client sent conditions of its own.
-    this.validating = lead && stale !== undefined && !isConditional(head.headers) && validatorsFor(stale.headers).length > 0;
+    this.validating = lock !== 0 && stale !== undefined && !isConditional(head.headers) && validatorsFor(stale.headers).length > 0;
     if (this.validating) head.headers = [...head.headers, ...validatorsFor(stale!.headers)];
   }
 
   start(status: number, statusMessage: string, headers: string[]): string[] | null {
     const { stale, cache } = this;
+    this.decided = true;
     if (status === 304 && this.validating && stale) {
       const merged = refreshedHeaders(stale.headers, headers);
       const verdict = storability(this.clientHeaders, stale.status, merged, cache.config.defaultTtl);
@@ -349,10 +382,8 @@ class FetchTap implements ResponseTap {
 
   end(): void {
     if (this.refreshed) {
-      if (this.keepRefreshed) {
-        this.context.cache!.store(this.cache.route, this.key, this.refreshed);
-        this.owes = false;
-      } else this.context.cache!.invalidate(this.cache.route, this.key);
+      if (this.keepRefreshed) this.storeIt(this.refreshed);
+      else this.context.cache!.invalidate(this.cache.route, this.key);
       this.served = serveStored(this.reply, this.head.method, this.clientHeaders, this.route, this.refreshed, 'revalidated', this.ownHeaders);
       return;
     }
@@ -363,7 +394,7 @@ class FetchTap implements ResponseTap {
     for (const chunk of this.chunks) at += chunk.copy(view, at);
     this.chunks = null;
     const names = varyNames(this.headers) as string[];
-    this.context.cache!.store(this.cache.route, this.key, {
+    this.storeIt({
       status: this.status,
       statusMessage: this.statusMessage,
       headers: this.headers,
@@ -374,11 +405,17 @@ class FetchTap implements ResponseTap {
       varyNames: names,
       varyValues: varyValues(names, this.clientHeaders),
     });
-    this.owes = false;
+  }
+
+  private storeIt(entry: CachedResponse): void {
+    if (!this.owes) return;
+    this.context.cache!.store(this.cache.route, this.key, this.owes, entry);
+    this.owes = 0;
   }
 
   failed(fault?: ProxyFault): boolean {
     // A client's own fault (a rate limit, a body too large) is answered as such, never stood in for.
+    this.decided = true;
     if (fault && fault.source !== 'upstream') return false;
     return this.standIn();
   }
@@ -393,13 +430,15 @@ class FetchTap implements ResponseTap {
   }
 
   finished(): void {
-    this.letGo();
+    // Ended before the backend said whether its response is storable, or in the middle of a
+    // storable body (the client left): a waiting request fetches instead.
+    this.letGo(!this.decided || this.chunks !== null);
     if (this.counted) this.context.cache!.count(this.cache.route, this.result);
   }
 
-  private letGo(): void {
+  private letGo(retry = false): void {
     if (!this.owes) return;
-    this.owes = false;
-    this.context.cache!.abandon(this.cache.route, this.key);
+    this.context.cache!.abandon(this.cache.route, this.key, this.owes, retry);
+    this.owes = 0;
   }
 }

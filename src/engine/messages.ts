@@ -37,10 +37,13 @@ export type WorkerMessage =
   | { type: 'fleet-limit'; id: number; key: string; requests?: Bucket; sessions?: Bucket }
   /** What the route's cache holds for this GET or HEAD (answered by 'cache-answer'). */
   | { type: 'cache-lookup'; id: number; route: number; key: string; headers: string[] }
-  /** Store (or replace, after a 304 refreshed it) the response of `key` for its variant. */
-  | { type: 'cache-store'; route: number; key: string; entry: CachedResponse }
-  /** The fetch a 'cache-answer' made this worker lead will not fill the store. */
-  | { type: 'cache-abandon'; route: number; key: string }
+  /** Store (or replace, after a 304 refreshed it) the response of `key` for its variant, fetched under `lock`. */
+  | { type: 'cache-store'; route: number; key: string; lock: number; entry: CachedResponse }
+  /**
+   * The fetch under `lock` will not fill the store; `retry` when it ended before the backend said
+   * whether the response is storable (its client left): a waiting request fetches instead.
+   */
+  | { type: 'cache-abandon'; route: number; key: string; lock: number; retry: boolean }
   /** An unsafe request to `key` succeeded: what is stored for it goes (RFC 9111 §4.4). */
   | { type: 'cache-invalidate'; route: number; key: string }
   /** Results since the last report, per route: [route, result, count, …]. */
@@ -78,14 +81,15 @@ export interface CachedResponse {
 }
 
 /**
- * fresh: answer with it. stale: answer with it (stale-while-revalidate), and revalidate in the
- * background when `revalidate`. fetch: go to the backend; `lead` fills the store for the waiting
- * identical requests, `entry` is a stale response to revalidate (lead) or stand in on an error.
+ * fresh: answer with it. stale: answer with it (stale-while-revalidate), and revalidate it in the
+ * background under `lock` unless 0. fetch: go to the backend; under a `lock` (not 0) the fetch
+ * fills the store for the waiting identical requests and reports with it (store or abandon);
+ * `entry` is a stale response to revalidate (under a lock) or stand in on an error.
  */
 export type CacheAnswer =
   | { kind: 'fresh'; entry: CachedResponse }
-  | { kind: 'stale'; entry: CachedResponse; revalidate: boolean }
-  | { kind: 'fetch'; lead: boolean; entry?: CachedResponse };
+  | { kind: 'stale'; entry: CachedResponse; lock: number }
+  | { kind: 'fetch'; lock: number; entry?: CachedResponse };
 
 /** What the cache did for one request, as x-fairway-cache and the metrics say it. */
 export const CACHE_RESULTS = ['hit', 'miss', 'stale', 'revalidated', 'bypass'] as const;

@@ -47,11 +47,15 @@ export class CacheChannel {
 
   /**
    * Asks the store; `answered` is called once. The store answers within `wait` (its lock
-   * timeout); should an answer be lost past that, the request goes to the backend on its own.
+   * timeout); should an answer come later than that, the request goes to the backend on its own.
    */
   lookup(route: number, key: string, headers: string[], wait: number, answered: (answer: CacheAnswer) => void): void {
     const id = this.nextId++;
-    const timer = setTimeout(() => this.answer(id, { kind: 'fetch', lock: 0 }), wait + LOOKUP_MARGIN);
+    const timer = setTimeout(() => {
+      // Should the answer still come, a lock it hands out goes back to the store (to a waiting request).
+      this.pending.set(id, { answered: (late) => this.giveBack(route, key, late), timer });
+      answered({ kind: 'fetch', lock: 0 });
+    }, wait + LOOKUP_MARGIN);
     this.pending.set(id, { answered, timer });
     this.post({ type: 'cache-lookup', id, route, key, headers });
   }
@@ -62,6 +66,10 @@ export class CacheChannel {
     this.pending.delete(id);
     clearTimeout(pending.timer);
     pending.answered(answer);
+  }
+
+  private giveBack(route: number, key: string, late: CacheAnswer): void {
+    if (late.kind !== 'fresh' && late.lock) this.abandon(route, key, late.lock, true);
   }
 
   store(route: number, key: string, lock: number, entry: CachedResponse): void {
@@ -414,8 +422,8 @@ class FetchTap implements ResponseTap {
   }
 
   failed(fault?: ProxyFault): boolean {
-    // A client's own fault (a rate limit, a body too large) is answered as such, never stood in for.
     this.decided = true;
+    // A client's own fault (a rate limit, a body too large) is answered as such, never stood in for.
     if (fault && fault.source !== 'upstream') return false;
     return this.standIn();
   }

@@ -19,9 +19,8 @@ interface Waiter {
   headers: string[];
 }
 
-/** The fetch in flight for a key (by `lead`, a worker, under `lock`), and the identical requests waiting for it. */
+/** The fetch in flight for a key (under `lock`), and the identical requests waiting for it. */
 interface InFlight {
-  lead: number;
   lock: number;
   waiters: Waiter[];
   timer: NodeJS.Timeout;
@@ -113,13 +112,19 @@ class RouteCache {
     return variants.find((entry) => varyValues(entry.varyNames, headers).every((value, i) => value === entry.varyValues[i]));
   }
 
+  /** `key` is fetched by `lead` (a worker) for the requests that come to wait for it. */
   private lock(key: string, lead: number): number {
-    const lock = this.nextLock++;
-    this.locks.set(lock, { key, lead, invalidated: false });
+    const lock = this.newLock(key, lead);
     // A lead that does not report in time (its backend is slow) lets its waiters go at the deadline.
     const timer = setTimeout(() => this.release(key, lock, undefined), this.config.lockTimeout);
     timer.unref();
-    this.inFlight.set(key, { lead, lock, waiters: [], timer });
+    this.inFlight.set(key, { lock, waiters: [], timer });
+    return lock;
+  }
+
+  private newLock(key: string, lead: number): number {
+    const lock = this.nextLock++;
+    this.locks.set(lock, { key, lead, invalidated: false });
     return lock;
   }
 
@@ -151,9 +156,7 @@ class RouteCache {
     if (!flight || flight.lock !== lock) return;
     const next = flight.waiters.shift();
     if (!next) return this.release(key, lock, undefined);
-    flight.lead = next.worker;
-    flight.lock = this.nextLock++;
-    this.locks.set(flight.lock, { key, lead: next.worker, invalidated: false });
+    flight.lock = this.newLock(key, next.worker);
     this.answer(next.worker, next.id, { kind: 'fetch', lock: flight.lock, entry: this.variant(key, next.headers) });
   }
 

@@ -83,7 +83,7 @@ async function main() {
       file,
       `listen: 127.0.0.1:${port}\nworkers: ${workers}\nengine: ${engine}\nlog: { level: warn, access: false }\npools:\n  api:\n    backends: [127.0.0.1:${backendPort}]\nroutes:\n  - match: { path: /cached }\n    pool: api\n    strip_prefix: /cached\n    cache: { size: 64mb }\n  - match: { path: / }\n    pool: api\n`,
     );
-    const fairway = start(process.execPath, [join(root, 'dist/src/cli.js'), '--config', file]);
+    const fairway = start(process.execPath, [join(root, 'dist/bundle/cli.js'), '--config', file]);
     await answering(port, '/catalog');
     rows.push([`fairway ${label}, uncached route`, wrk(port, '/catalog')]);
     rows.push([`fairway ${label}, cached route`, wrk(port, '/cached/catalog')]);

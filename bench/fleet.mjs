@@ -112,7 +112,7 @@ async function startTarget(target) {
       ],
     }),
   );
-  const child = start(process.execPath, [join(root, 'dist/src/cli.js'), '--config', file]);
+  const child = start(process.execPath, [join(root, 'dist/bundle/cli.js'), '--config', file]);
   await waitForOutput(child, target.fleet ? 'fleet up' : 'fairway is listening');
   await waitForHttp(target.port);
   return child;

@@ -67,7 +67,7 @@ async function startFairway(port, workers, httpBackend, wsBackend) {
       ],
     }),
   );
-  const child = start(process.execPath, [join(root, 'dist/src/cli.js'), '--config', config]);
+  const child = start(process.execPath, [join(root, 'dist/bundle/cli.js'), '--config', config]);
   child.stdout.on('data', () => {});
   await sleep(1500);
   return child;

@@ -12,6 +12,7 @@ import { connect } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cpuSeconds } from './procStats.mjs';
+import { cliOf } from './tree.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const argument = (name, fallback) => {
@@ -97,7 +98,7 @@ function fairway(tree, port, label) {
       routes: [{ match: { path: '/' }, pool: 'http' }],
     }),
   );
-  const child = start(process.execPath, { cores: proxyCores, list: [join(tree, 'dist/src/cli.js'), '--config', file] });
+  const child = start(process.execPath, { cores: proxyCores, list: [cliOf(tree), '--config', file] });
   const commit = execFileSync('git', ['-C', tree, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   return { label: `${label} @${commit}`, child, url: `http://127.0.0.1:${port}/`, port };
 }

@@ -2,7 +2,8 @@
 // request, in one run, for direct access, fairway (1 and N workers) and, when installed, HAProxy
 // and NGINX with equivalent configs. Everything on 127.0.0.1; every loop bounded in time; every
 // process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md;
-// then, with redis-server installed, runs bench/fleet.mjs for the fleet's rows.
+// then, with redis-server installed, runs bench/fleet.mjs for the fleet's rows, and last
+// bench/startup.mjs for the time from spawn to the first answered request.
 // Usage: npm run bench [-- --quick] [--compare DIR] [--cores LIST]
 //   --compare DIR: also measures the fairway built in another checkout DIR (its dist/), 1 and N
 //   workers, in the same rounds, so that a change is judged against its base in one run.
@@ -14,6 +15,7 @@ import { get as httpGet } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { cpuSeconds, family, rssBytes } from './procStats.mjs';
+import { cliOf } from './tree.mjs';
 
 const quick = process.argv.includes('--quick');
 const compareAt = process.argv.indexOf('--compare');
@@ -162,7 +164,7 @@ function fairwayTarget(workers, port, engine = 'uws', tree = root, label = '') {
           ],
         }),
       );
-      const child = start(process.execPath, [join(tree, 'dist/src/cli.js'), '--config', file], {}, PIN.proxy);
+      const child = start(process.execPath, [cliOf(tree), '--config', file], {}, PIN.proxy);
       // Its warnings and errors, kept to explain a failed measurement.
       child.stdout.on('data', (d) => (child.lastOutput = `${child.lastOutput ?? ''}${d}`.slice(-4000)));
       child.once('exit', (code, signal) => {
@@ -565,4 +567,8 @@ if (has('redis-server') && has('wrk')) {
   const fleet = spawnSync(process.execPath, [join(root, 'bench/fleet.mjs'), ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
   if (fleet.status !== 0) process.stderr.write('bench/fleet.mjs failed\n');
 } else console.log('fleet rows skipped: redis-server and wrk are needed (apt-get install redis-server wrk)');
+// Start-up: spawn to first answered request (bench/startup.mjs), against the same peers.
+for (const child of started) await stop(child);
+const startup = spawnSync(process.execPath, [join(root, 'bench/startup.mjs'), ...(compareDir ? ['--compare', compareDir] : [])], { stdio: 'inherit' });
+if (startup.status !== 0) process.stderr.write('bench/startup.mjs failed\n');
 process.exit(0);

@@ -107,7 +107,7 @@ function spawnTarget(command, args, ready) {
 }
 
 function fairway(port, upstream, engine) {
-  const args = [join(root, 'dist/src/cli.js'), '--listen', `127.0.0.1:${port}`, '--to', upstream, '--workers', '2', '--engine', engine];
+  const args = [join(root, 'dist/bundle/cli.js'), '--listen', `127.0.0.1:${port}`, '--to', upstream, '--workers', '2', '--engine', engine];
   return spawnTarget(process.execPath, args, (output) => output.includes('fairway is listening'));
 }
 

@@ -3,13 +3,16 @@
 // when installed, each started 5 times against one backend; median and range. Prints a Markdown
 // table.
 //
-// Usage: npm run bench:startup
+// Usage: npm run bench:startup [-- --compare DIR]
+//   --compare DIR: also starts the fairway built in another checkout DIR, in the same run.
+// `npm run bench` runs it last.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cliOf } from './tree.mjs';
 
 const RUNS = 5;
 const root = new URL('..', import.meta.url).pathname;
@@ -19,12 +22,16 @@ const backend = createServer((_req, res) => res.end('ok'));
 await new Promise((resolve) => backend.listen(0, '127.0.0.1', resolve));
 const upstream = `127.0.0.1:${backend.address().port}`;
 
-const fairway = (workers, engine) => (port) => [process.execPath, [join(root, 'dist/src/cli.js'), '--listen', `127.0.0.1:${port}`, '--to', upstream, '--workers', String(workers), '--engine', engine]];
-const targets = [
-  ['fairway 1w', fairway(1, 'uws')],
-  ['fairway 2w', fairway(2, 'uws')],
-  ['fairway native-free 1w', fairway(1, 'native-free')],
-];
+const compareAt = process.argv.indexOf('--compare');
+const compareDir = compareAt > 0 ? process.argv[compareAt + 1] : undefined;
+const fairway = (workers, engine, tree = root) => (port) => [process.execPath, [cliOf(tree), '--listen', `127.0.0.1:${port}`, '--to', upstream, '--workers', String(workers), '--engine', engine]];
+const trees = [['', root]];
+if (compareDir) trees.push([` @${spawnSync('git', ['-C', compareDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim()}`, compareDir]);
+const targets = trees.flatMap(([label, tree]) => [
+  [`fairway${label} 1w`, fairway(1, 'uws', tree)],
+  [`fairway${label} 2w`, fairway(2, 'uws', tree)],
+  [`fairway${label} native-free 1w`, fairway(1, 'native-free', tree)],
+]);
 if (has('haproxy')) {
   targets.push([
     'haproxy 2t',

@@ -245,7 +245,7 @@ uwsAlone.kill('SIGTERM');
   const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-fairway-'));
   const config = { listen: '127.0.0.1:9454', workers: 1, engine: 'uws', log: { level: 'warn', access: false }, pools: { http: { backends: [`127.0.0.1:${PORT}`] } } };
   writeFileSync(join(dir, 'fairway.json'), JSON.stringify(config));
-  const fairway = spawn(process.execPath, [join(root, 'dist/src/cli.js'), '--config', join(dir, 'fairway.json')], { stdio: 'ignore' });
+  const fairway = spawn(process.execPath, [join(root, 'dist/bundle/cli.js'), '--config', join(dir, 'fairway.json')], { stdio: 'ignore' });
   process.on('exit', () => fairway.kill('SIGTERM'));
   servers.push({ name: `fairway (1 worker) in front of the same ${backend.name}: a whole proxy`, ...(await underWrk(fairway, 9454)) });
   fairway.kill('SIGTERM');

@@ -27,7 +27,7 @@ async function measure(engine, compression) {
   const port = 20_000 + Math.floor(Math.random() * 10_000);
   const file = join(dir, `${engine}-${compression}.yaml`);
   writeFileSync(file, `listen: 127.0.0.1:${port}\nworkers: 1\nengine: ${engine}\nlog: { level: warn, access: false }\nwebsocket: { compression: ${compression}, ping_interval: 0s }\npools:\n  main:\n    backends: [127.0.0.1:${backend.address().port}]\n`);
-  const child = spawn(process.execPath, [join(root, 'dist/src/cli.js'), '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(root, 'dist/bundle/cli.js'), '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));

@@ -6,6 +6,7 @@ import { readConfigFile } from './config/load.js';
 import { ConfigError, validateConfig } from './config/schema.js';
 import { readFileSync } from 'node:fs';
 import { createLogger, prettyFor } from './log.js';
+import { PACKAGE_JSON } from './paths.js';
 import { runDemo } from './demo.js';
 import { startFairway, StartupError } from './primary/fairway.js';
 
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
     return;
   }
   if (flags.version) {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
     process.stdout.write(`fairway ${pkg.version}\n`);
     return;
   }

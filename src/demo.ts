@@ -1,12 +1,11 @@
 // `npm start` with no arguments: three chat backends, fairway in front, the dashboard beside.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { validateConfig } from './config/schema.js';
 import { createLogger } from './log.js';
+import { CHAT_BACKEND } from './paths.js';
 import { startFairway } from './primary/fairway.js';
 
-const CHAT_BACKEND = fileURLToPath(new URL('../../scripts/chatBackend.mjs', import.meta.url));
 const BACKEND_PORTS = [9101, 9102, 9103];
 
 function waitForLine(child: ChildProcess, text: string): Promise<void> {

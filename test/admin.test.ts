@@ -24,7 +24,7 @@ async function api(port: number, method: string, path: string, body?: unknown, t
 }
 
 const enc = encodeURIComponent;
-const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/bundle/cli.js', import.meta.url).pathname;
 
 
 async function whoami(ws: WebSocket): Promise<string> {

@@ -8,7 +8,7 @@ import test from 'ava';
 import { CONFIG_KEYS, ConfigError, parseDuration, parseSize, validateConfig } from '../dist/src/index.js';
 import { DEFAULTS } from '../dist/src/config/defaults.js';
 
-const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/bundle/cli.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fairway-config-'));
 
 function check(name: string, text: string) {

@@ -14,15 +14,22 @@ function* sources(dir) {
   }
 }
 
-for (const source of [...sources('src'), ...sources('native-free')]) {
-  const built = join(root, 'dist', source.replace(/\.ts$/, '.js'));
-  let builtAt = 0;
+function builtAt(file) {
   try {
-    builtAt = statSync(built).mtimeMs;
+    return statSync(join(root, file)).mtimeMs;
   } catch {
-    // Not built at all.
+    return 0; // Not built at all.
   }
-  if (builtAt < statSync(join(root, source)).mtimeMs) {
-    throw new Error(`dist/ is older than ${relative(root, join(root, source))}: run \`npm run build\` first (\`npm test\` does)`);
+}
+
+// The CLI and the workers run the bundles of dist/ (scripts/bundle.mjs), so they must be newer
+// than every source too.
+const bundles = ['dist/bundle/cli.js', 'dist/bundle/serve-uws.js', 'dist/bundle/serve-native-free.js'];
+for (const source of [...sources('src'), ...sources('native-free')]) {
+  const editedAt = statSync(join(root, source)).mtimeMs;
+  for (const built of [join('dist', source.replace(/\.ts$/, '.js')), ...bundles]) {
+    if (builtAt(built) < editedAt) {
+      throw new Error(`${built} is older than ${source}: run \`npm run build\` first (\`npm test\` does)`);
+    }
   }
 }

@@ -319,7 +319,7 @@ export async function deadPort(t: ExecutionContext): Promise<number> {
   return Number(chunk.toString().trim());
 }
 
-const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/bundle/cli.js', import.meta.url).pathname;
 
 /**
  * The real CLI in a child process, killed at teardown if still running; `output()` is what it

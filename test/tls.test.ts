@@ -17,7 +17,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { BACKEND_UP, ConfigError, createLogger, loadConfigFile, startFairway, validateConfig } from '../dist/src/index.js';
 import { ENGINE, onePool, openSocket, nextMessage, startBackend, startProxy, waitFor } from './helpers.js';
 
-const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/bundle/cli.js', import.meta.url).pathname;
 
 /** A CA and two leaf certificates signed by it (a.test, b.test), in a temporary folder. */
 function makeCertificates(): { dir: string; ca: Buffer } {

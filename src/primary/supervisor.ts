@@ -1,12 +1,12 @@
 // Runs one long-lived serve task per worker thread on piscina, and replaces a worker that dies.
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/messages.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
 import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
+import { SERVE_TASKS } from '../paths.js';
 
 /**
  * Young generation of each worker's V8 heap, MiB. V8 grows it to 48 MiB or so during a burst of
@@ -16,11 +16,6 @@ import type { Logger } from '../log.js';
  */
 const YOUNG_GENERATION_MB = 12;
 
-/** The serve task of each engine: one long-lived task per worker thread. */
-const SERVE_TASKS = {
-  uws: fileURLToPath(new URL('../engine/uws/serveTask.js', import.meta.url)),
-  'native-free': fileURLToPath(new URL('../../native-free/serveTask.js', import.meta.url)),
-} as const;
 
 export type RunningEngine = keyof typeof SERVE_TASKS;
 const RESTART_DELAY_MIN = 100;

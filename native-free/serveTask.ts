@@ -13,6 +13,7 @@ import { netReusePort, readProxyHeader } from '../src/engine/sockets.js';
 import { serveWorker, type Engine } from '../src/dataplane/workerLoop.js';
 import type { WorkerContext } from '../src/dataplane/workerContext.js';
 import type { Logger } from '../src/log.js';
+import type { StateTable } from '../src/core/state/stateTable.js';
 import { handleHttp, writeFault, type ClientResponse } from './httpProxy.js';
 import type { ClientRequest } from './requestHead.js';
 import { proxiedAddresses } from './requestHead.js';
@@ -59,7 +60,7 @@ function nativeEngine(context: WorkerContext, logger: Logger): Engine {
       );
   // Long uploads and downloads are bounded by the idle timeouts, not by a whole-request limit.
   if ('requestTimeout' in server) server.requestTimeout = 0;
-  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => answerClientError(err, socket, config.limits.maxRequestLine));
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => answerClientError(err, socket, config.limits.maxRequestLine, context.table));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, early: Buffer) => {
     try {
       handleUpgrade(context, webSockets, clients, req, socket, early);
@@ -108,8 +109,9 @@ function nativeEngine(context: WorkerContext, logger: Logger): Engine {
 /**
  * Answers what node:http could not read as a request, as HAProxy does: 408 for a head that did not
  * arrive in time, 414 or 431 for one too large, 400 for the rest; then closes the connection.
+ * Counted in fairway_errors_total like every answer the gate gives.
  */
-function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket, maxRequestLine: number): void {
+function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket, maxRequestLine: number, table: StateTable): void {
   const inResponse = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage?.headersSent === true;
   if (err.code !== 'ECONNRESET' && socket.writable && !inResponse) {
     let fault: ProxyFault = FAULTS.badRequest;
@@ -121,6 +123,7 @@ function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
       const lineEnd = packet && /^[A-Z]+ /.test(packet.toString('latin1', 0, 16)) ? packet.indexOf('\r\n') : 0;
       fault = lineEnd < 0 || lineEnd > maxRequestLine ? FAULTS.uriTooLong : FAULTS.headTooLarge;
     }
+    table.countFault(fault.code);
     answerFault(socket, fault);
     // Closed once the answer is out, whatever the client still sends.
     socket.destroySoon();

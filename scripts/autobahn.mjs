@@ -3,11 +3,12 @@
 // table of docs/operations.md. The testsuite is not on npm or Debian: it runs where it is
 // installed, named by WSTEST (a command line, e.g. "wstest" or "python3 /opt/abpy3/run.py").
 //
-// Usage: WSTEST="wstest" node scripts/autobahn.mjs [--quick] [--cases 1.*,2.*] [--out DIR]
-//   --quick  leaves out the 9.* performance cases (minutes instead of a quarter of an hour)
+// Usage: WSTEST="wstest" node scripts/autobahn.mjs [--quick] [--cases 1.*,2.*] [--agents LIST] [--out DIR]
+//   --quick   leaves out the 9.* performance cases (minutes instead of a quarter of an hour)
+//   --agents  which of direct,fairway-uws,fairway-native-free to test (default: all three)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +23,9 @@ if (!wstest) {
 }
 const cases = (option('--cases') ?? '*').split(',');
 const exclude = args.includes('--quick') ? ['9.*'] : [];
+const agents = (option('--agents') ?? 'direct,fairway-uws,fairway-native-free').split(',');
 const out = option('--out') ?? mkdtempSync(join(tmpdir(), 'fairway-autobahn-'));
+mkdirSync(out, { recursive: true });
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -56,8 +59,8 @@ await new Promise((resolve) => echo.once('listening', resolve));
 const echoPort = echo.address().port;
 
 const children = [];
-const servers = [{ agent: 'direct', url: `ws://127.0.0.1:${echoPort}` }];
-for (const engine of ['uws', 'native-free']) {
+const servers = agents.includes('direct') ? [{ agent: 'direct', url: `ws://127.0.0.1:${echoPort}` }] : [];
+for (const engine of ['uws', 'native-free'].filter((name) => agents.includes(`fairway-${name}`))) {
   const port = await freePort();
   const file = join(out, `fairway-${engine}.json`);
   writeFileSync(file, JSON.stringify({
@@ -69,7 +72,7 @@ for (const engine of ['uws', 'native-free']) {
     pools: { echo: { backends: [`127.0.0.1:${echoPort}`] } },
     routes: [{ match: { path: '/' }, pool: 'echo' }],
   }));
-  const child = spawn(process.execPath, ['dist/src/cli.js', '--config', file], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, ['dist/bundle/cli.js', '--config', file], { stdio: ['ignore', 'inherit', 'inherit'] });
   children.push(child);
   await answersHttp(port);
   servers.push({ agent: `fairway-${engine}`, url: `ws://127.0.0.1:${port}` });

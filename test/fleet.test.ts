@@ -14,7 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { WebSocket } from 'ws';
 import { validateConfig, ConfigError } from '../dist/src/index.js';
 import type { FleetView } from '../dist/src/primary/fleet.js';
-import { closed, freePort, openSocket, runCli, START_DEADLINE, startBackend, startRedis, waitFor, type TestBackend, type TestRedis } from './helpers.js';
+import { closed, freePort, openSocket, rawExchange, runCli, START_DEADLINE, startBackend, startRedis, waitFor, type TestBackend, type TestRedis } from './helpers.js';
 
 // The tests run one at a time: each starts two or three fairway processes, a Redis and sometimes
 // a browser, as much as other files' heavy tests together.
@@ -465,7 +465,7 @@ test.serial('fleet: a backend added on one instance joins every pool of the flee
   await until('every instance to take it out once its sessions ended', async () => (await Promise.all([a, b, c].map((x) => status(x, backends[2])))).every((s) => s === 404));
 });
 
-test.serial('fleet dashboard: the page shows the live instances, each backend\'s fleet total, and when Redis is lost', async (t) => {
+test.serial('fleet dashboard: the page shows the live instances, each backend\'s fleet total, every instance\'s rates, errors and latency and their sum, and when Redis is lost', async (t) => {
   const redis = await startRedis(t);
   const backends = await threeBackends(t);
   const [a, b] = await Promise.all(['lb-a', 'lb-b'].map((name) => startInstance(t, redis, name, backends)));
@@ -497,6 +497,35 @@ test.serial('fleet dashboard: the page shows the live instances, each backend\'s
     return Object.fromEntries(plot.series.slice(1).map((s, i) => [s.label, plot.data[i + 1].at(-1)]));
   });
   t.deepEqual(lines, { 'lb-a': 4, 'lb-b': 5, 'fleet total': 9 });
+  // B's requests, errors and latency reach A's history through the fleet, each second, and add up.
+  type Rates = { rps: number; errors: number; p50: number | null; p99: number | null };
+  type FleetPoint = { fleet?: { rates: Record<string, Rates>; total: Rates } };
+  const fleetPoints = async () => ((await JSON.parse((await adminRequest(a.adminPort, 'GET', '/api/history')).body)) as { points: FleetPoint[] }).points.flatMap((p) => (p.fleet ? [p.fleet] : []));
+  const seenFromB = (points: Awaited<ReturnType<typeof fleetPoints>>) => points.find((p) => (p.rates['lb-b']?.rps ?? 0) > 0 && (p.rates['lb-b']?.errors ?? 0) > 0);
+  for (const deadline = Date.now() + 30_000; !seenFromB(await fleetPoints()); ) {
+    if (Date.now() > deadline) t.fail('A never showed B\'s requests and errors');
+    await Promise.all(Array.from({ length: 10 }, () => fetch(`http://127.0.0.1:${b.port}/`).then((res) => res.text())));
+    const refused = await rawExchange(b.port, 'POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab', 20_000);
+    t.regex(refused.reply, /^HTTP\/1\.1 400 /);
+  }
+  const points = await fleetPoints();
+  const fromB = seenFromB(points)!;
+  t.not(fromB.rates['lb-b'].p99, null, 'B\'s latency too');
+  for (const point of points) {
+    const named = Object.values(point.rates);
+    t.is(point.total.rps, named.reduce((n, r) => n + r.rps, 0));
+    t.is(point.total.errors, named.reduce((n, r) => n + r.errors, 0));
+    t.is(point.rates['lb-a']?.errors ?? 0, 0, 'A itself answered no error');
+  }
+  // The page draws them: a line per instance and the fleet's.
+  await page.waitForFunction(() => {
+    const chart = (window as unknown as Page).fairway?.charts.fleetErrors;
+    return chart !== undefined && chart.plot.data[2]?.some((v) => (v ?? 0) > 0);
+  }, undefined, { timeout: 30_000 });
+  for (const key of ['fleetRps', 'fleetErrors', 'fleetLatency']) {
+    const labels = await page.evaluate((k) => (window as unknown as Required<Page>).fairway.charts[k].plot.series.slice(1).map((s) => s.label), key);
+    t.deepEqual(labels, ['lb-a', 'lb-b', 'fleet total'], key);
+  }
   await redis.kill();
   await page.waitForFunction(() => document.getElementById('fleet-state')?.textContent === 'degraded', undefined, { timeout: 20_000 });
   t.pass();

@@ -95,7 +95,7 @@ function mediaType(value: string | undefined): string {
 
 export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger, fleet?: FleetAgent): Promise<AdminServer> {
   const stats = new LiveStats(control, table);
-  const history = new History(control, table, fleet && (() => fleet.snapshot()));
+  const history = new History(control, table, fleet);
   const streams = new Set<ServerResponse>();
   const expected = config.token ? Buffer.from(`Bearer ${config.token}`) : undefined;
 

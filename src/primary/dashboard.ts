@@ -178,9 +178,17 @@ export const DASHBOARD_HTML = `<!doctype html>
     errors: ['Errors per second by x-fairway-error', () => (codes().length ? codes() : ['none']).map((code) => [code, (p) => p.errors[code] ?? 0])],
     fleetInstances: ['Fleet: active per instance, and summed', () => fleetNames().map((name) => [name, name === 'fleet total' ? (p) => (p.fleet ? Object.values(p.fleet.instances).reduce((a, b) => a + b, 0) : null) : (p) => p.fleet?.instances[name] ?? null])],
     fleetBackends: ['Fleet: active per backend over every instance', () => ids().map((id) => [id, (p) => p.fleet?.backends[id] ?? null])],
+    fleetRps: ['Fleet: requests per second per instance, and summed', () => fleetRates((r) => r.rps)],
+    fleetErrors: ['Fleet: errors per second per instance, and summed', () => fleetRates((r) => r.errors)],
+    fleetLatency: ['Fleet: p99 latency per instance, and over the fleet (ms)', () => fleetRates((r) => nullable(r.p99))],
     latency: ['p50 / p99 latency per backend (ms)', () => ids().flatMap((id) => [[id + ' p50', (p) => nullable(p.backends[id]?.p50)], [id + ' p99', (p) => nullable(p.backends[id]?.p99)]])],
   };
   const fleetNames = () => [...new Set(history.points.flatMap((p) => Object.keys(p.fleet?.instances ?? {}))), 'fleet total'];
+  /** A series per instance and one for the fleet, of value(rates) (a gap where an instance published none). */
+  const fleetRates = (value) => fleetNames().map((name) => [name, (p) => {
+    const rates = name === 'fleet total' ? p.fleet?.total : p.fleet?.rates?.[name];
+    return rates ? value(rates) : null;
+  }]);
   const nullable = (s) => (s === null || s === undefined ? null : s * 1000);
   // The events as vertical marks on every chart.
   const marks = { hooks: { draw: [(u) => {

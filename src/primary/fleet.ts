@@ -16,6 +16,7 @@ import { validateBackend } from '../config/schema.js';
 import type { ControlPlane, SharedChange } from './controlPlane.js';
 import { LIMIT, PICK, PREFIX, RELEASE, REPLACE, SYNC, TAKE } from './fleetScripts.js';
 import type { Supervisor } from './supervisor.js';
+import type { InstanceRates } from './history.js';
 import type { SlotRegistry } from '../core/state/slotRegistry.js';
 
 /** An instance silent for this many heartbeats is dead. */
@@ -26,6 +27,7 @@ const KEY = {
   sessions: `${PREFIX}sessions`,
   held: (name: string) => `${PREFIX}held:${name}`,
   active: (name: string) => `${PREFIX}active:${name}`,
+  rates: (name: string) => `${PREFIX}rates:${name}`,
   drained: `${PREFIX}admin:drained`,
   weight: `${PREFIX}admin:weight`,
   added: `${PREFIX}admin:added`,
@@ -41,6 +43,20 @@ export interface FleetView {
   instances: string[];
   /** Per backend: what each instance holds there (sessions + requests), and the fleet-counted sessions. */
   backends: { id: string; instances: Record<string, number>; total: number; sessions: number }[];
+  /** Each other live instance's last second, as it published it (none until it has, none while degraded). */
+  rates: Record<string, InstanceRates>;
+}
+
+/** Another instance's rates as Redis returned them, or undefined when absent or not of this shape. */
+function parseRates(raw: unknown): InstanceRates | undefined {
+  if (typeof raw !== 'string') return undefined;
+  try {
+    const rates = JSON.parse(raw) as InstanceRates;
+    const numbers = [rates.rps, rates.errors, rates.opened, rates.closed];
+    return numbers.every(Number.isFinite) && Array.isArray(rates.latency) && rates.latency.every(Number.isFinite) ? rates : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 class Timeout extends Error {}
@@ -79,7 +95,9 @@ export class FleetAgent {
   private lastError = '';
   /** Times this instance fell back to local picks. */
   degradations = 0;
-  private view: { instances: Map<string, Map<string, number>>; sessions: Map<string, number> } = { instances: new Map(), sessions: new Map() };
+  private view: { instances: Map<string, Map<string, number>>; sessions: Map<string, number>; rates: Map<string, InstanceRates> } = { instances: new Map(), sessions: new Map(), rates: new Map() };
+  /** This instance's last second (History), published with every sync. */
+  private ownRates = '';
 
   constructor(
     private readonly config: FleetConfig,
@@ -197,7 +215,7 @@ export class FleetAgent {
     const truth: (string | number)[] = [];
     const totals = this.heldTotals();
     for (const [slot, count] of totals) truth.push(this.idOf(slot), count);
-    const replaced = this.run(REPLACE, [KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name)], [this.config.name, 1, ...truth]);
+    const replaced = this.run(REPLACE, [KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name), KEY.rates(this.config.name)], [this.config.name, 1, ...truth]);
     this.sending = true;
     await within(replaced, this.syncTimeout);
     await this.storeDrains();
@@ -219,10 +237,16 @@ export class FleetAgent {
       if (active > 0) counts.push(id, active);
     }
     const deadAfter = HEARTBEATS_TO_DEATH * this.config.heartbeat;
-    const reply = (await within(this.run(SYNC, [KEY.instances, KEY.sessions], [this.config.name, deadAfter, PREFIX, ...counts]), this.syncTimeout)) as unknown[];
+    const reply = (await within(this.run(SYNC, [KEY.instances, KEY.sessions], [this.config.name, deadAfter, PREFIX, this.ownRates, ...counts]), this.syncTimeout)) as unknown[];
     const instances = new Map<string, Map<string, number>>();
-    for (let i = 2; i + 1 < reply.length; i += 2) instances.set(String(reply[i]), pairs(reply[i + 1]));
-    this.view = { instances, sessions: pairs(reply[1]) };
+    const rates = new Map<string, InstanceRates>();
+    for (let i = 2; i + 2 < reply.length; i += 3) {
+      const name = String(reply[i]);
+      instances.set(name, pairs(reply[i + 1]));
+      const published = parseRates(reply[i + 2]);
+      if (published && name !== this.config.name) rates.set(name, published);
+    }
+    this.view = { instances, sessions: pairs(reply[1]), rates };
     const remote = new Map<string, number>();
     for (const [name, active] of instances) {
       if (name === this.config.name) continue;
@@ -422,7 +446,14 @@ export class FleetAgent {
       }
       backends.push({ id, instances, total, sessions: this.view.sessions.get(id) ?? 0 });
     }
-    return { name: this.config.name, degraded: !this.up, instances: live.map(([name]) => name), backends };
+    // Rates only while shared: degraded, the last ones seen would be drawn as if current.
+    const rates = this.up ? Object.fromEntries(live.filter(([name]) => this.view.rates.has(name)).map(([name]) => [name, this.view.rates.get(name)!])) : {};
+    return { name: this.config.name, degraded: !this.up, instances: live.map(([name]) => name), backends, rates };
+  }
+
+  /** This instance's last second, for the other instances' dashboards: sent with the next sync. */
+  shareRates(rates: InstanceRates): void {
+    this.ownRates = JSON.stringify(rates);
   }
 
   /** Leaves the fleet: this instance's counts go at once instead of after 3 heartbeats. */
@@ -431,7 +462,7 @@ export class FleetAgent {
     if (this.timer) clearInterval(this.timer);
     this.table.setFleetState(FLEET_DEGRADED);
     if (this.ready) {
-      await within(this.run(REPLACE, [KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name)], [this.config.name, 0]), this.syncTimeout).catch(() => undefined);
+      await within(this.run(REPLACE, [KEY.instances, KEY.sessions, KEY.held(this.config.name), KEY.active(this.config.name), KEY.rates(this.config.name)], [this.config.name, 0]), this.syncTimeout).catch(() => undefined);
     }
     this.redis.disconnect();
     this.subscriber.disconnect();

@@ -4,6 +4,8 @@
 //   instances            sorted set: instance name → time of its last sync (Redis clock, ms)
 //   active:NAME          hash: backend id → what NAME holds there (sessions + in-flight requests),
 //                        written by NAME every sync, expiring after 3 heartbeats
+//   rates:NAME           string: NAME's last second (JSON: requests, errors, sessions opened and
+//                        closed per second, latency buckets), written every sync, expiring as active:NAME
 //   held:NAME            hash: backend id → fleet-counted sessions (WebSocket, TCP) NAME holds
 //   sessions             hash: backend id → the sum of held:* over live instances
 //   admin:drained        hash: backend id → 1 when drained on any instance (admin API)
@@ -27,25 +29,27 @@ end
 `;
 
 /**
- * KEYS: instances, sessions. ARGV: me, dead-after ms, prefix, then backend id, count
- * pairs of what this instance holds now. Records the heartbeat and the counts, removes every
- * instance silent past dead-after (its sessions leave the fleet's counts), and returns
- * [existed (1/0), sessions as a flat hash, then per live instance: name, its active as a flat hash].
+ * KEYS: instances, sessions. ARGV: me, dead-after ms, prefix, my rates (JSON, '' for none yet),
+ * then backend id, count pairs of what this instance holds now. Records the heartbeat, the counts
+ * and the rates, removes every instance silent past dead-after (its sessions leave the fleet's
+ * counts), and returns [existed (1/0), sessions as a flat hash, then per live instance: name, its
+ * active as a flat hash, its rates (false when it has none)].
  */
 export const SYNC = `${DROP_HELD}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local me, deadAfter, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local me, deadAfter, prefix, rates = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local existed = redis.call('ZSCORE', KEYS[1], me) and 1 or 0
 redis.call('ZADD', KEYS[1], now, me)
 local activeKey = prefix .. 'active:' .. me
 redis.call('DEL', activeKey)
-for i = 4, #ARGV, 2 do redis.call('HSET', activeKey, ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', activeKey, ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', activeKey, deadAfter)
+if rates ~= '' then redis.call('SET', prefix .. 'rates:' .. me, rates, 'PX', deadAfter) end
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - deadAfter)) do
   if name ~= me then
     dropHeld(prefix .. 'held:' .. name, KEYS[2])
-    redis.call('DEL', prefix .. 'active:' .. name)
+    redis.call('DEL', prefix .. 'active:' .. name, prefix .. 'rates:' .. name)
     redis.call('ZREM', KEYS[1], name)
   end
 end
@@ -53,6 +57,7 @@ local out = { existed, redis.call('HGETALL', KEYS[2]) }
 for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   out[#out + 1] = name
   out[#out + 1] = redis.call('HGETALL', prefix .. 'active:' .. name)
+  out[#out + 1] = redis.call('GET', prefix .. 'rates:' .. name)
 end
 return out
 `;
@@ -122,7 +127,7 @@ return count
 `;
 
 /**
- * KEYS: instances, sessions, held:ME, active:ME. ARGV: me, register (1/0), then backend id,
+ * KEYS: instances, sessions, held:ME, active:ME, rates:ME. ARGV: me, register (1/0), then backend id,
  * count pairs. Replaces what ME holds with the given truth (after Redis was lost, or at start
  * under a name used before); without register, also leaves the fleet (a clean stop).
  */
@@ -137,7 +142,7 @@ for i = 3, #ARGV, 2 do
 end
 if ARGV[2] == '0' then
   redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[4])
+  redis.call('DEL', KEYS[4], KEYS[5])
 else
   -- Registered at once, so that a survivor removes these counts if ME dies before its next sync.
   local t = redis.call('TIME')

@@ -23,8 +23,40 @@ export interface HistoryPoint {
   errors: Record<string, number>;
   /** By worker thread: what it holds now, and requests it read per second. */
   workers: { active: number[]; rps: number[] };
-  /** With a fleet: what each live instance holds over all backends, and each backend's fleet total. */
-  fleet?: { instances: Record<string, number>; backends: Record<string, number> };
+  /**
+   * With a fleet: what each live instance holds over all backends, and each backend's fleet total;
+   * each instance's requests and errors per second and latency quantiles (s), and the same over
+   * the fleet (`total`: latency from the instances' summed buckets).
+   */
+  fleet?: {
+    instances: Record<string, number>;
+    backends: Record<string, number>;
+    rates: Record<string, FleetRates>;
+    total: FleetRates;
+  };
+}
+
+/** Requests and errors per second, latency quantiles (s) of one instance or of the fleet. */
+export interface FleetRates {
+  rps: number;
+  errors: number;
+  p50: number | null;
+  p99: number | null;
+}
+
+/** One second of an instance as it shares it with the fleet: rates, and the latency histogram's counts in that second. */
+export interface InstanceRates {
+  rps: number;
+  errors: number;
+  opened: number;
+  closed: number;
+  latency: number[];
+}
+
+/** The fleet's side of the history: its view, and where this instance's last second goes. */
+export interface FleetSide {
+  snapshot(): FleetView;
+  shareRates(rates: InstanceRates): void;
 }
 
 export interface HistoryEvent {
@@ -64,8 +96,8 @@ export class History {
   constructor(
     private readonly control: ControlPlane,
     private readonly table: StateTable,
-    /** The fleet's view, when this instance is part of one. */
-    private readonly fleet?: () => FleetView,
+    /** The fleet, when this instance is part of one. */
+    private readonly fleet?: FleetSide,
   ) {
     this.last = this.totals();
     this.timer = setInterval(() => this.sample(), 1000);
@@ -101,26 +133,32 @@ export class History {
     const seconds = Math.max(0.001, (now.at - before.at) / 1000);
     const rate = (a: number, b = 0) => Math.max(0, Math.round((a - b) / seconds));
     const backends: HistoryPoint['backends'] = {};
+    const own: InstanceRates = { rps: 0, errors: 0, opened: rate(now.opened, before.opened), closed: rate(now.closed, before.closed), latency: Array<number>(LATENCY_BUCKETS.length + 1).fill(0) };
     for (const backend of this.control.backends()) {
       const latency = now.latency.get(backend.id)!;
       const was = before.latency.get(backend.id);
-      const delta = latency.map((n, k) => n - (was?.[k] ?? 0));
-      backends[backend.id] = { active: backend.active, rps: rate(now.requests.get(backend.id)!, before.requests.get(backend.id)), p50: quantile(delta, 0.5), p99: quantile(delta, 0.99) };
+      // A backend that left between two samples takes its counts with it: never a negative rate.
+      const delta = latency.map((n, k) => Math.max(0, n - (was?.[k] ?? 0)));
+      const rps = rate(now.requests.get(backend.id)!, before.requests.get(backend.id));
+      backends[backend.id] = { active: backend.active, rps, p50: quantile(delta, 0.5), p99: quantile(delta, 0.99) };
+      own.rps += rps;
+      delta.forEach((n, k) => (own.latency[k] += n));
     }
     const errors: Record<string, number> = {};
     FAULT_CODES.forEach((code, index) => {
       const perSecond = rate(now.faults[index], before.faults[index]);
       if (perSecond > 0) errors[code] = perSecond;
+      own.errors += perSecond;
     });
+    this.fleet?.shareRates(own);
     this.points.push({
       at: Math.round(now.at / 1000),
       backends,
-      // A backend that left between two samples takes its counts with it: never a negative rate.
-      opened: rate(now.opened, before.opened),
-      closed: rate(now.closed, before.closed),
+      opened: own.opened,
+      closed: own.closed,
       errors,
       workers: { active: now.workerRequests.map((_, w) => this.table.heldByWorker(w)), rps: now.workerRequests.map((n, w) => rate(n, before.workerRequests[w])) },
-      ...(this.fleet && { fleet: fleetPoint(this.fleet()) }),
+      ...(this.fleet && { fleet: fleetPoint(this.fleet.snapshot(), own) }),
     });
     if (this.points.length > HISTORY_SECONDS) this.points.shift();
   }
@@ -130,13 +168,25 @@ export class History {
   }
 }
 
-/** Per instance: the sum over backends of what it holds; per backend: the fleet's total. */
-function fleetPoint(view: FleetView): NonNullable<HistoryPoint['fleet']> {
+/**
+ * Per instance: the sum over backends of what it holds, and its rates (this one's own, the others'
+ * as they last published them); per backend: the fleet's total; the fleet's rates summed.
+ */
+function fleetPoint(view: FleetView, own: InstanceRates): NonNullable<HistoryPoint['fleet']> {
   const instances: Record<string, number> = Object.fromEntries(view.instances.map((name) => [name, 0]));
   const backends: Record<string, number> = {};
   for (const backend of view.backends) {
     backends[backend.id] = backend.total;
     for (const [name, count] of Object.entries(backend.instances)) instances[name] = (instances[name] ?? 0) + count;
   }
-  return { instances, backends };
+  const shared: Record<string, InstanceRates> = { ...view.rates, [view.name]: own };
+  const rates: Record<string, FleetRates> = {};
+  const sum: InstanceRates = { rps: 0, errors: 0, opened: 0, closed: 0, latency: own.latency.map(() => 0) };
+  for (const [name, r] of Object.entries(shared)) {
+    rates[name] = { rps: r.rps, errors: r.errors, p50: quantile(r.latency, 0.5), p99: quantile(r.latency, 0.99) };
+    sum.rps += r.rps;
+    sum.errors += r.errors;
+    r.latency.forEach((n, k) => (sum.latency[k] = (sum.latency[k] ?? 0) + n));
+  }
+  return { instances, backends, rates, total: { rps: sum.rps, errors: sum.errors, p50: quantile(sum.latency, 0.5), p99: quantile(sum.latency, 0.99) } };
 }

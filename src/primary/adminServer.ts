@@ -10,7 +10,7 @@ import type { StateTable } from '../core/state/stateTable.js';
 import type { Logger } from '../log.js';
 import { ControlError, type ControlPlane } from './controlPlane.js';
 import { DASHBOARD_HTML } from './dashboard.js';
-import { History } from './history.js';
+import type { History } from './history.js';
 import { LiveStats } from './liveStats.js';
 import { renderMetrics } from './metrics.js';
 import type { FleetAgent } from './fleet.js';
@@ -93,9 +93,8 @@ function mediaType(value: string | undefined): string {
   return (value ?? '').split(';')[0].trim().toLowerCase();
 }
 
-export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, restarts: () => number, logger: Logger, fleet?: FleetAgent): Promise<AdminServer> {
+export async function startAdminServer(config: AdminConfig, control: ControlPlane, table: StateTable, limits: ClientLimits, history: History, restarts: () => number, logger: Logger, fleet?: FleetAgent): Promise<AdminServer> {
   const stats = new LiveStats(control, table);
-  const history = new History(control, table, fleet);
   const streams = new Set<ServerResponse>();
   const expected = config.token ? Buffer.from(`Bearer ${config.token}`) : undefined;
 
@@ -215,7 +214,6 @@ export async function startAdminServer(config: AdminConfig, control: ControlPlan
     async close() {
       clearInterval(ticker);
       stats.close();
-      history.close();
       for (const stream of streams) stream.end();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -12,6 +12,7 @@ import { createLogger, prettyFor, type Logger } from '../log.js';
 import type { AdminServer } from './adminServer.js';
 import { ControlPlane } from './controlPlane.js';
 import type { FleetAgent } from './fleet.js';
+import { History } from './history.js';
 import { Lifecycle } from './lifecycle.js';
 import { Supervisor, type RunningEngine } from './supervisor.js';
 
@@ -143,14 +144,18 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     throw new StartupError('FAIRWAY_START', (err as Error).message);
   }
   fleet?.start();
+  // The last 15 minutes, for the dashboard; with a fleet, also what this instance tells the others
+  // of its last second, so it runs for a fleet without an admin listener too.
+  const history = config.admin || fleet ? new History(control, table, fleet) : undefined;
   supervisor.onRestart = (worker) => control!.events.add('worker-restart', `worker ${worker} died and was replaced`);
   const lifecycle = new Lifecycle(control, table, supervisor, logger);
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
       const { startAdminServer } = await import('./adminServer.js');
-      admin = await startAdminServer(config.admin, control, table, limits, () => supervisor.restarts, logger, fleet);
+      admin = await startAdminServer(config.admin, control, table, limits, history!, () => supervisor.restarts, logger, fleet);
     } catch (err) {
+      history?.close();
       lifecycle.close();
       await supervisor.stop(0);
       await fleet?.stop();
@@ -185,6 +190,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
       stopping ??= (async () => {
         plane.close();
         lifecycle.close();
+        history?.close();
         await admin?.close();
         await supervisor.stop(grace);
         await fleet?.stop();

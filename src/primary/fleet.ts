@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import type { SessionPlan } from '../core/balancers/picker.js';
 import { ALL_FULL } from '../core/balancers/picker.js';
 import type { FleetConfig } from '../config/types.js';
-import { FLEET_DEGRADED, FLEET_UP, type StateTable } from '../core/state/stateTable.js';
+import { FLEET_DEGRADED, FLEET_UP, LATENCY_BUCKETS, type StateTable } from '../core/state/stateTable.js';
 import type { FleetVerdict, WorkerMessage } from '../engine/messages.js';
 import type { Bucket } from '../core/limits/clientLimits.js';
 import { PICK_LOCALLY } from '../dataplane/fleetSessions.js';
@@ -52,8 +52,10 @@ function parseRates(raw: unknown): InstanceRates | undefined {
   if (typeof raw !== 'string') return undefined;
   try {
     const rates = JSON.parse(raw) as InstanceRates;
-    const numbers = [rates.rps, rates.errors, rates.opened, rates.closed];
-    return numbers.every(Number.isFinite) && Array.isArray(rates.latency) && rates.latency.every(Number.isFinite) ? rates : undefined;
+    // Counts of an instance whose latency buckets differ (another version) would skew the sum.
+    const counts = [rates.rps, rates.errors, rates.opened, rates.closed, ...(Array.isArray(rates.latency) ? rates.latency : [])];
+    const valid = Array.isArray(rates.latency) && rates.latency.length === LATENCY_BUCKETS.length + 1 && counts.every((n) => Number.isFinite(n) && n >= 0);
+    return valid ? rates : undefined;
   } catch {
     return undefined;
   }

@@ -140,9 +140,11 @@ for i = 3, #ARGV, 2 do
     redis.call('HINCRBY', KEYS[2], ARGV[i], count)
   end
 end
+-- A process that used ME before left its last second: not this one's.
+redis.call('DEL', KEYS[5])
 if ARGV[2] == '0' then
   redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[4])
 else
   -- Registered at once, so that a survivor removes these counts if ME dies before its next sync.
   local t = redis.call('TIME')

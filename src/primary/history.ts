@@ -32,7 +32,8 @@ export interface HistoryPoint {
     instances: Record<string, number>;
     backends: Record<string, number>;
     rates: Record<string, FleetRates>;
-    total: FleetRates;
+    /** null while degraded: this instance's second alone is not the fleet's. */
+    total: FleetRates | null;
   };
 }
 
@@ -188,5 +189,6 @@ function fleetPoint(view: FleetView, own: InstanceRates): NonNullable<HistoryPoi
     sum.errors += r.errors;
     r.latency.forEach((n, k) => (sum.latency[k] = (sum.latency[k] ?? 0) + n));
   }
-  return { instances, backends, rates, total: { rps: sum.rps, errors: sum.errors, p50: quantile(sum.latency, 0.5), p99: quantile(sum.latency, 0.99) } };
+  const total = view.degraded ? null : { rps: sum.rps, errors: sum.errors, p50: quantile(sum.latency, 0.5), p99: quantile(sum.latency, 0.99) };
+  return { instances, backends, rates, total };
 }

@@ -182,13 +182,17 @@ function fleetPoint(view: FleetView, own: InstanceRates): NonNullable<HistoryPoi
   }
   const shared: Record<string, InstanceRates> = { ...view.rates, [view.name]: own };
   const rates: Record<string, FleetRates> = {};
-  const sum: InstanceRates = { rps: 0, errors: 0, opened: 0, closed: 0, latency: own.latency.map(() => 0) };
+  // Every instance's latency has as many buckets as this one's (FleetAgent refuses others).
+  const sum = { rps: 0, errors: 0, latency: own.latency.map(() => 0) };
   for (const [name, r] of Object.entries(shared)) {
-    rates[name] = { rps: r.rps, errors: r.errors, p50: quantile(r.latency, 0.5), p99: quantile(r.latency, 0.99) };
+    rates[name] = fleetRates(r);
     sum.rps += r.rps;
     sum.errors += r.errors;
-    r.latency.forEach((n, k) => (sum.latency[k] = (sum.latency[k] ?? 0) + n));
+    r.latency.forEach((n, k) => (sum.latency[k] += n));
   }
-  const total = view.degraded ? null : { rps: sum.rps, errors: sum.errors, p50: quantile(sum.latency, 0.5), p99: quantile(sum.latency, 0.99) };
-  return { instances, backends, rates, total };
+  return { instances, backends, rates, total: view.degraded ? null : fleetRates(sum) };
+}
+
+function fleetRates({ rps, errors, latency }: Pick<InstanceRates, 'rps' | 'errors' | 'latency'>): FleetRates {
+  return { rps, errors, p50: quantile(latency, 0.5), p99: quantile(latency, 0.99) };
 }

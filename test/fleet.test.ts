@@ -53,7 +53,7 @@ async function startInstance(t: ExecutionContext, redis: TestRedis | string, nam
       ...(options.routes ? { routes: options.routes } : {}),
     }),
   );
-  const { child } = await runCli(t, ['--config', file]);
+  const { child, output } = await runCli(t, ['--config', file]);
   const admin = async (path: string) => {
     const { status, body } = await adminRequest(adminPort, 'GET', path);
     if (status !== 200) throw new Error(`GET ${path}: ${status}`);
@@ -67,8 +67,8 @@ async function startInstance(t: ExecutionContext, redis: TestRedis | string, nam
     fleet: () => admin('/api/fleet') as Promise<FleetView>,
     state: async (backend) => ((await admin(`/api/backends/${encodeURIComponent(idOf(backend))}`)) as { state: string }).state,
   };
-  await listening(port);
-  await listening(adminPort);
+  await listening(port, child, output);
+  await listening(adminPort, child, output);
   return instance;
 }
 
@@ -146,15 +146,16 @@ async function threeBackends(t: ExecutionContext): Promise<TestBackend[]> {
   return Promise.all(['b1', 'b2', 'b3'].map((name) => startBackend(t, name)));
 }
 
-/** Resolves once `port` answers HTTP. */
-async function listening(port: number): Promise<void> {
+/** Resolves once `port` answers HTTP; fails at once, with what fairway printed, if it exits. */
+async function listening(port: number, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + START_DEADLINE;
   for (;;) {
     try {
       await (await fetch(`http://127.0.0.1:${port}/`)).text();
       return;
     } catch (err) {
-      if (Date.now() > deadline) throw err;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`fairway exited (${child.exitCode ?? child.signalCode}) before port ${port} answered: ${output()}`);
+      if (Date.now() > deadline) throw new Error(`port ${port} did not answer: ${(err as Error).message}; fairway printed: ${output()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

@@ -1,7 +1,7 @@
 // Test helpers: real backends on ephemeral ports that tag replies with their name, and a proxy.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -290,9 +290,42 @@ export async function waitFor(what: string, check: () => boolean, timeout = 20_0
  * below the kernel's ephemeral range (32768 and up here), where port-0 listeners of other tests
  * and client sockets take theirs, so that none of them can take it before it is used.
  */
+/**
+ * Ports handed out by freePort, across the suite's processes: a port is only bound when the
+ * fairway it is for starts, which may wait for a heavy slot, so "free when asked" is not enough.
+ * Each port handed out is a file made with O_EXCL; a process removes its own at exit, and a file
+ * left by a process that died is taken over once it is older than any test file runs.
+ */
+const PORT_DIR = join(tmpdir(), 'fairway-test-ports');
+const PORT_STALE_MS = 30 * 60_000;
+const reserved: string[] = [];
+process.once('exit', () => {
+  for (const file of reserved) rmSync(file, { force: true });
+});
+
+function reservePort(port: number): boolean {
+  const file = join(PORT_DIR, String(port));
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+  } catch {
+    try {
+      if (Date.now() - statSync(file).mtimeMs < PORT_STALE_MS) return false;
+      rmSync(file, { force: true });
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+    } catch {
+      return false;
+    }
+  }
+  reserved.push(file);
+  return true;
+}
+
+/** A port below the ephemeral range, not bound now and never handed out twice in one run. */
 export async function freePort(): Promise<number> {
+  mkdirSync(PORT_DIR, { recursive: true });
   for (;;) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (!reservePort(port)) continue;
     const server = createTcpServer();
     const free = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));

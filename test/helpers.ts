@@ -286,11 +286,6 @@ export async function waitFor(what: string, check: () => boolean, timeout = 20_0
 }
 
 /**
- * A port that was free a moment ago (for processes that must be told their port up front). Drawn
- * below the kernel's ephemeral range (32768 and up here), where port-0 listeners of other tests
- * and client sockets take theirs, so that none of them can take it before it is used.
- */
-/**
  * Ports handed out by freePort, across the suite's processes: a port is only bound when the
  * fairway it is for starts, which may wait for a heavy slot, so "free when asked" is not enough.
  * Each port handed out is a file made with O_EXCL; a process removes its own at exit, and a file
@@ -320,7 +315,12 @@ function reservePort(port: number): boolean {
   return true;
 }
 
-/** A port below the ephemeral range, not bound now and never handed out twice in one run. */
+/**
+ * A port that was free a moment ago (for processes that must be told their port up front), and
+ * that no other test process is given while this one runs. Drawn below the kernel's ephemeral
+ * range (32768 and up here), where port-0 listeners of other tests and client sockets take theirs,
+ * so that none of them can take it before it is used.
+ */
 export async function freePort(): Promise<number> {
   mkdirSync(PORT_DIR, { recursive: true });
   for (;;) {

@@ -113,6 +113,31 @@ test('a token is required on every route when set; a non-loopback admin listener
   t.regex(error!.message, /admin\.token: expected a token when admin\.listen is not a loopback address \(0\.0\.0\.0\)/);
 });
 
+test('GET /api/history asked from the last point it gave carries every event logged after that point, even in the same second', async (t) => {
+  const a = await startBackend(t, 'a');
+  const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0' }, pools: { main: { backends: [a.address] } } });
+  const admin = proxy.adminPort!;
+  const id = `main/${a.address}`;
+  type History = { points: { at: number }[]; events: { text: string }[] };
+  const history = async (since: number) => (await api(admin, 'GET', `/api/history?since=${since}`)).body as History;
+  let last = 0;
+  // As the dashboard does: ask from the last point held; act as soon as a new point comes.
+  for (const [action, state] of [['drain', 'draining'], ['undrain', 'up'], ['drain', 'draining'], ['undrain', 'up']]) {
+    const deadline = Date.now() + 20_000;
+    let points: History['points'] = [];
+    while (points.length === 0) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for a new point');
+      points = (await history(last)).points;
+      if (points.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    last = points.at(-1)!.at;
+    t.true(Math.round(last * 1000) <= Date.now(), `the point at ${last} is not in the future`);
+    t.is((await api(admin, 'POST', `/api/backends/${enc(id)}/${action}`)).status, 200);
+    const { events } = await history(last);
+    t.true(events.some((e) => e.text === `${id} is ${state}`), `the ${action} right after the point at ${last} is in the next answer`);
+  }
+});
+
 test('a web page cannot drive the admin API: writes must be JSON, a foreign Origin or Host is refused; admin.hosts adds names', async (t) => {
   const a = await startBackend(t, 'a');
   const proxy = await startProxy(t, { admin: { listen: '127.0.0.1:0', hosts: ['lb1.internal'] }, pools: { main: { backends: [a.address] } } });

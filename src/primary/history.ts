@@ -12,7 +12,7 @@ const EVENTS_KEPT = 500;
 
 /** One second of the instance. Rates are per second over the second before `at`. */
 export interface HistoryPoint {
-  /** Unix time, seconds. */
+  /** Unix time of the sample, in seconds with its milliseconds as the fraction. */
   at: number;
   /** By backend id: open sessions and in-flight requests, requests per second, latency quantiles (s). */
   backends: Record<string, { active: number; rps: number; p50: number | null; p99: number | null }>;
@@ -105,9 +105,14 @@ export class History {
     this.timer.unref();
   }
 
-  /** The points after `since` (Unix seconds) and the events after it (in ms), for the dashboard. */
+  /**
+   * For the dashboard, which asks with the `at` of the last point it holds: the points after it,
+   * and the events from that same millisecond on (one logged in that millisecond after the answer
+   * that carried the point is still new; the page drops what it already has).
+   */
   since(since = 0): { points: HistoryPoint[]; events: HistoryEvent[] } {
-    return { points: this.points.filter((p) => p.at > since), events: this.control.events.events.filter((e) => e.at > since * 1000) };
+    const fromMs = Math.round(since * 1000);
+    return { points: this.points.filter((p) => p.at > since), events: this.control.events.events.filter((e) => e.at >= fromMs) };
   }
 
   private totals(): Totals {
@@ -153,7 +158,7 @@ export class History {
     });
     this.fleet?.shareRates(own);
     this.points.push({
-      at: Math.round(now.at / 1000),
+      at: now.at / 1000,
       backends,
       opened: own.opened,
       closed: own.closed,

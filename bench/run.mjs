@@ -304,15 +304,16 @@ function parseMicros(text) {
   return Number(value) * (unit === 'us' ? 1 : unit === 'ms' ? 1000 : 1e6);
 }
 
-function httpLoad(url, seconds = SECONDS) {
+/** A closed loop (each connection sends again once answered); `paced`: wrk at the same request rate for every target (bench/paced.lua). */
+function httpLoad(url, seconds = SECONDS, paced = false) {
   if (has('wrk')) {
-    const wrk = ['wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', url];
+    const wrk = ['wrk', '-t1', paced ? '-c64' : '-c50', `-d${seconds}s`, '--latency', ...(paced ? ['-s', join(root, 'bench/paced.lua')] : []), url];
     const out = PIN.load ? execFileSync('taskset', ['-c', PIN.load, ...wrk], { encoding: 'utf8' }) : execFileSync(wrk[0], wrk.slice(1), { encoding: 'utf8' });
     if (!/99%/.test(out)) throw new Error(`wrk against ${url} failed:\n${out}`);
     const requests = Number(/(\d+) requests in/.exec(out)[1]);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
     return {
-      tool: 'wrk -t1 -c50',
+      tool: paced ? 'wrk -t1 -c64, paced (bench/paced.lua)' : 'wrk -t1 -c50',
       rps: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])),
       requests,
       non2xx: errors ? Number(errors[1]) : 0,
@@ -386,6 +387,7 @@ async function measureLoad(target) {
   const cpuBefore = running.pid ? cpuSeconds(running.pid) : 0;
   const http = httpLoad(running.http);
   const cpu = running.pid ? cpuSeconds(running.pid) - cpuBefore : null;
+  const paced = has('wrk') ? httpLoad(running.http, SECONDS, true) : null;
   await wsRoundTrips(running.ws, WARM_UP_SECONDS);
   const wsCpuBefore = running.pid ? cpuSeconds(running.pid) : 0;
   const { perSecond: ws, roundTrips } = await wsRoundTrips(running.ws);
@@ -394,6 +396,7 @@ async function measureLoad(target) {
   await sleep(300);
   return {
     http,
+    paced,
     cpuPer100k: cpu === null ? null : (cpu / http.requests) * 100_000,
     ws,
     wsCpuPer100k: wsCpu === null ? null : (wsCpu / roundTrips) * 100_000,
@@ -438,6 +441,7 @@ async function measure(targets) {
         p50us: pick((s) => s.http.p50us),
         p99us: pick((s) => s.http.p99us),
       },
+      paced: samples[0].paced && { tool: samples[0].paced.tool, rps: Math.round(pick((s) => s.paced.rps)), p50us: pick((s) => s.paced.p50us), p99us: pick((s) => s.paced.p99us) },
       cpuPer100k: pick((s) => s.cpuPer100k),
       ws: Math.round(pick((s) => s.ws)),
       wsCpuPer100k: pick((s) => s.wsCpuPer100k),
@@ -501,8 +505,8 @@ function tableOf(rows) {
   const direct = rows[0];
   const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
   return [
-    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | idle WS KiB/session |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | idle WS KiB/session |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
     ...rows.map((r) =>
       [
         r.target,
@@ -511,6 +515,9 @@ function tableOf(rows) {
         ratio(r.http.rps, haproxy?.http.rps),
         ms(r.http.p50us),
         ms(r.http.p99us),
+        r.paced ? r.paced.rps : '–',
+        r.paced ? `${ms(r.paced.p50us)} / ${ms(r.paced.p99us)}` : '–',
+        r.paced ? ratio(r.paced.p99us, haproxy?.paced?.p99us) : '–',
         r.cpuPer100k === null ? '–' : r.cpuPer100k.toFixed(2),
         r.ws,
         ratio(r.ws, direct.ws),
@@ -551,7 +558,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
-- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes). WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
+- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes).${rows[0].paced ? ` Paced: ${rows[0].paced.tool}, each connection waiting an exponential time of mean 6 ms before each request, so every target gets about the same rate and its p99 is a tail, not a queue (the closed loop's p99 mostly restates throughput).` : ''} WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Configs in \`bench/run.mjs\`.
 
 ${table}

@@ -4,10 +4,10 @@
 // which is what makes it cheaper per request than a general client (docs/BENCHMARKS.md).
 
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../core/errors.js';
-import type { TlsConnectOptions } from '../core/upstreamTls.js';
+import { connectTls, type TlsConnectOptions } from '../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
 import { chunkSizeOf, parseResponseHead } from './responseHead.js';
 
@@ -145,7 +145,7 @@ class UpstreamConnection implements UpstreamControl {
     const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Buffer) => this.onRead(length, buffer) };
     const socket = options.tls
       ? // tls.connect takes `onread` as net.connect does (the typings lack it).
-        tlsConnect({ host: options.host, port: options.port, ALPNProtocols: ['http/1.1'], ...options.tls, onread } as ConnectionOptions)
+        connectTls({ host: options.host, port: options.port, ALPNProtocols: ['http/1.1'], ...options.tls, onread } as ConnectionOptions)
       : netConnect({ host: options.host, port: options.port, onread });
     this.socket = socket;
     socket.setNoDelay(true);

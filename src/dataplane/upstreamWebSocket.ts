@@ -6,10 +6,10 @@ import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
 import { constants as zlib, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import bufferUtil from 'bufferutil';
+import { createRequire } from 'node:module';
+import type { ConnectionOptions } from 'node:tls';
 import { upstreamFailure } from '../core/errors.js';
-import type { TlsConnectOptions } from '../core/upstreamTls.js';
+import { connectTls, type TlsConnectOptions } from '../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
 import { headerValue } from '../core/httpSyntax.js';
 import { chunkSizeOf, parseResponseHead } from './responseHead.js';
@@ -100,6 +100,9 @@ function nextMask(): Buffer {
   return maskPool.subarray(maskOffset - 4, maskOffset);
 }
 
+/** bufferutil's native mask, loaded with the first frame: a worker that relays no WebSocket message never loads it (5 ms of each worker thread's start here). */
+let bufferUtil: typeof import('bufferutil').default | undefined;
+
 /** A masked client frame carrying `payload` (valid only during the call: it is copied into the frame). */
 function frame(opcode: number, payload: Uint8Array, rsv = 0): Buffer {
   const length = payload.length;
@@ -118,7 +121,7 @@ function frame(opcode: number, payload: Uint8Array, rsv = 0): Buffer {
   }
   const mask = nextMask();
   mask.copy(out, headerLength - 4);
-  if (length > 0) bufferUtil.mask(payload as Buffer, mask, out, headerLength, length);
+  if (length > 0) (bufferUtil ??= createRequire(import.meta.url)('bufferutil') as typeof import('bufferutil').default).mask(payload as Buffer, mask, out, headerLength, length);
   return out;
 }
 
@@ -217,7 +220,7 @@ export class UpstreamWebSocket {
     const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Buffer) => this.onRead(length, buffer) };
     const socket = target.tls
       ? // tls.connect takes `onread` as net.connect does (the typings lack it).
-      tlsConnect({ host: target.host, port: target.port, ...target.tls, onread } as ConnectionOptions)
+      connectTls({ host: target.host, port: target.port, ...target.tls, onread } as ConnectionOptions)
       : netConnect({ host: target.host, port: target.port, onread });
     this.socket = socket;
     socket.setNoDelay(true);

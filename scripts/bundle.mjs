@@ -1,6 +1,7 @@
 // Bundles the command line and each engine's serve task into dist/bundle/ (after tsc has built
-// dist/). A process or worker thread that loads one file instead of a tree of ES modules and
-// packages starts in a third of the time (docs/BENCHMARKS.md, start-up).
+// dist/). A process or worker thread that loads one file (and a chunk the serve tasks share)
+// instead of a tree of ES modules and packages starts in a third of the time (docs/BENCHMARKS.md,
+// start-up).
 //
 // The command line is CommonJS: on Node 20 the primary then sets up no ES module loader, which
 // starts it sooner; its imports on demand (fleet, admin) are in cli.js but run only when

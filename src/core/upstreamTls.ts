@@ -23,8 +23,8 @@ export function tlsConnectOptions(pool: PoolConfig, backend: BackendConfig): Tls
 let tls: typeof import('node:tls') | undefined;
 
 /**
- * tls.connect, with node:tls loaded on the first TLS connection: a worker whose backends are all
- * plain HTTP does not load it at start-up (5 ms of each worker thread's start here).
+ * tls.connect, with node:tls loaded on the first TLS connection: a uws worker whose backends are
+ * all plain HTTP does not load it at start-up (5 ms of each worker thread's start here).
  */
 export function connectTls(options: ConnectionOptions): Socket {
   tls ??= createRequire(import.meta.url)('node:tls') as typeof import('node:tls');

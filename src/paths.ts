@@ -16,6 +16,6 @@ export const CHAT_BACKEND = file('scripts/chatBackend.mjs');
  * (scripts/bundle.mjs), so a worker starts with one file to read instead of a module tree.
  */
 export const SERVE_TASKS = {
-  uws: file('dist/bundle/serve-uws.mjs'),
-  'native-free': file('dist/bundle/serve-native-free.mjs'),
+  uws: file('dist/bundle/serve-uws.js'),
+  'native-free': file('dist/bundle/serve-native-free.js'),
 } as const;

@@ -24,7 +24,7 @@ function builtAt(file) {
 
 // The CLI and the workers run the bundles of dist/ (scripts/bundle.mjs), so they must be newer
 // than every source too.
-const bundles = ['dist/bundle/cli.js', 'dist/bundle/serve-uws.mjs', 'dist/bundle/serve-native-free.mjs'];
+const bundles = ['dist/bundle/cli.bundle.js', 'dist/bundle/serve-uws.bundle.js', 'dist/bundle/serve-native-free.bundle.js'];
 for (const source of [...sources('src'), ...sources('native-free')]) {
   const editedAt = statSync(join(root, source)).mtimeMs;
   for (const built of [join('dist', source.replace(/\.ts$/, '.js')), ...bundles]) {

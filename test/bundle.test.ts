@@ -1,0 +1,46 @@
+// The bundles of dist/bundle/ and their V8 code caches (scripts/bundle.mjs, scripts/loadBundle.cjs):
+// the caches the build made are used, and a bundle with a stale or missing cache still runs.
+
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import test from 'ava';
+
+const root = new URL('..', import.meta.url).pathname;
+const BUNDLES = ['cli', 'serve-uws', 'serve-native-free'].map((name) => join(root, 'dist/bundle', `${name}.bundle.js`));
+const LOADER = join(root, 'dist/bundle/load.js');
+const { compile } = createRequire(import.meta.url)(LOADER) as { compile: (file: string, cache?: Buffer) => { cachedDataRejected?: boolean } };
+
+test('V8 takes the code cache of every bundle, in the primary and in a worker thread', async (t) => {
+  for (const file of BUNDLES) t.false(compile(file, readFileSync(`${file}.cache`)).cachedDataRejected, file);
+  const worker = new Worker(
+    `const { compile } = require(${JSON.stringify(LOADER)});
+     const { readFileSync } = require('node:fs');
+     require('node:worker_threads').parentPort.postMessage(${JSON.stringify(BUNDLES)}.map((f) => compile(f, readFileSync(f + '.cache')).cachedDataRejected));`,
+    { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 12 } },
+  );
+  const rejected = await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
+  await worker.terminate();
+  t.deepEqual(rejected, [false, false, false]);
+});
+
+test('a bundle whose code cache is stale or missing compiles from source and runs', (t) => {
+  // A copy of the package's built files, so that its cache can be spoiled.
+  const copy = mkdtempSync(join(tmpdir(), 'fairway-bundle-'));
+  t.teardown(() => rmSync(copy, { recursive: true, force: true }));
+  cpSync(join(root, 'dist/bundle'), join(copy, 'dist/bundle'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(copy, 'package.json'));
+  symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'));
+  const config = join(copy, 'fairway.json');
+  writeFileSync(config, JSON.stringify({ listen: '127.0.0.1:8080', pools: { app: { backends: ['127.0.0.1:9001'] } } }));
+  const cache = join(copy, 'dist/bundle/cli.bundle.js.cache');
+  t.true(compile(join(copy, 'dist/bundle/cli.bundle.js'), Buffer.from('not a code cache')).cachedDataRejected);
+  for (const spoil of [() => writeFileSync(cache, 'not a code cache'), () => rmSync(cache)]) {
+    spoil();
+    const run = spawnSync(process.execPath, [join(copy, 'dist/bundle/cli.js'), '--config', config, '--check'], { encoding: 'utf8' });
+    t.is(run.status, 0, run.stderr);
+  }
+});

@@ -30,6 +30,8 @@ const SECONDS = quick ? 2 : 4;
 const WARM_UP_SECONDS = 1;
 const WS_SESSIONS = 1000;
 const IDLE_SESSIONS = 9000;
+/** How long the idle sessions are held before their memory is read a second time. */
+const IDLE_SETTLE_SECONDS = 30;
 const CORES = availableParallelism();
 const coresAt = process.argv.indexOf('--cores');
 /** `--cores 1,2`: thread counts to measure every proxy at, each pinned apart from the load (below). */
@@ -354,6 +356,10 @@ async function idleMemory(target, running) {
   const middle = rssBytes(running.pid);
   const second = await hold((IDLE_SESSIONS * 2) / 3);
   const after = rssBytes(running.pid);
+  // Then held idle: a process may give back what it grew by during the burst of handshakes (V8
+  // shrinks its heaps once allocation stops), and idle sessions are held for minutes to hours.
+  await sleep(IDLE_SETTLE_SECONDS * 1000);
+  const settled = rssBytes(running.pid);
   const holders = [...first.holders, ...second.holders];
   for (const holder of holders) holder.stdin.end();
   await Promise.all(holders.map((h) => new Promise((resolve) => (h.exitCode !== null ? resolve() : h.once('exit', resolve)))));
@@ -364,6 +370,7 @@ async function idleMemory(target, running) {
     bytesPerSession: Math.round((after - before) / Math.max(1, held)),
     firstSessions: first.held,
     marginalBytesPerSession: Math.round((after - middle) / Math.max(1, second.held)),
+    settledBytesPerSession: Math.round((settled - before) / Math.max(1, held)),
   };
 }
 
@@ -520,8 +527,8 @@ function tableOf(rows) {
   const direct = rows[0];
   const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
   return [
-    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | base RSS MiB | idle WS KiB/session | idle WS KiB/session past the first third |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | base RSS MiB | idle WS KiB/session | idle WS KiB/session past the first third | idle WS KiB/session, held ${IDLE_SETTLE_SECONDS} s |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
     ...rows.map((r) =>
       [
         r.target,
@@ -541,6 +548,7 @@ function tableOf(rows) {
         r.idle ? (r.idle.baseBytes / 1048576).toFixed(1) : '–',
         r.idle ? `${(r.idle.bytesPerSession / 1024).toFixed(1)} (${r.idle.sessions})` : '–',
         r.idle?.marginalBytesPerSession !== undefined ? `${(r.idle.marginalBytesPerSession / 1024).toFixed(1)} (${r.idle.firstSessions}→${r.idle.sessions})` : '–',
+        r.idle?.settledBytesPerSession !== undefined ? (r.idle.settledBytesPerSession / 1024).toFixed(1) : '–',
       ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
     ),
   ].join('\n');
@@ -575,7 +583,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
-- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes).${rows[0].paced ? ` Paced: ${rows[0].paced.tool}, each connection waiting an exponential time of mean 6 ms before each request, so every target gets about the same rate and its p99 is a tail, not a queue (the closed loop's p99 mostly restates throughput).` : ''} WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Base RSS: a freshly started proxy (all its processes), idle, before any session; the difference between the fairway rows of 1 and 2 workers is what one more worker costs. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000), opened a third first and then the rest; "past the first third" is the growth over the second step per session, what each further session costs once the process has grown to its working size. CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
+- HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes).${rows[0].paced ? ` Paced: ${rows[0].paced.tool}, each connection waiting an exponential time of mean 6 ms before each request, so every target gets about the same rate and its p99 is a tail, not a queue (the closed loop's p99 mostly restates throughput).` : ''} WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Base RSS: a freshly started proxy (all its processes), idle, before any session; the difference between the fairway rows of 1 and 2 workers is what one more worker costs. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000), opened a third first and then the rest; "past the first third" is the growth over the second step per session, what each further session costs once the process has grown to its working size; "held ${IDLE_SETTLE_SECONDS} s" is the growth from 0 again once all the sessions have been held idle ${IDLE_SETTLE_SECONDS} s more (a process that grew its heaps for the burst of handshakes may give that back). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Configs in \`bench/run.mjs\`.
 
 ${table}

@@ -8,19 +8,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import test from 'ava';
+import { YOUNG_GENERATION_MB } from '../dist/src/primary/supervisor.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const BUNDLES = ['cli', 'serve-uws', 'serve-native-free'].map((name) => join(root, 'dist/bundle', `${name}.bundle.js`));
 const LOADER = join(root, 'dist/bundle/load.js');
 const { compile } = createRequire(import.meta.url)(LOADER) as { compile: (file: string, cache?: Buffer) => { cachedDataRejected?: boolean } };
 
-test('V8 takes the code cache of every bundle, in the primary and in a worker thread', async (t) => {
+test('V8 takes the code cache of every bundle, in the primary and in a worker thread of the pool\'s limits', async (t) => {
   for (const file of BUNDLES) t.false(compile(file, readFileSync(`${file}.cache`)).cachedDataRejected, file);
   const worker = new Worker(
     `const { compile } = require(${JSON.stringify(LOADER)});
      const { readFileSync } = require('node:fs');
      require('node:worker_threads').parentPort.postMessage(${JSON.stringify(BUNDLES)}.map((f) => compile(f, readFileSync(f + '.cache')).cachedDataRejected));`,
-    { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 12 } },
+    // The pool's own limits, as its workers run.
+    { eval: true, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } },
   );
   const rejected = await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
   await worker.terminate();

@@ -32,6 +32,9 @@ await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
+  // Every import() becomes a require(): V8 keeps import()'s hook out of a code cache, so on Node 20
+  // an import() in a bundle compiled from its cache fails (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING).
+  supported: { 'dynamic-import': false },
   sourcemap: true,
   external: ['uWebSockets.js', 'bufferutil', 'utf-8-validate', 'piscina', 'ioredis', 'prom-client', 'undici', 'yaml', 'pino-pretty'],
   // The sources are ES modules and find their files from import.meta.url.

@@ -8,17 +8,14 @@
 const { readFileSync } = require('node:fs');
 const Module = require('node:module');
 const { dirname } = require('node:path');
-const { Script, constants } = require('node:vm');
+const { Script } = require('node:vm');
 
 /** The bundle as a script of one function, the wrapper require() puts around a CommonJS file. */
 function compile(filename, cachedData) {
   const source = readFileSync(filename, 'utf8').replace(/^#!.*/, '');
-  return new Script(Module.wrap(source), {
-    filename,
-    cachedData,
-    // Its `import()` of node: modules and packages resolves as in any CommonJS file.
-    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // A bundle has no import() (scripts/bundle.mjs): a script compiled from a cache made in another
+  // process has lost the hook import() needs.
+  return new Script(Module.wrap(source), { filename, cachedData });
 }
 
 /** Runs the bundle FILENAME on behalf of the module PARENT; returns its exports. */

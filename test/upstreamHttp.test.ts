@@ -171,6 +171,7 @@ test('a response head reaches the client byte for byte, names lower-cased and va
     '/lf-in-value': 'HTTP/1.1 200 OK\r\nx-a: 1\nx-injected: yes\r\ncontent-length: 0\r\n\r\n',
     '/cr-in-value': 'HTTP/1.1 200 OK\r\nx-a: 1\rx-injected: yes\r\ncontent-length: 0\r\n\r\n',
     '/nul-in-value': 'HTTP/1.1 200 OK\r\nx-a: 1\0\r\ncontent-length: 0\r\n\r\n',
+    '/cr-ends-head': 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-a: 1\r\r\n\r\n',
   };
   const backend = await rawBackend(t, (socket, head) => socket.write(heads[pathOf(head)] ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n', 'latin1'));
   const proxy = await startProxy(t, { workers: 1, pools: { main: { backends: [backend.address] } } });
@@ -185,7 +186,7 @@ test('a response head reaches the client byte for byte, names lower-cased and va
   t.regex(noReason, /^HTTP\/1\.1 200[ \r]/);
   t.true(noReason.endsWith('\r\n\r\nok'), noReason);
 
-  for (const path of ['/lf-in-status', '/lf-in-value', '/cr-in-value', '/nul-in-value', '/ctl-in-value', '/del-in-value', '/ctl-in-reason', '/space-in-name']) {
+  for (const path of ['/lf-in-status', '/lf-in-value', '/cr-in-value', '/nul-in-value', '/cr-ends-head', '/ctl-in-value', '/del-in-value', '/ctl-in-reason', '/space-in-name']) {
     const reply = await rawGet(proxy.port, path);
     t.true(reply.startsWith('HTTP/1.1 502 '), `${path}: ${reply}`);
     t.true(reply.includes('x-fairway-error: upstream-error'), `${path}: ${reply}`);

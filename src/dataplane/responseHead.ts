@@ -1,23 +1,49 @@
 // Pieces of reading a backend's HTTP/1.x response head, shared by both upstream clients.
 
-import { contentLengthOf, isToken } from '../core/httpSyntax.js';
+import { contentLengthOf } from '../core/httpSyntax.js';
 
 /**
- * A control character other than HTAB (NUL, DEL, …), or a CR or LF that is not part of a CRLF.
- * None may stand in a status line or a field (RFC 9110 5.5, RFC 9112 4): a bare CR or LF would
- * reach a client as a header line of its own (response splitting), so a head holding one is refused.
+ * Where the line that starts at `at` ends: its CRLF, or the end of the head (`length`); -1 when a
+ * stray byte comes first: a control character other than HTAB (NUL, DEL, …), or a CR or LF that is
+ * not part of a CRLF. None may stand in a status line or a field (RFC 9110 5.5, RFC 9112 4): a
+ * bare CR or LF would reach a client as a header line of its own (response splitting), so a head
+ * holding one is refused.
  */
-const STRAY_BYTE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
+function lineEnd(bytes: Uint8Array, at: number, length: number): number {
+  for (let i = at; i < length; i++) {
+    const c = bytes[i];
+    if (c < 32 ? c !== 9 : c === 127) return c === 13 && i + 1 < length && bytes[i + 1] === 10 ? i : -1;
+  }
+  return length;
+}
 
-export function hasStrayByte(head: string): boolean {
-  return STRAY_BYTE.test(head);
+/** What each byte is in a header name: 0 not a token's (RFC 9110 5.6.2), 1 a token's, 2 an upper-case letter. */
+const NAME_BYTE = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_BYTE[c.charCodeAt(0)] = 1;
+for (let c = 65; c <= 90; c++) NAME_BYTE[c] = 2;
+
+/**
+ * Header names read before, as sent, and in lower case: a backend sends the same few names in
+ * every response, so each is lower-cased once, and the name relayed is one string whose hash V8
+ * keeps (the engines look names up in sets). At most KEPT_NAMES.
+ */
+const KNOWN_NAMES = new Map<string, string>();
+const KEPT_NAMES = 256;
+
+/** A name of token bytes as sent, in lower case. */
+function headerName(sent: string, upper: boolean): string {
+  const known = KNOWN_NAMES.get(sent);
+  if (known !== undefined) return known;
+  const name = upper ? sent.toLowerCase() : sent;
+  if (KNOWN_NAMES.size < KEPT_NAMES) KNOWN_NAMES.set(sent, name);
+  return name;
 }
 
 /**
  * The status code of the status line `HTTP/1.x NNN[ reason]` that ends at `end`, or -1 when the
  * line is not one.
  */
-export function statusOf(head: string, end: number): number {
+function statusOf(head: string, end: number): number {
   if (!head.startsWith('HTTP/1.') || (end !== 12 && !(end > 12 && head.charCodeAt(12) === 32))) return -1;
   const minor = head.charCodeAt(7);
   if ((minor !== 48 && minor !== 49) || head.charCodeAt(8) !== 32) return -1;
@@ -30,32 +56,8 @@ export function statusOf(head: string, end: number): number {
   return code;
 }
 
-/** The reason phrase of the status line that ends at `end` ('' when there is none). */
-export function reasonOf(head: string, end: number): string {
-  return end > 13 ? head.slice(13, end) : '';
-}
-
-/** Where the line that starts at `at` ends: its CRLF, or the end of the head. */
-export function lineEnd(head: string, at: number): number {
-  const end = head.indexOf('\r\n', at);
-  return end < 0 ? head.length : end;
-}
-
-/** `name` in lower case; most backends send lower-case names already, which are kept as they are. */
-export function lowerCase(name: string): string {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 65 && c <= 90) return name.toLowerCase();
-  }
-  return name;
-}
-
-/** head[from, to) without the spaces and tabs around it (a header value's OWS, RFC 9110 5.6.3). */
-export function withoutSpaces(head: string, from: number, to: number): string {
-  while (from < to && (head.charCodeAt(from) === 32 || head.charCodeAt(from) === 9)) from++;
-  while (to > from && (head.charCodeAt(to - 1) === 32 || head.charCodeAt(to - 1) === 9)) to--;
-  return head.slice(from, to);
-}
+/** A space or a tab (OWS, RFC 9110 5.6.3). */
+const isSpace = (c: number) => c === 32 || c === 9;
 
 /** A backend's response head as both upstream clients read it, with one strictness. */
 export interface ResponseHead {
@@ -73,33 +75,44 @@ export interface ResponseHead {
 }
 
 /**
- * Parses a response head (without its final CRLF CRLF), walking it by index (this runs once per
- * response), or says why it is refused: a control character or bare CR/LF, no HTTP/1.x status
- * line, a line without a name or a folded one (obsolete, RFC 9112 5.2, refused as NGINX does), a
- * name that is not a token, a Content-Length that is not digits or two that differ.
+ * Parses a response head, the first `length` bytes of `bytes` (without its final CRLF CRLF),
+ * walking its bytes once (this runs once per response), or says why it is refused: a control
+ * character or bare CR/LF, no HTTP/1.x status line, a line without a name or a folded one
+ * (obsolete, RFC 9112 5.2, refused as NGINX does), a name that is not a token, a Content-Length
+ * that is not digits or two that differ.
  */
-export function parseResponseHead(text: string): ResponseHead | string {
-  if (hasStrayByte(text)) return 'the backend sent a control character in its response head';
-  let end = lineEnd(text, 0);
+export function parseResponseHead(bytes: Buffer, length: number): ResponseHead | string {
+  const text = bytes.toString('latin1', 0, length);
+  let end = lineEnd(bytes, 0, length);
+  if (end < 0) return STRAY_BYTE;
   const statusCode = statusOf(text, end);
   if (statusCode < 0) return 'the backend did not answer in HTTP/1.x';
   const head: ResponseHead = {
     statusCode,
-    statusMessage: reasonOf(text, end),
+    statusMessage: end > 13 ? text.slice(13, end) : '',
     headers: [],
     length: -1,
     transferEncoding: false,
     chunked: false,
-    keepAlive: text.charCodeAt(7) === 49, // HTTP/1.1
+    keepAlive: bytes[7] === 49, // HTTP/1.1
   };
-  for (let at = end + 2; at < text.length; at = end + 2) {
-    end = lineEnd(text, at);
-    const colon = text.indexOf(':', at);
-    const first = text.charCodeAt(at);
-    if (colon <= at || colon > end || first === 32 || first === 9) return 'the backend sent a malformed header line';
-    const name = lowerCase(text.slice(at, colon));
-    if (!isToken(name)) return 'the backend sent an invalid header name';
-    const value = withoutSpaces(text, colon + 1, end);
+  for (let at = end + 2; at < length; at = end + 2) {
+    end = lineEnd(bytes, at, length);
+    if (end < 0) return STRAY_BYTE;
+    let colon = at;
+    let upper = false;
+    for (let kind; colon < end && (kind = NAME_BYTE[bytes[colon]]) !== 0; colon++) if (kind === 2) upper = true;
+    if (colon === at || colon === end || bytes[colon] !== 58 /* : */) {
+      const anyColon = text.indexOf(':', at);
+      if (anyColon <= at || anyColon > end || isSpace(bytes[at])) return 'the backend sent a malformed header line';
+      return 'the backend sent an invalid header name';
+    }
+    const name = headerName(text.slice(at, colon), upper);
+    let from = colon + 1;
+    let to = end;
+    while (from < to && isSpace(bytes[from])) from++;
+    while (to > from && isSpace(bytes[to - 1])) to--;
+    const value = text.slice(from, to);
     if (name === 'content-length') {
       const n = contentLengthOf(value);
       if (n < 0 || (head.length >= 0 && n !== head.length)) return 'the backend sent an invalid Content-Length';
@@ -117,6 +130,7 @@ export function parseResponseHead(text: string): ResponseHead | string {
   return head;
 }
 
+const STRAY_BYTE = 'the backend sent a control character in its response head';
 const FINAL_CHUNKED = /(?:^|,)\s*chunked\s*$/i;
 const CHUNK_SIZE = /^[0-9a-fA-F]{1,12}$/;
 

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../core/errors.js';
 import { connectTls, type TlsConnectOptions } from '../core/upstreamTls.js';
 import { READ_BUFFER, detached } from './readBuffer.js';
-import { chunkSizeOf, parseResponseHead } from './responseHead.js';
+import { chunkSizeOf, parseResponseHead, type ResponseHead } from './responseHead.js';
 
 export interface UpstreamHttpOptions {
   host: string;
@@ -302,7 +302,7 @@ class UpstreamConnection implements UpstreamControl {
           if (data.length > HEAD_LIMIT) return this.fail(upstreamFailure('FAIRWAY_BAD_RESPONSE', 'the backend sent an oversized response head'));
           break;
         }
-        const head = data.toString('latin1', 0, end);
+        const head = parseResponseHead(data, end);
         data = data.subarray(end + 4);
         if (!this.readHead(head)) return;
       } else if (this.phase === Phase.Body) {
@@ -320,12 +320,8 @@ class UpstreamConnection implements UpstreamControl {
     }
   }
 
-  /**
-   * Parses a response head (without its final CRLF CRLF); false when it was refused (the request
-   * has failed). It walks the text by index: this runs once per response.
-   */
-  private readHead(text: string): boolean {
-    const parsed = parseResponseHead(text);
+  /** Takes a parsed response head; false when it was refused (the request has failed). */
+  private readHead(parsed: ResponseHead | string): boolean {
     if (typeof parsed === 'string') return this.refuseResponse(parsed);
     const { statusCode, statusMessage, headers, length, chunked, transferEncoding } = parsed;
     // 100 Continue and 103 Early Hints come before the answer: nothing to relay, read on.

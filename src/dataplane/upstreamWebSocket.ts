@@ -361,7 +361,7 @@ export class UpstreamWebSocket {
       if (all.length > HEAD_LIMIT) this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', 'the backend sent an oversized response head'));
       return;
     }
-    const parsed = parseResponseHead(all.toString('latin1', 0, end));
+    const parsed = parseResponseHead(all, end);
     this.take(end + 4);
     if (typeof parsed === 'string') return this.fail(upstreamFailure('FAIRWAY_BAD_HANDSHAKE', parsed));
     const { statusCode: code, statusMessage, headers } = parsed;

@@ -23,21 +23,14 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_BYTE
 for (let c = 65; c <= 90; c++) NAME_BYTE[c] = 2;
 
 /**
- * Header names read before, as sent, and in lower case: a backend sends the same few names in
- * every response, so each is lower-cased once, and the name relayed is one string whose hash V8
- * keeps (the engines look names up in sets). At most KEPT_NAMES.
+ * The header names of the last head read, as sent and in lower case, by their place in it: a
+ * backend sends the same names in the same order in every response, so a name found again where
+ * it was is neither checked nor lower-cased again, and the name relayed is one string whose hash
+ * V8 keeps (the engines look names up in sets). The first KEPT_NAMES places.
  */
-const KNOWN_NAMES = new Map<string, string>();
-const KEPT_NAMES = 256;
-
-/** A name of token bytes as sent, in lower case. */
-function headerName(sent: string, upper: boolean): string {
-  const known = KNOWN_NAMES.get(sent);
-  if (known !== undefined) return known;
-  const name = upper ? sent.toLowerCase() : sent;
-  if (KNOWN_NAMES.size < KEPT_NAMES) KNOWN_NAMES.set(sent, name);
-  return name;
-}
+const sentNames: string[] = [];
+const lowerNames: string[] = [];
+const KEPT_NAMES = 64;
 
 /**
  * The status code of the status line `HTTP/1.x NNN[ reason]` that ends at `end`, or -1 when the
@@ -99,15 +92,27 @@ export function parseResponseHead(bytes: Buffer, length: number): ResponseHead |
   for (let at = end + 2; at < length; at = end + 2) {
     end = lineEnd(bytes, at, length);
     if (end < 0) return STRAY_BYTE;
-    let colon = at;
-    let upper = false;
-    for (let kind; colon < end && (kind = NAME_BYTE[bytes[colon]]) !== 0; colon++) if (kind === 2) upper = true;
-    if (colon === at || colon === end || bytes[colon] !== 58 /* : */) {
-      const anyColon = text.indexOf(':', at);
-      if (anyColon <= at || anyColon > end || isSpace(bytes[at])) return 'the backend sent a malformed header line';
-      return 'the backend sent an invalid header name';
+    const place = head.headers.length >> 1;
+    const sent = sentNames[place];
+    let colon = at + (sent?.length ?? 0);
+    let name: string;
+    if (sent !== undefined && colon < end && bytes[colon] === 58 /* : */ && text.startsWith(sent, at)) name = lowerNames[place];
+    else {
+      colon = at;
+      let upper = false;
+      for (let kind; colon < end && (kind = NAME_BYTE[bytes[colon]]) !== 0; colon++) if (kind === 2) upper = true;
+      if (colon === at || colon === end || bytes[colon] !== 58) {
+        const anyColon = text.indexOf(':', at);
+        if (anyColon <= at || anyColon > end || isSpace(bytes[at])) return 'the backend sent a malformed header line';
+        return 'the backend sent an invalid header name';
+      }
+      const asSent = text.slice(at, colon);
+      name = upper ? asSent.toLowerCase() : asSent;
+      if (place < KEPT_NAMES) {
+        sentNames[place] = asSent;
+        lowerNames[place] = name;
+      }
     }
-    const name = headerName(text.slice(at, colon), upper);
     let from = colon + 1;
     let to = end;
     while (from < to && isSpace(bytes[from])) from++;

@@ -10,7 +10,7 @@ import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { validateConfig, ConfigError } from '../dist/src/index.js';
-import { closed, freePort, nextMessage, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
+import { closed, freePort, nextMessage, openHeld, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
 
 /** One admin call; every write is sent as JSON, as the API requires. */
 async function api(port: number, method: string, path: string, body?: unknown, token?: string, extra: Record<string, string> = {}) {
@@ -263,9 +263,7 @@ test('reload by API and by SIGHUP with 1000 sessions open: backends join, leave 
   const { child, output } = await runCli(t, ['--config', file]);
   await waitFor('fairway to listen', () => output().includes('admin API, metrics and dashboard listening'), START_DEADLINE);
 
-  const sockets: WebSocket[] = [];
-  for (let batch = 0; batch < 10; batch++) sockets.push(...(await Promise.all(Array.from({ length: 100 }, () => openSocket(`ws://127.0.0.1:${port}/`)))));
-  await waitFor('sessions open', () => a.openSessions() + b.openSessions() === 1000);
+  const sockets = await openHeld(t, port, 1000, [a, b], 1000);
   const onA = a.openSessions();
 
   // Reload by API: c joins, b leaves (draining: its sessions stay until they end), a reweighted.

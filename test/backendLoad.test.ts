@@ -4,10 +4,10 @@
 import { createServer } from 'node:http';
 import test, { type ExecutionContext } from 'ava';
 import { request } from 'undici';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import type { Fairway } from '../dist/src/primary/fairway.js';
 import { dualStackAgent, dualStackServer } from './dualStack.js';
-import { openSocket, startProxy, waitFor } from './helpers.js';
+import { openHeld, startProxy, waitFor } from './helpers.js';
 
 interface LoadBackend {
   name: string;
@@ -116,10 +116,8 @@ test('JSON health: a degraded backend keeps degraded_weight of its weight, measu
   t.deepEqual(seen, { a: 100, b: 200 }, 'weights 0.5 : 1 over 300 picks');
 
   // least-conn: sessions held open split by active / weight.
-  const sessions: WebSocket[] = [];
+  const sessions = await openHeld(t, proxy.port, 90, [a, b].map((x) => ({ openSessions: x.sessions })), 90);
   t.teardown(() => sessions.forEach((ws) => ws.terminate()));
-  for (let i = 0; i < 90; i++) sessions.push(await openSocket(`ws://127.0.0.1:${proxy.port}/`));
-  await waitFor('the backends to hold every session', () => a.sessions() + b.sessions() === 90);
   t.true(Math.abs(a.sessions() - 30) <= 1 && Math.abs(b.sessions() - 60) <= 1, `sessions split 1 : 2 by weight (a ${a.sessions()}, b ${b.sessions()})`);
 });
 

@@ -549,12 +549,24 @@ export async function startRedis(t: ExecutionContext, options: { port?: number }
   };
 }
 
+/** Resolves once `ws` has answered a ping, or has closed. */
+export function pinged(ws: WebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      ws.off('pong', done).off('close', done);
+      resolve();
+    };
+    ws.on('pong', done).on('close', done);
+    ws.ping();
+  });
+}
+
 /**
- * Opens `count` sessions at once and waits until the backends hold `total`. A session the uws
+ * Opens `count` sessions, 100 at a time, and waits until the backends hold `total`. A session the uws
  * engine cuts a millisecond after its upgrade (1006: uWS 20.30's cork, docs/engines.md) is logged
  * and opened again, so that what the test checks is where sessions land, not that engine fault.
  */
-export async function openHeld(t: ExecutionContext, port: number, count: number, backends: TestBackend[], total: number, path = ''): Promise<WebSocket[]> {
+export async function openHeld(t: ExecutionContext, port: number, count: number, backends: Pick<TestBackend, 'openSessions'>[], total: number, path = ''): Promise<WebSocket[]> {
   const held: WebSocket[] = [];
   const onBackends = () => backends.reduce((n, b) => n + b.openSessions(), 0);
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -562,11 +574,13 @@ export async function openHeld(t: ExecutionContext, port: number, count: number,
     const cut = held.filter((ws) => ws.readyState !== WebSocket.OPEN);
     if (cut.length > 0) t.log(`${cut.length} session(s) cut by the engine right after the upgrade (1006): opened again`);
     for (const ws of cut) held.splice(held.indexOf(ws), 1);
-    const missing = count - held.length;
-    if (missing === 0 && onBackends() === total) break;
-    held.push(...(await Promise.all(Array.from({ length: missing }, () => openSocket(`ws://127.0.0.1:${port}/${path}`)))));
+    // At most 100 handshakes at a time.
+    while (held.length < count) held.push(...(await Promise.all(Array.from({ length: Math.min(100, count - held.length) }, () => openSocket(`ws://127.0.0.1:${port}/${path}`)))));
     await waitFor('the backends to hold the sessions, or one to be cut', () => onBackends() === total || held.some((ws) => ws.readyState !== WebSocket.OPEN));
+    // A session cut as it opened may not have reached its client yet: a ping answered, or the
+    // close, shows that each client has read everything fairway sent it.
+    await Promise.all(held.filter((ws) => ws.readyState === WebSocket.OPEN).map(pinged));
+    if (onBackends() === total && held.every((ws) => ws.readyState === WebSocket.OPEN)) return held;
   }
-  await waitFor('backends to see every session', () => onBackends() === total && held.every((ws) => ws.readyState === WebSocket.OPEN));
-  return held;
+  throw new Error(`the backends hold ${onBackends()} sessions, not ${total}, after sessions kept being cut`);
 }

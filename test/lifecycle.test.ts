@@ -5,14 +5,13 @@ import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { ENGINE, activeTotal, closed, freePort, onePool, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
+import { ENGINE, activeTotal, closed, freePort, onePool, openHeld, openSocket, runCli, START_DEADLINE, startBackend, startProxy, waitFor } from './helpers.js';
 
 
 test('a crashed worker is replaced and its sessions are no longer counted', async (t) => {
   const backend = await startBackend(t, 'a');
   const proxy = await startProxy(t, { workers: 2, ...onePool([backend]) });
-  const sockets = await Promise.all(Array.from({ length: 30 }, () => openSocket(`ws://127.0.0.1:${proxy.port}/`)));
-  await waitFor('sessions open', () => backend.openSessions() === 30);
+  const sockets = await openHeld(t, proxy.port, 30, [backend], 30);
   t.is(activeTotal(proxy, 'main', [backend]), 30);
   const ends = sockets.map((ws) => closed(ws));
 

@@ -119,6 +119,14 @@ const replacements = new Map<WebSocket, WebSocket>();
 const instancesByPort = new Map<number, Instance>();
 const clientStates = () => [...tracked.keys()].reduce<Record<number, number>>((m, ws) => ((m[ws.readyState] = (m[ws.readyState] ?? 0) + 1), m), {});
 
+// Each test looks only at the sessions it opened itself.
+test.beforeEach(() => {
+  tracked.clear();
+  closeCodes.clear();
+  replacements.clear();
+  clientCloses.length = 0;
+});
+
 function track(ws: WebSocket, url: string): WebSocket {
   tracked.set(ws, url);
   ws.on('close', (code: number, reason: Buffer) => {

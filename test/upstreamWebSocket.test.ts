@@ -106,22 +106,36 @@ function proxyTo(address: string, extra: Record<string, unknown> = {}): Record<s
   return { workers: 1, pools: { main: { backends: [address] } }, ...extra };
 }
 
-test('fragments arrive whole, a ping between them is answered, and a message sent with the 101 is kept', async (t) => {
+test('fragments arrive whole, a ping between them is answered, a message sent with the 101 is kept, and frames split inside their heads are read', async (t) => {
+  const long = 'y'.repeat(200);
   const backend = await scriptedBackend(t, (c) => {
-    // The 101 and a first message in one write; then a message in three fragments around a ping.
+    // The 101 and a first message in one write; then a message in three fragments around a ping;
+    // then a frame cut after its first byte, and one cut inside its 16-bit length.
     c.socket.write(Buffer.concat([Buffer.from(c.accept()), serverFrame(0x1, 'welcome')]));
-    setTimeout(() => {
-      c.socket.write(Buffer.concat([serverFrame(0x1, 'frag', false), serverFrame(0x9, 'are you there')]));
-      setTimeout(() => c.socket.write(Buffer.concat([serverFrame(0x0, 'men', false), serverFrame(0x0, 'ted')])), 50);
-    }, 100);
+    const split = serverFrame(0x1, 'split');
+    const longFrame = serverFrame(0x1, long);
+    const writes = [
+      Buffer.concat([serverFrame(0x1, 'frag', false), serverFrame(0x9, 'are you there')]),
+      Buffer.concat([serverFrame(0x0, 'men', false), serverFrame(0x0, 'ted')]),
+      split.subarray(0, 1),
+      Buffer.concat([split.subarray(1), longFrame.subarray(0, 3)]),
+      longFrame.subarray(3),
+    ];
+    const next = () => {
+      const chunk = writes.shift();
+      if (!chunk) return;
+      c.socket.write(chunk);
+      setTimeout(next, 50);
+    };
+    setTimeout(next, 100);
   });
   const proxy = await startProxy(t, proxyTo(backend.address));
   const messages: string[] = [];
   // Listening before open: the first message may come in the same read as the 101.
   const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/`);
   ws.on('message', (data: Buffer) => messages.push(data.toString()));
-  await waitFor('both messages', () => messages.length === 2).catch((err) => t.fail(`${err.message}: got ${JSON.stringify(messages)}`));
-  t.deepEqual(messages, ['welcome', 'fragmented']);
+  await waitFor('every message', () => messages.length === 4).catch((err) => t.fail(`${err.message}: got ${JSON.stringify(messages)}`));
+  t.deepEqual(messages, ['welcome', 'fragmented', 'split', long]);
   const pong = backend.connections[0].frames.find((f) => f.opcode === 0xa);
   t.is(pong?.payload.toString(), 'are you there');
   t.true(pong?.masked);

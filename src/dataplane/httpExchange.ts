@@ -1,6 +1,7 @@
 // One proxied HTTP request, the same for every engine: admission, the upstream HTTP request, retries,
 // counting and the access log. The engine gives it a ClientReply to write the response with.
 
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { recordLatency } from '../core/balancers/latency.js';
 import { FAULTS, faultFor, isConnectFailure, isIdempotent, isReset, type ProxyFault } from '../core/errors.js';

@@ -4,6 +4,8 @@
 // which is what makes it cheaper per request than a general client (docs/BENCHMARKS.md).
 
 import { connect as netConnect, type Socket } from 'node:net';
+// Imported: the global `performance` is an accessor, read through a getter at each use.
+import { performance } from 'node:perf_hooks';
 import type { ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { isIdempotent, isReset, upstreamFailure } from '../core/errors.js';
@@ -106,6 +108,8 @@ class UpstreamConnection implements UpstreamControl {
   readonly socket: Socket;
   /** performance.now() past which the current phase has taken too long. */
   deadline: number;
+  /** When the response's last bytes were read, or its reading resumed: the deadlines after that count from it. */
+  private readAt = 0;
   private handler: UpstreamResponseHandler | null = null;
   private request: UpstreamRequest | null = null;
   /** The current request's timeouts, ms. */
@@ -280,7 +284,8 @@ class UpstreamConnection implements UpstreamControl {
   private onData(chunk: Buffer): void {
     if (this.phase === Phase.Head || this.phase === Phase.Body) {
       this.received += chunk.length;
-      this.deadline = performance.now() + (this.phase === Phase.Head ? this.responseTimeout : this.idleTimeout);
+      this.readAt = performance.now();
+      this.deadline = this.readAt + (this.phase === Phase.Head ? this.responseTimeout : this.idleTimeout);
       this.parse(chunk);
       return;
     }
@@ -340,7 +345,7 @@ class UpstreamConnection implements UpstreamControl {
     this.remaining = length;
     if (this.framing === Framing.Close) this.reusable = false;
     this.phase = Phase.Body;
-    this.deadline = performance.now() + this.idleTimeout;
+    this.deadline = this.readAt + this.idleTimeout;
     this.handler!.onResponseStart(this, statusCode, headers, statusMessage, transferEncoding ? -1 : length);
     if (this.framing === Framing.None && this.handler) this.complete();
     return true;
@@ -512,7 +517,8 @@ class UpstreamConnection implements UpstreamControl {
     this.paused = false;
     this.socket.resume();
     if (this.phase === Phase.Body && this.handler) {
-      this.deadline = performance.now() + this.idleTimeout;
+      this.readAt = performance.now();
+      this.deadline = this.readAt + this.idleTimeout;
       this.parse(null);
     }
   }
@@ -523,7 +529,7 @@ class UpstreamConnection implements UpstreamControl {
 
   /** A kept-alive connection starts its idle time. */
   markIdle(): void {
-    this.deadline = performance.now() + this.pool.options.keepAliveTimeout;
+    this.deadline = this.readAt + this.pool.options.keepAliveTimeout;
   }
 }
 

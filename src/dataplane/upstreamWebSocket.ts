@@ -3,7 +3,8 @@
 // stream-based receiver and the node:http handshake cost about twice as much (docs/BENCHMARKS.md).
 
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
-import { isUtf8 } from 'node:buffer';
+// Imported: the global `Buffer` is an accessor, read through a getter at each use.
+import { Buffer, isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
 import { constants as zlib, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { createRequire } from 'node:module';
@@ -90,14 +91,16 @@ const enum Stage {
 /** Masking keys, taken 4 bytes at a time from one random block refilled when used up. */
 const maskPool = Buffer.alloc(8192);
 let maskOffset = maskPool.length;
+/** The key of the frame being made (nextMask fills it): one buffer for every frame, none allocated. */
+const KEY = Buffer.alloc(4);
 
 function nextMask(): Buffer {
   if (maskOffset === maskPool.length) {
     randomFillSync(maskPool);
     maskOffset = 0;
   }
-  maskOffset += 4;
-  return maskPool.subarray(maskOffset - 4, maskOffset);
+  for (let i = 0; i < 4; i++) KEY[i] = maskPool[maskOffset++];
+  return KEY;
 }
 
 /** bufferutil's native mask, loaded with the first frame: a worker that relays no WebSocket message never loads it (5 ms of each worker thread's start here). */
@@ -120,7 +123,7 @@ function frame(opcode: number, payload: Uint8Array, rsv = 0): Buffer {
     out.writeUInt32BE(length % 2 ** 32, 6);
   }
   const mask = nextMask();
-  mask.copy(out, headerLength - 4);
+  for (let i = 0; i < 4; i++) out[headerLength - 4 + i] = mask[i];
   if (length > 0) (bufferUtil ??= createRequire(import.meta.url)('bufferutil') as typeof import('bufferutil').default).mask(payload as Buffer, mask, out, headerLength, length);
   return out;
 }
@@ -328,6 +331,27 @@ export class UpstreamWebSocket {
     if (this.phase === Phase.Open) this.readFrames();
   }
 
+  /** The buffered byte `i` places on (i < buffered). */
+  private byteAt(i: number): number {
+    let k = 0;
+    while (i >= this.chunks[k].length) i -= this.chunks[k++].length;
+    return this.chunks[k][i];
+  }
+
+  /** Drops `n` buffered bytes (n ≤ buffered). */
+  private drop(n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const first = this.chunks[0];
+      if (n < first.length) {
+        this.chunks[0] = first.subarray(n);
+        return;
+      }
+      this.chunks.shift();
+      n -= first.length;
+    }
+  }
+
   /** Takes `n` buffered bytes (n ≤ buffered), without a copy when they sit in one chunk. */
   private take(n: number): Buffer {
     this.buffered -= n;
@@ -426,9 +450,9 @@ export class UpstreamWebSocket {
     while (this.phase === Phase.Open) {
       if (this.stage === Stage.Info) {
         if (this.buffered < 2) return;
-        const info = this.take(2);
-        const b0 = info[0];
-        const b1 = info[1];
+        const b0 = this.byteAt(0);
+        const b1 = this.byteAt(1);
+        this.drop(2);
         this.fin = (b0 & 0x80) !== 0;
         this.opcode = b0 & 0x0f;
         this.payloadLength = b1 & 0x7f;

@@ -1,6 +1,8 @@
 // WebSocket proxying on uWS: the client's upgrade and socket; the engine-neutral WebSocketSession
 // relays them to fairway's own RFC 6455 client toward the backend (upstreamWebSocket.ts).
 
+// Imported: the global `Buffer` is an accessor, read through a getter at each use.
+import { Buffer } from 'node:buffer';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as UwsSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { FAULTS, type ProxyFault } from '../../core/errors.js';
 import { serveUpgrade, type IncomingUpgrade } from '../../dataplane/serve.js';

@@ -1,6 +1,6 @@
 // Pieces of reading a backend's HTTP/1.x response head, shared by both upstream clients.
 
-import { contentLengthOf } from '../core/httpSyntax.js';
+import { contentLengthOf, isToken } from '../core/httpSyntax.js';
 
 /**
  * Where the line that starts at `at` ends: its CRLF, or the end of the head (`length`); -1 when a
@@ -17,10 +17,9 @@ function lineEnd(bytes: Uint8Array, at: number, length: number): number {
   return length;
 }
 
-/** What each byte is in a header name: 0 not a token's (RFC 9110 5.6.2), 1 a token's, 2 an upper-case letter. */
+/** What each byte is in a header name: 0 not a token's (isToken), 1 a token's, 2 an upper-case letter. */
 const NAME_BYTE = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_BYTE[c.charCodeAt(0)] = 1;
-for (let c = 65; c <= 90; c++) NAME_BYTE[c] = 2;
+for (let c = 0; c < 256; c++) if (isToken(String.fromCharCode(c))) NAME_BYTE[c] = c >= 65 && c <= 90 ? 2 : 1;
 
 /**
  * The header names of the last head read, as sent and in lower case, by their place in it: a

@@ -10,9 +10,9 @@ import { SERVE_TASKS } from '../paths.js';
 
 /**
  * Young generation of each worker's V8 heap, MiB. V8 grows it to 48 MiB or so during a burst of
- * connections and keeps those pages until the sessions have been idle a while, which at 9000 idle WebSocket sessions over 2 workers was half
- * of the process's memory growth (9.2 KiB per session; 4.5 with this cap); no cost to HTTP or
- * WebSocket throughput was measurable (docs/BENCHMARKS.md).
+ * connections and keeps those pages until the sessions have been idle a while, which at 9000 idle
+ * WebSocket sessions over 2 workers was half of the process's memory growth (9.2 KiB per session;
+ * 4.5 with this cap); no cost to HTTP or WebSocket throughput was measurable (docs/BENCHMARKS.md).
  */
 export const YOUNG_GENERATION_MB = 12;
 

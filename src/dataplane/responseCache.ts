@@ -275,7 +275,6 @@ const NO_CLIENT: ClientReply = {
 class BypassTap implements ResponseTap {
   readonly result = 'bypass';
   readonly served = null;
-  private succeeded = false;
 
   constructor(
     private readonly context: WorkerContext,
@@ -284,7 +283,9 @@ class BypassTap implements ResponseTap {
   ) {}
 
   start(status: number): string[] | null {
-    this.succeeded = status < 400;
+    // Posted before any of the answer reaches the client, so the primary has it before any lookup
+    // the client makes after it (ResponseCaches applies what is posted before each lookup).
+    if (this.invalidates && status < 400) this.context.cache!.invalidate(this.cache.route, this.invalidates);
     return this.cache.config.statusHeader ? [this.cache.config.statusHeader, 'bypass'] : [];
   }
 
@@ -296,7 +297,6 @@ class BypassTap implements ResponseTap {
   }
 
   finished(): void {
-    if (this.invalidates && this.succeeded) this.context.cache!.invalidate(this.cache.route, this.invalidates);
     this.context.cache!.count(this.cache.route, 'bypass');
   }
 }

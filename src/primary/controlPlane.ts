@@ -96,7 +96,7 @@ export class ControlPlane {
     private readonly asStarted: Config = config,
   ) {
     this.states = new BackendStates(table);
-    this.caches = new ResponseCaches(config, (worker, message) => supervisor.sendTo(worker, message));
+    this.caches = new ResponseCaches(config, (worker, message) => supervisor.sendTo(worker, message), (worker) => supervisor.catchUp(worker));
     this.base = config;
     this.states.onChange = (slot, state) => {
       const id = registry.idOf(slot);

@@ -240,6 +240,8 @@ export class ResponseCaches {
   constructor(
     config: Config,
     private readonly send: (worker: number, message: { type: 'cache-answer'; id: number; answer: CacheAnswer }) => void,
+    /** Handles what the other workers have posted and the primary has not read yet (Supervisor.catchUp). */
+    private readonly catchUp: (worker: number) => void,
   ) {
     this.configure(config);
   }
@@ -264,6 +266,9 @@ export class ResponseCaches {
   onWorkerMessage(worker: number, message: WorkerMessage): boolean {
     switch (message.type) {
       case 'cache-lookup': {
+        // An invalidation another worker posted before this lookup was made is applied first:
+        // a client that got the answer to its POST never gets the stored GET it invalidated.
+        this.catchUp(worker);
         const cache = this.caches.get(message.route)?.cache;
         // A route that stopped caching in a reload: the request goes to the backend.
         if (!cache) this.send(worker, { type: 'cache-answer', id: message.id, answer: { kind: 'fetch', lock: 0 } });

@@ -1,6 +1,6 @@
 // Runs one long-lived serve task per worker thread on piscina, and replaces a worker that dies.
 
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../engine/messages.js';
 import type { ClientLimits } from '../core/limits/clientLimits.js';
@@ -26,6 +26,9 @@ export type TaskFor = (worker: number, port: MessagePort) => ServeTask;
 export class Supervisor {
   private readonly pool: Piscina<ServeTask, ServeResult>;
   private readonly ports = new Map<number, MessagePort>();
+  /** What each worker's port does with a message. */
+  private readonly receivers = new Map<number, (message: WorkerMessage) => void>();
+  private catchingUp = false;
   private readonly running = new Map<number, Promise<void>>();
   private stopping = false;
   /** Times a worker was replaced after dying, for operators and tests. */
@@ -81,7 +84,7 @@ export class Supervisor {
     this.ports.set(worker, port1);
     let listened = false;
     const listening = new Promise<void>((resolve, reject) => {
-      port1.on('message', (message: WorkerMessage) => {
+      const receive = (message: WorkerMessage) => {
         if (message.type === 'ready') {
           void onReady().then(
             () => this.sendTo(worker, { type: 'listen' }),
@@ -92,7 +95,9 @@ export class Supervisor {
           resolve();
         } else if (message.type === 'failed') reject(Object.assign(new Error(message.message), { code: message.code }));
         else this.onMessage?.(worker, message);
-      });
+      };
+      this.receivers.set(worker, receive);
+      port1.on('message', receive);
     });
     const task = this.pool.run(this.taskFor(worker, port2), { transferList: [port2] });
     const startedAt = Date.now();
@@ -126,6 +131,25 @@ export class Supervisor {
   }
 
   /** Sends a message to one worker, if it is running. */
+  /**
+   * Handles at once every message the other workers have posted and the primary has not read yet.
+   * The workers' ports are read in turn, so a message one worker posted may otherwise be read after
+   * a later one from another: a handler of `from`'s message for which that order matters calls this first.
+   */
+  catchUp(from: number): void {
+    if (this.catchingUp) return;
+    this.catchingUp = true;
+    try {
+      for (const [worker, port] of this.ports) {
+        if (worker === from) continue;
+        const receive = this.receivers.get(worker)!;
+        for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) receive(next.message as WorkerMessage);
+      }
+    } finally {
+      this.catchingUp = false;
+    }
+  }
+
   sendTo(worker: number, message: PrimaryMessage): void {
     try {
       this.ports.get(worker)?.postMessage(message);

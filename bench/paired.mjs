@@ -3,8 +3,9 @@
 // the host's drift, which moves its speed by up to 2x within a minute here, falls on both alike.
 // Each pair gives one ratio of CPU per request; the answer is the median ratio with its 95 %
 // distribution-free confidence interval. Everything on 127.0.0.1, every loop bounded.
-// Usage: npm run bench:paired -- --base DIR [--target DIR] [--workers N] [--pairs N] [--seconds S]
-//   DIR: a checkout with dist/ built (npm ci). --target defaults to this checkout.
+// Usage: npm run bench:paired -- --base DIR [--target DIR] [--engine NAME] [--workers N] [--pairs N] [--seconds S]
+//   DIR: a checkout with dist/ built (npm ci). --target defaults to this checkout; --engine to uws,
+//   the engine of the `fairway Nw` rows of `npm run bench`.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -21,10 +22,11 @@ const argument = (name, fallback) => {
 };
 const baseDir = argument('base');
 if (!baseDir) {
-  console.error('usage: npm run bench:paired -- --base DIR [--target DIR] [--workers N] [--pairs N] [--seconds S]');
+  console.error('usage: npm run bench:paired -- --base DIR [--target DIR] [--engine NAME] [--workers N] [--pairs N] [--seconds S]');
   process.exit(2);
 }
 const targetDir = resolve(argument('target', root));
+const ENGINE = argument('engine', 'uws');
 const WORKERS = Number(argument('workers', '1'));
 const PAIRS = Number(argument('pairs', '20'));
 const SECONDS = Number(argument('seconds', '2'));
@@ -92,6 +94,7 @@ function fairway(tree, port, label) {
     JSON.stringify({
       listen: `127.0.0.1:${port}`,
       workers: WORKERS,
+      engine: ENGINE,
       // info for the one line that says it listens; access log off.
       log: { level: 'info', access: false },
       pools: { http: { backends: [`127.0.0.1:${BACKEND}`] } },
@@ -166,7 +169,7 @@ function medianInterval(values) {
 const cpuRatios = pairs.map((p) => p.cpuRatio);
 const interval = medianInterval(cpuRatios);
 const show = (r) => r.toFixed(3);
-console.log(`\n${target.label} against ${base.label}, ${WORKERS} worker(s), ${PAIRS} pairs of ${SECONDS} s wrk -t1 -c50 bursts`);
+console.log(`\n${target.label} against ${base.label}, engine ${ENGINE}, ${WORKERS} worker(s), ${PAIRS} pairs of ${SECONDS} s wrk -t1 -c50 bursts`);
 console.log(pin ? `pinned: proxy on cores ${proxyCores}, wrk and nginx on ${loadCores}` : 'not pinned (no spare core or no taskset)');
 console.log(`µs CPU per request, medians: base ${median(pairs.map((p) => p.base.microsPerRequest)).toFixed(1)}, target ${median(pairs.map((p) => p.target.microsPerRequest)).toFixed(1)}`);
 console.log(`CPU per request, target / base: median ${show(median(cpuRatios))}${interval ? `, 95 % interval ${show(interval[0])}–${show(interval[1])}` : ''}`);

@@ -202,6 +202,10 @@ defaults
   option http-keep-alive
 frontend fe
   bind 127.0.0.1:${port}
+  # The headers fairway sets on every request it forwards, so that both do the same work.
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
   acl is_ws path_beg /ws
   use_backend ws if is_ws
   default_backend http
@@ -222,6 +226,9 @@ backend ws
   };
 }
 
+/** The headers fairway sets on every request it forwards, so that NGINX does the same work (a location's own proxy_set_header lines replace the inherited ones). */
+const NGINX_FORWARDED = 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host;';
+
 function nginxTarget(port) {
   return {
     name: `nginx ${THREADS}p`,
@@ -235,8 +242,8 @@ http { access_log off;
   upstream ws_be { least_conn; server 127.0.0.1:${WS_BACKEND}; }
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server { listen 127.0.0.1:${port};
-    location /ws { proxy_pass http://ws_be; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; proxy_read_timeout 3600s; }
-    location / { proxy_pass http://http_be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
+    location /ws { proxy_pass http://ws_be; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; ${NGINX_FORWARDED} proxy_read_timeout 3600s; }
+    location / { proxy_pass http://http_be; proxy_http_version 1.1; proxy_set_header Connection ""; ${NGINX_FORWARDED} } } }`,
       );
       const child = start('nginx', ['-c', file, '-p', dir], {}, PIN.proxy);
       child.stdout.resume();
@@ -584,7 +591,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 - HTTP backend: ${httpBackend.name}; WebSocket backend: uWS echo (\`scripts/uwsEchoBackend.mjs\`). Both run on the same 2 cores as the proxy and the load tools.
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes).${rows[0].paced ? ` Paced: ${rows[0].paced.tool}, each connection waiting an exponential time of mean 6 ms before each request, so every target gets about the same rate and its p99 is a tail, not a queue (the closed loop's p99 mostly restates throughput).` : ''} WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Base RSS: a freshly started proxy (all its processes), idle, before any session; the difference between the fairway rows of 1 and 2 workers is what one more worker costs. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000), opened a third first and then the rest; "past the first third" is the growth over the second step per session, what each further session costs once the process has grown to its working size; "held ${IDLE_SETTLE_SECONDS} s" is the growth from 0 again once all the sessions have been held idle ${IDLE_SETTLE_SECONDS} s more (a process that grew its heaps for the burst of handshakes may give that back). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
-- fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Configs in \`bench/run.mjs\`.
+- fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Every proxy sets X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host on what it forwards, as fairway does (HAProxy: \`option forwardfor\` and two \`http-request set-header\`; NGINX: three \`proxy_set_header\`; Caddy's \`reverse_proxy\` and http-proxy's \`xfwd\` set them themselves). Configs in \`bench/run.mjs\`.
 
 ${table}
 ${ROUNDS > 1 ? `\n${roundTable}\n` : ''}${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;

@@ -1,5 +1,5 @@
 // `npm run bench`: HTTP and WebSocket throughput, latency, memory per idle session and CPU per
-// request, in one run, for direct access, fairway (1 and N workers) and, when installed, HAProxy
+// request, in one run, for direct access, fairway (1 and N workers), the floor of any proxy on Node and uWS and, when installed, HAProxy
 // and NGINX with equivalent configs. Everything on 127.0.0.1; every loop bounded in time; every
 // process started is stopped. Writes bench/results/<time>.json and the table in docs/BENCHMARKS.md;
 // then, with redis-server installed, runs bench/fleet.mjs for the fleet's rows, and last
@@ -432,6 +432,28 @@ async function measureLoad(target) {
   };
 }
 
+/**
+ * The floor of any HTTP proxy on Node and uWS, in this round and on the proxy's cores: uWS answering
+ * the same wrk load itself, and the bare client of bench/floor.mjs keeping as many requests in
+ * flight toward the HTTP backend; µs of CPU per request each.
+ */
+async function measureFloor() {
+  const port = 9420;
+  const uws = start(process.execPath, [join(root, 'bench/floor.mjs'), 'uws', String(port)], {}, PIN.proxy);
+  await waitForOutput(uws, 'uws answering');
+  const url = `http://127.0.0.1:${port}/`;
+  httpLoad(url, WARM_UP_SECONDS);
+  const before = cpuSeconds(uws.pid);
+  const { requests } = httpLoad(url);
+  const uwsMicros = ((cpuSeconds(uws.pid) - before) * 1e6) / requests;
+  await stop(uws);
+  const client = start(process.execPath, [join(root, 'bench/floor.mjs'), 'client', String(HTTP_BACKEND), String(SECONDS), '50'], {}, PIN.proxy);
+  const out = await waitForOutput(client, '}', (WARM_UP_SECONDS + SECONDS + 30) * 1000);
+  await stop(client);
+  const clientMicros = JSON.parse(out.trim().split('\n').at(-1)).cpuMicrosPerRequest;
+  return { uwsMicros, clientMicros, cpuPer100k: ((uwsMicros + clientMicros) * 100_000) / 1e6 };
+}
+
 function median(values) {
   const sorted = values.filter((v) => v !== null).sort((a, b) => a - b);
   if (sorted.length === 0) return null;
@@ -442,12 +464,21 @@ function median(values) {
 /** Every target measured ROUNDS times, rounds one after another; each figure the median of its rounds. */
 async function measure(targets) {
   const rounds = targets.map(() => []);
+  const floors = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [i, target] of targets.entries()) {
       process.stderr.write(`round ${round}/${ROUNDS}: measuring ${target.name}…\n`);
       rounds[i].push(await measureLoad(target));
     }
+    process.stderr.write(`round ${round}/${ROUNDS}: measuring the floor…\n`);
+    floors.push(await measureFloor());
   }
+  const floor = {
+    uwsMicros: median(floors.map((f) => f.uwsMicros)),
+    clientMicros: median(floors.map((f) => f.clientMicros)),
+    cpuPer100k: median(floors.map((f) => f.cpuPer100k)),
+    rounds: floors,
+  };
   const rows = [];
   for (const [i, target] of targets.entries()) {
     const samples = rounds[i];
@@ -478,7 +509,7 @@ async function measure(targets) {
       rounds: samples,
     });
   }
-  return rows;
+  return { rows, floor };
 }
 
 
@@ -530,12 +561,13 @@ ${sections.join('\n\n')}
 }
 
 /** The table of one pass: ratios to direct access and to HAProxy in the same pass. */
-function tableOf(rows) {
+function tableOf({ rows, floor }) {
   const direct = rows[0];
   const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
+  const none = (n) => Array(n).fill('–');
   return [
-    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | base RSS MiB | idle WS KiB/session | idle WS KiB/session past the first third | idle WS KiB/session, held ${IDLE_SETTLE_SECONDS} s |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | CPU × floor | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | base RSS MiB | idle WS KiB/session | idle WS KiB/session past the first third | idle WS KiB/session, held ${IDLE_SETTLE_SECONDS} s |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
     ...rows.map((r) =>
       [
         r.target,
@@ -548,6 +580,7 @@ function tableOf(rows) {
         r.paced ? `${ms(r.paced.p50us)} / ${ms(r.paced.p99us)}` : '–',
         r.paced ? ratio(r.paced.p99us, haproxy?.paced?.p99us) : '–',
         r.cpuPer100k === null ? '–' : r.cpuPer100k.toFixed(2),
+        r.cpuPer100k === null ? '–' : ratio(r.cpuPer100k, floor.cpuPer100k),
         r.ws,
         ratio(r.ws, direct.ws),
         ratio(r.ws, haproxy?.ws),
@@ -558,16 +591,18 @@ function tableOf(rows) {
         r.idle?.settledBytesPerSession !== undefined ? (r.idle.settledBytesPerSession / 1024).toFixed(1) : '–',
       ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
     ),
+    `| floor: uWS answering itself ${floor.uwsMicros.toFixed(1)} µs + bare client ${floor.clientMicros.toFixed(1)} µs | ${[...none(8), floor.cpuPer100k.toFixed(2), '1.00', ...none(8)].join(' | ')} |`,
   ].join('\n');
 }
 if (CORES_LIST) {
   await measureCores();
   process.exit(0);
 }
-const rows = await measure(passTargets(true));
+const measured = await measure(passTargets(true));
+const { rows, floor } = measured;
 await stop(wsBackend);
 await stop(httpBackend.child);
-const table = tableOf(rows);
+const table = tableOf(measured);
 const roundTable = [
   '| target | HTTP req/s, each round | WS round trips/s, each round |',
   '| --- | --- | --- |',
@@ -580,7 +615,7 @@ if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-writeFileSync(join(root, `bench/results/${stamp}.json`), JSON.stringify({ machine, versions, quick, seconds: SECONDS, httpBackend: httpBackend.name, rows, skipped }, null, 2));
+writeFileSync(join(root, `bench/results/${stamp}.json`), JSON.stringify({ machine, versions, quick, seconds: SECONDS, httpBackend: httpBackend.name, rows, floor, skipped }, null, 2));
 
 const docs = join(root, 'docs/BENCHMARKS.md');
 const section = `<!-- bench:start -->
@@ -592,6 +627,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes).${rows[0].paced ? ` Paced: ${rows[0].paced.tool}, each connection waiting an exponential time of mean 6 ms before each request, so every target gets about the same rate and its p99 is a tail, not a queue (the closed loop's p99 mostly restates throughput).` : ''} WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Base RSS: a freshly started proxy (all its processes), idle, before any session; the difference between the fairway rows of 1 and 2 workers is what one more worker costs. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000), opened a third first and then the rest; "past the first third" is the growth over the second step per session, what each further session costs once the process has grown to its working size; "held ${IDLE_SETTLE_SECONDS} s" is the growth from 0 again once all the sessions have been held idle ${IDLE_SETTLE_SECONDS} s more (a process that grew its heaps for the burst of handshakes may give that back). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Every proxy sets X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host on what it forwards, as fairway does (HAProxy: \`option forwardfor\` and two \`http-request set-header\`; NGINX: three \`proxy_set_header\`; Caddy's \`reverse_proxy\` and http-proxy's \`xfwd\` set them themselves). Configs in \`bench/run.mjs\`.
+- Floor: what any HTTP proxy on Node and uWS spends at least, measured in each round on the proxy's cores (\`bench/floor.mjs\`): uWS answering the same wrk load itself, plus a bare client on raw sockets (net's \`onread\`, no stream events, Content-Length only) keeping 50 requests in flight toward the same backend, CPU per request of each; "CPU × floor" is each target's CPU per request over their sum.
 
 ${table}
 ${ROUNDS > 1 ? `\n${roundTable}\n` : ''}${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;

@@ -1,21 +1,21 @@
 // The HTTP client toward backends, alone: CPU per request and requests per second of fairway's
 // own upstream client (src/dataplane/upstreamHttp.ts), undici as fairway drove it before
-// (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and a naive client on raw
-// sockets that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
+// (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and the bare client on raw
+// sockets of bench/floor.mjs that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
 // Each client's answer is checked before it is timed.
 // Then, with wrk: uWS answering requests itself (the client side of any proxy on uWS), fairway
 // (1 worker) and HAProxy (1 thread) in front of the same backend, so that the floor of a proxy on
-// Node and uWS (uWS alone + the naive client) stands next to whole proxies, in one run.
+// Node and uWS (uWS alone + the bare client) stands next to whole proxies, in one run.
 // Usage: npm run bench:upstream [-- SECONDS]
 
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { UpstreamHttpPool } from '../dist/src/dataplane/upstreamHttp.js';
+import { bareClient, drive, forwardedHeaders } from './floor.mjs';
 import { cpuSeconds } from './procStats.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 5);
@@ -62,7 +62,7 @@ function collecting(done) {
   };
 }
 
-const FORWARDED_HEADERS = ['host', `127.0.0.1:${PORT}`, 'user-agent', 'bench', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http'];
+const FORWARDED_HEADERS = forwardedHeaders(PORT);
 
 function fairwayUpstream() {
   const pool = new UpstreamHttpPool({ host: '127.0.0.1', port: PORT, tls: undefined, connectTimeout: 5000, responseTimeout: 5000, idleTimeout: 5000, keepAliveTimeout: 4000 });
@@ -115,79 +115,13 @@ function nodeHttp() {
   };
 }
 
-/** Not a usable client: no chunked bodies, no errors, no timeouts. It shows what is left without one. */
-function naiveRawSockets() {
-  const idle = [];
-  const head = Buffer.from(`GET / HTTP/1.1\r\nhost: 127.0.0.1:${PORT}\r\nuser-agent: bench\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n`, 'latin1');
-  function connection() {
-    const socket = net.connect(PORT, '127.0.0.1');
-    socket.setNoDelay(true);
-    const state = { socket, done: null, buffered: Buffer.alloc(0) };
-    socket.on('data', (chunk) => {
-      state.buffered = state.buffered.length ? Buffer.concat([state.buffered, chunk]) : chunk;
-      const end = state.buffered.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const headText = state.buffered.toString('latin1', 0, end);
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(headText)?.[1] ?? 0);
-      if (state.buffered.length < end + 4 + length) return;
-      const status = Number(headText.slice(9, 12));
-      const body = state.buffered.toString('latin1', end + 4, end + 4 + length);
-      state.buffered = state.buffered.subarray(end + 4 + length);
-      const done = state.done;
-      state.done = null;
-      idle.push(state);
-      done(status, body);
-    });
-    return state;
-  }
-  return {
-    send(done) {
-      const state = idle.pop() ?? connection();
-      state.done = done;
-      state.socket.write(head);
-    },
-    close: () => idle.forEach((s) => s.socket.destroy()),
-  };
-}
-
 const CLIENTS = [
   ['fairway upstreamHttp (as fairway)', fairwayUpstream],
   ['undici Pool.dispatch (as fairway before)', undiciDispatch],
   ['undici Pool.request', undiciRequest],
   ['node:http Agent keep-alive', nodeHttp],
-  ['naive raw sockets (floor)', naiveRawSockets],
+  ['bare client on raw sockets (floor: bench/floor.mjs)', () => bareClient(PORT)],
 ];
-
-async function measure(client) {
-  // The answer first.
-  const [status, body] = await new Promise((resolve) => client.send((...answer) => resolve(answer)));
-  if (status !== 200 || body !== 'ok\n') throw new Error(`wrong answer: ${status} ${JSON.stringify(body)}`);
-  let completed = 0;
-  let running = true;
-  const deadline = performance.now() + SECONDS * 1000;
-  const cpuBefore = process.cpuUsage();
-  const started = performance.now();
-  await new Promise((resolve, reject) => {
-    let inFlight = 0;
-    const next = () => {
-      inFlight++;
-      client.send((code) => {
-        inFlight--;
-        if (code !== 200) return reject(new Error(`status ${code}`));
-        completed++;
-        if (running && performance.now() < deadline) next();
-        else {
-          running = false;
-          if (inFlight === 0) resolve();
-        }
-      });
-    };
-    for (let i = 0; i < IN_FLIGHT; i++) next();
-  });
-  const elapsed = (performance.now() - started) / 1000;
-  const cpu = process.cpuUsage(cpuBefore);
-  return { perSecond: Math.round(completed / elapsed), cpuMicrosPerRequest: (cpu.user + cpu.system) / completed };
-}
 
 const backend = startBackend();
 process.on('exit', () => backend.child.kill('SIGTERM'));
@@ -195,14 +129,14 @@ await sleep(500);
 const rows = [];
 for (const [name, make] of CLIENTS) {
   const client = make();
-  const result = await measure(client);
+  const result = await drive(client, SECONDS, IN_FLIGHT);
   await client.close();
   rows.push({ name, ...result });
   process.stderr.write(`${name}: ${result.perSecond} req/s, ${result.cpuMicrosPerRequest.toFixed(1)} µs CPU per request\n`);
 }
 const floor = rows.at(-1).cpuMicrosPerRequest;
 console.log(`\nbackend: ${backend.name}; ${IN_FLIGHT} in flight; ${SECONDS} s each; ${process.version}`);
-console.log('| client | req/s | µs CPU / request | × naive floor |');
+console.log('| client | req/s | µs CPU / request | × bare floor |');
 console.log('| --- | ---: | ---: | ---: |');
 for (const row of rows) console.log(`| ${row.name} | ${row.perSecond} | ${row.cpuMicrosPerRequest.toFixed(1)} | ${(row.cpuMicrosPerRequest / floor).toFixed(2)} |`);
 
@@ -237,7 +171,7 @@ if (!has('wrk')) {
   process.exit(0);
 }
 const servers = [];
-const uwsAlone = spawn(process.execPath, ['--input-type=module', '-e', "import uWS from 'uWebSockets.js'; uWS.App().any('/*', (res) => res.cork(() => res.end('ok\\n'))).listen('127.0.0.1', 9452, () => {});"], { cwd: root, stdio: 'ignore' });
+const uwsAlone = spawn(process.execPath, [join(root, 'bench/floor.mjs'), 'uws', '9452'], { stdio: 'ignore' });
 process.on('exit', () => uwsAlone.kill('SIGTERM'));
 servers.push({ name: 'uWS answering itself (1 thread): the client side of a proxy on uWS', ...(await underWrk(uwsAlone, 9452)) });
 uwsAlone.kill('SIGTERM');
@@ -266,5 +200,5 @@ console.log('| server | req/s | µs CPU / request |');
 console.log('| --- | ---: | ---: |');
 for (const row of servers) console.log(`| ${row.name} | ${row.perSecond || '–'} | ${Number.isNaN(row.cpuMicrosPerRequest) ? '–' : row.cpuMicrosPerRequest.toFixed(1)} |`);
 const nodeFloor = servers[0].cpuMicrosPerRequest + floor;
-console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the naive client): ${nodeFloor.toFixed(1)} µs CPU per request; fairway spends ${(servers[1].cpuMicrosPerRequest - nodeFloor).toFixed(1)} µs above it.`);
+console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the bare client): ${nodeFloor.toFixed(1)} µs CPU per request; fairway spends ${(servers[1].cpuMicrosPerRequest - nodeFloor).toFixed(1)} µs above it.`);
 process.exit(0);

@@ -1,0 +1,116 @@
+// The floor of any HTTP proxy on Node and uWS, in its two parts: uWS answering requests itself (the
+// client side), and a bare client on raw sockets toward the backend (the backend side: the system
+// calls and little else). `npm run bench` and `npm run bench:upstream` both measure it with these.
+// Usage: node bench/floor.mjs uws PORT                       (answers `ok` on 127.0.0.1:PORT)
+//        node bench/floor.mjs client PORT SECONDS IN_FLIGHT  (GET / from 127.0.0.1:PORT; prints JSON)
+
+import { connect } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createRequire } from 'node:module';
+
+/** What fairway sends a backend for `GET /` from wrk (the bare client sends the same head). */
+export const forwardedHeaders = (port) => ['host', `127.0.0.1:${port}`, 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http', 'x-forwarded-host', `127.0.0.1:${port}`];
+
+const READ = Buffer.allocUnsafe(64 * 1024);
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/**
+ * Not a usable client: no chunked bodies, no errors, no timeouts. Keep-alive connections read into
+ * one buffer through net's `onread` (no stream events), a response found by its Content-Length.
+ * `send(done)` sends one GET / and calls done(status, body).
+ */
+export function bareClient(port) {
+  const idle = [];
+  const headers = forwardedHeaders(port);
+  let text = 'GET / HTTP/1.1\r\n';
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  const head = Buffer.from(`${text}\r\n`, 'latin1');
+  function connection() {
+    const state = { socket: null, done: null, pending: null };
+    const onRead = (length, buffer) => {
+      let bytes = buffer.subarray(0, length);
+      if (state.pending) bytes = Buffer.concat([state.pending, bytes]);
+      state.pending = null;
+      const end = bytes.indexOf(HEAD_END);
+      const headText = end < 0 ? '' : bytes.toString('latin1', 0, end);
+      const bodyLength = Number(/\r\ncontent-length: *(\d+)/i.exec(headText)?.[1] ?? 0);
+      if (end < 0 || bytes.length < end + 4 + bodyLength) {
+        state.pending = Buffer.from(bytes);
+        return;
+      }
+      const done = state.done;
+      state.done = null;
+      idle.push(state);
+      done(Number(headText.slice(9, 12)), bytes.toString('latin1', end + 4, end + 4 + bodyLength));
+    };
+    state.socket = connect({ host: '127.0.0.1', port, onread: { buffer: READ, callback: onRead } });
+    state.socket.setNoDelay(true);
+    return state;
+  }
+  return {
+    send(done) {
+      const state = idle.pop() ?? connection();
+      state.done = done;
+      state.socket.write(head);
+    },
+    close: () => idle.forEach((s) => s.socket.destroy()),
+  };
+}
+
+/**
+ * Keeps `inFlight` requests of `client` going for `seconds` after checking one answer; returns
+ * requests per second and this process's CPU per request (µs).
+ */
+export async function drive(client, seconds, inFlight) {
+  const [status, body] = await new Promise((resolve) => client.send((...answer) => resolve(answer)));
+  if (status !== 200 || body !== 'ok\n') throw new Error(`wrong answer: ${status} ${JSON.stringify(body)}`);
+  let completed = 0;
+  let running = true;
+  const deadline = performance.now() + seconds * 1000;
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  await new Promise((resolve, reject) => {
+    let open = 0;
+    const next = () => {
+      open++;
+      client.send((code) => {
+        open--;
+        if (code !== 200) return reject(new Error(`status ${code}`));
+        completed++;
+        if (running && performance.now() < deadline) next();
+        else {
+          running = false;
+          if (open === 0) resolve();
+        }
+      });
+    };
+    for (let i = 0; i < inFlight; i++) next();
+  });
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { perSecond: Math.round(completed / elapsed), requests: completed, cpuMicrosPerRequest: (cpu.user + cpu.system) / completed };
+}
+
+if (process.argv[1] === new URL(import.meta.url).pathname) {
+  const [mode, port, seconds = '4', inFlight = '50'] = process.argv.slice(2);
+  if (mode === 'uws') {
+    const uWS = createRequire(import.meta.url)('uWebSockets.js');
+    uWS
+      .App()
+      .any('/*', (res) => res.cork(() => res.end('ok\n')))
+      .listen('127.0.0.1', Number(port), (token) => {
+        if (!token) process.exit(1);
+        console.log(`uws answering on ${port}`);
+      });
+  } else if (mode === 'client') {
+    // A second of warm-up (JIT, connections), then the measured run.
+    const client = bareClient(Number(port));
+    await drive(client, 1, Number(inFlight));
+    console.log(JSON.stringify(await drive(client, Number(seconds), Number(inFlight))));
+    client.close();
+    process.exit(0);
+  } else {
+    console.error('usage: node bench/floor.mjs uws PORT | client PORT SECONDS IN_FLIGHT');
+    process.exit(2);
+  }
+}

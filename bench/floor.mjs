@@ -1,8 +1,12 @@
 // The floor of any HTTP proxy on Node and uWS, in its two parts: uWS answering requests itself (the
 // client side), and a bare client on raw sockets toward the backend (the backend side: the system
 // calls and little else). `npm run bench` and `npm run bench:upstream` both measure it with these.
+// The same two parts for WebSocket round trips: uWS echoing messages itself (the echo backend of
+// scripts/uwsEchoBackend.mjs), and the bare session client below toward that backend.
 // Usage: node bench/floor.mjs uws PORT                       (answers `ok` on 127.0.0.1:PORT)
 //        node bench/floor.mjs client PORT SECONDS IN_FLIGHT  (GET / from 127.0.0.1:PORT; prints JSON)
+//        node bench/floor.mjs ws PORT SECONDS SESSIONS       (64-byte round trips toward a WebSocket
+//                                                             echo on 127.0.0.1:PORT; prints JSON)
 
 import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -91,6 +95,74 @@ export async function drive(client, seconds, inFlight) {
   return { perSecond: Math.round(completed / elapsed), requests: completed, cpuMicrosPerRequest: (cpu.user + cpu.system) / completed };
 }
 
+/** A 64-byte binary frame, masked with a fixed key (a client must mask; the key's value costs nothing here). */
+const FRAME = (() => {
+  const frame = Buffer.alloc(2 + 4 + 64);
+  frame[0] = 0x82;
+  frame[1] = 0x80 | 64;
+  frame.set([0x11, 0x22, 0x33, 0x44], 2);
+  for (let i = 0; i < 64; i++) frame[6 + i] = 0x61 ^ frame[2 + (i % 4)];
+  return frame;
+})();
+/** What the echo sends back: a 2-byte header and the 64 bytes, unmasked. */
+const ECHO_LENGTH = 2 + 64;
+
+/**
+ * Not a usable WebSocket client: no handshake check beyond the status, no fragments, no control
+ * frames, no close. `sessions` connections upgraded on raw sockets read through net's `onread`;
+ * each sends one frame and waits for the 66 bytes of its echo before the next. For `seconds` after
+ * a second of warm-up; returns round trips per second and this process's CPU per round trip (µs).
+ */
+export async function bareWebSocketRoundTrips(port, seconds, sessions) {
+  let roundTrips = 0;
+  let phase = 'warm-up';
+  const upgrade = Buffer.from(
+    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    'latin1',
+  );
+  const opened = Array.from({ length: sessions }, () => new Promise((resolve, reject) => {
+    let upgraded = false;
+    let head = '';
+    let due = ECHO_LENGTH;
+    const onRead = (length, buffer) => {
+      if (!upgraded) {
+        head += buffer.toString('latin1', 0, length);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        if (!head.startsWith('HTTP/1.1 101')) return reject(new Error(`no upgrade: ${head.slice(0, 40)}`));
+        upgraded = true;
+        resolve(socket);
+        return;
+      }
+      // One frame in flight per session: the bytes that come are its echo, in one read or several.
+      due -= length;
+      while (due <= 0) {
+        due += ECHO_LENGTH;
+        if (phase === 'done') return;
+        if (phase === 'measure') roundTrips++;
+        socket.write(FRAME);
+      }
+    };
+    const socket = connect({ host: '127.0.0.1', port, onread: { buffer: READ, callback: onRead } });
+    socket.setNoDelay(true);
+    socket.once('error', reject);
+    socket.write(upgrade);
+  }));
+  const sockets = await Promise.all(opened);
+  for (const socket of sockets) socket.write(FRAME);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  phase = 'measure';
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  phase = 'done';
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  for (const socket of sockets) socket.destroy();
+  if (roundTrips === 0) throw new Error('no echo came back');
+  return { perSecond: Math.round(roundTrips / elapsed), roundTrips, cpuMicrosPerRoundTrip: (cpu.user + cpu.system) / roundTrips };
+}
+
 if (process.argv[1] === new URL(import.meta.url).pathname) {
   const [mode, port, seconds = '4', inFlight = '50'] = process.argv.slice(2);
   if (mode === 'uws') {
@@ -109,8 +181,11 @@ if (process.argv[1] === new URL(import.meta.url).pathname) {
     console.log(JSON.stringify(await drive(client, Number(seconds), Number(inFlight))));
     client.close();
     process.exit(0);
+  } else if (mode === 'ws') {
+    console.log(JSON.stringify(await bareWebSocketRoundTrips(Number(port), Number(seconds), Number(inFlight))));
+    process.exit(0);
   } else {
-    console.error('usage: node bench/floor.mjs uws PORT | client PORT SECONDS IN_FLIGHT');
+    console.error('usage: node bench/floor.mjs uws PORT | client PORT SECONDS IN_FLIGHT | ws PORT SECONDS SESSIONS');
     process.exit(2);
   }
 }

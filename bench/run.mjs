@@ -433,9 +433,11 @@ async function measureLoad(target) {
 }
 
 /**
- * The floor of any HTTP proxy on Node and uWS, in this round and on the proxy's cores: uWS answering
- * the same wrk load itself, and the bare client of bench/floor.mjs keeping as many requests in
- * flight toward the HTTP backend; µs of CPU per request each.
+ * The floor of any proxy on Node and uWS, in this round and on the proxy's cores. HTTP: uWS
+ * answering the same wrk load itself, and the bare client of bench/floor.mjs keeping as many
+ * requests in flight toward the HTTP backend; µs of CPU per request each. WebSocket: uWS echoing
+ * the same round-trip load itself (the echo backend, on the proxy's cores), and the bare session
+ * client of bench/floor.mjs with as many sessions toward the WebSocket backend; µs per round trip.
  */
 async function measureFloor() {
   const port = 9420;
@@ -451,7 +453,27 @@ async function measureFloor() {
   const out = await waitForOutput(client, '}', (WARM_UP_SECONDS + SECONDS + 30) * 1000);
   await stop(client);
   const clientMicros = JSON.parse(out.trim().split('\n').at(-1)).cpuMicrosPerRequest;
-  return { uwsMicros, clientMicros, cpuPer100k: ((uwsMicros + clientMicros) * 100_000) / 1e6 };
+
+  const echo = start(process.execPath, [join(root, 'scripts/uwsEchoBackend.mjs'), String(port + 1)], {}, PIN.proxy);
+  await waitForOutput(echo, 'echo backend');
+  const wsUrl = `ws://127.0.0.1:${port + 1}/ws`;
+  await wsRoundTrips(wsUrl, WARM_UP_SECONDS);
+  const wsBefore = cpuSeconds(echo.pid);
+  const { roundTrips } = await wsRoundTrips(wsUrl);
+  const wsUwsMicros = ((cpuSeconds(echo.pid) - wsBefore) * 1e6) / roundTrips;
+  await stop(echo);
+  const wsClient = start(process.execPath, [join(root, 'bench/floor.mjs'), 'ws', String(WS_BACKEND), String(SECONDS), String(WS_SESSIONS)], {}, PIN.proxy);
+  const wsOut = await waitForOutput(wsClient, '}', (WARM_UP_SECONDS + SECONDS + 60) * 1000);
+  await stop(wsClient);
+  const wsClientMicros = JSON.parse(wsOut.trim().split('\n').at(-1)).cpuMicrosPerRoundTrip;
+  return {
+    uwsMicros,
+    clientMicros,
+    cpuPer100k: ((uwsMicros + clientMicros) * 100_000) / 1e6,
+    wsUwsMicros,
+    wsClientMicros,
+    wsCpuPer100k: ((wsUwsMicros + wsClientMicros) * 100_000) / 1e6,
+  };
 }
 
 function median(values) {
@@ -477,6 +499,9 @@ async function measure(targets) {
     uwsMicros: median(floors.map((f) => f.uwsMicros)),
     clientMicros: median(floors.map((f) => f.clientMicros)),
     cpuPer100k: median(floors.map((f) => f.cpuPer100k)),
+    wsUwsMicros: median(floors.map((f) => f.wsUwsMicros)),
+    wsClientMicros: median(floors.map((f) => f.wsClientMicros)),
+    wsCpuPer100k: median(floors.map((f) => f.wsCpuPer100k)),
     rounds: floors,
   };
   const rows = [];
@@ -566,8 +591,8 @@ function tableOf({ rows, floor }) {
   const haproxy = rows.find((r) => r.target.startsWith('haproxy'));
   const none = (n) => Array(n).fill('–');
   return [
-    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | CPU × floor | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | base RSS MiB | idle WS KiB/session | idle WS KiB/session past the first third | idle WS KiB/session, held ${IDLE_SETTLE_SECONDS} s |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    `| target | HTTP req/s | × direct | × HAProxy | p50 ms | p99 ms | paced req/s | paced p50 / p99 ms | paced p99 × HAProxy | CPU s / 100k req | CPU × floor | WS round trips/s | × direct | × HAProxy | CPU s / 100k WS round trips | WS CPU × floor | base RSS MiB | idle WS KiB/session | idle WS KiB/session past the first third | idle WS KiB/session, held ${IDLE_SETTLE_SECONDS} s |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
     ...rows.map((r) =>
       [
         r.target,
@@ -585,13 +610,14 @@ function tableOf({ rows, floor }) {
         ratio(r.ws, direct.ws),
         ratio(r.ws, haproxy?.ws),
         r.wsCpuPer100k === null ? '–' : r.wsCpuPer100k.toFixed(2),
+        r.wsCpuPer100k === null ? '–' : ratio(r.wsCpuPer100k, floor.wsCpuPer100k),
         r.idle ? (r.idle.baseBytes / 1048576).toFixed(1) : '–',
         r.idle ? `${(r.idle.bytesPerSession / 1024).toFixed(1)} (${r.idle.sessions})` : '–',
         r.idle?.marginalBytesPerSession !== undefined ? `${(r.idle.marginalBytesPerSession / 1024).toFixed(1)} (${r.idle.firstSessions}→${r.idle.sessions})` : '–',
         r.idle?.settledBytesPerSession !== undefined ? (r.idle.settledBytesPerSession / 1024).toFixed(1) : '–',
       ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
     ),
-    `| floor: uWS answering itself ${floor.uwsMicros.toFixed(1)} µs + bare client ${floor.clientMicros.toFixed(1)} µs | ${[...none(8), floor.cpuPer100k.toFixed(2), '1.00', ...none(8)].join(' | ')} |`,
+    `| floor: uWS answering itself ${floor.uwsMicros.toFixed(1)} µs + bare client ${floor.clientMicros.toFixed(1)} µs; WS: uWS echoing itself ${floor.wsUwsMicros.toFixed(1)} µs + bare session client ${floor.wsClientMicros.toFixed(1)} µs | ${[...none(8), floor.cpuPer100k.toFixed(2), '1.00', ...none(3), floor.wsCpuPer100k.toFixed(2), '1.00', ...none(4)].join(' | ')} |`,
   ].join('\n');
 }
 if (CORES_LIST) {
@@ -627,7 +653,7 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, ${versions.node
 - Each target gets ${WARM_UP_SECONDS} s of the same HTTP load, and ${WARM_UP_SECONDS} s of the same WebSocket load, before each is measured (JIT, connection pools).${quick ? ' Quick mode leaves out idle memory (a full run measures it on a fresh process of each target).' : ''}
 - HTTP: ${rows[0].http.tool}, keep-alive, \`GET /\` (2 bytes).${rows[0].paced ? ` Paced: ${rows[0].paced.tool}, each connection waiting an exponential time of mean 6 ms before each request, so every target gets about the same rate and its p99 is a tail, not a queue (the closed loop's p99 mostly restates throughput).` : ''} WebSocket: ${WS_SESSIONS} sessions in two client processes, each sending 64 bytes and waiting for the echo; both clients open all their sessions, then measure the same window. Base RSS: a freshly started proxy (all its processes), idle, before any session; the difference between the fairway rows of 1 and 2 workers is what one more worker costs. Idle memory: RSS growth of a freshly started proxy (all its processes) per idle proxied session, from 0 to the number in brackets (the per-process limit of 20 000 open files here caps it below 10 000), opened a third first and then the rest; "past the first third" is the growth over the second step per session, what each further session costs once the process has grown to its working size; "held ${IDLE_SETTLE_SECONDS} s" is the growth from 0 again once all the sessions have been held idle ${IDLE_SETTLE_SECONDS} s more (a process that grew its heaps for the burst of handshakes may give that back). CPU: user + system seconds of the proxy (all its processes and threads) during the HTTP run, per 100 000 requests, and during the WebSocket run (its ${WS_SESSIONS} handshakes included), per 100 000 round trips.
 - fairway: least-conn, access log off, WebSocket pings off (as the peers, which send none); \`fairway Nw\` rows run the uws engine, the \`native-free\` row the engine on node:http and ws (${nativeFreeThreads()} worker thread${nativeFreeThreads() > 1 ? 's' : ''}: Node ${process.version} ${nativeFreeThreads() > 1 ? 'shares' : 'cannot share'} a node:http port between threads). HAProxy: \`nbthread ${CORES}\`, leastconn, \`http-reuse always\`. NGINX: \`worker_processes ${CORES}\`, least_conn, upstream keepalive 64. Caddy: \`reverse_proxy\` with \`lb_policy least_conn\`, \`GOMAXPROCS=${CORES}\`. node-http-proxy: http-proxy on ${CORES} \`node:cluster\` workers with a keep-alive agent (\`scripts/nodeHttpProxy.mjs\`). Every proxy sets X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host on what it forwards, as fairway does (HAProxy: \`option forwardfor\` and two \`http-request set-header\`; NGINX: three \`proxy_set_header\`; Caddy's \`reverse_proxy\` and http-proxy's \`xfwd\` set them themselves). Configs in \`bench/run.mjs\`.
-- Floor: what any HTTP proxy on Node and uWS spends at least, measured in each round on the proxy's cores (\`bench/floor.mjs\`): uWS answering the same wrk load itself, plus a bare client on raw sockets (net's \`onread\`, no stream events, Content-Length only) keeping 50 requests in flight toward the same backend, CPU per request of each; "CPU × floor" is each target's CPU per request over their sum.
+- Floor: what any HTTP proxy on Node and uWS spends at least, measured in each round on the proxy's cores (\`bench/floor.mjs\`): uWS answering the same wrk load itself, plus a bare client on raw sockets (net's \`onread\`, no stream events, Content-Length only) keeping 50 requests in flight toward the same backend, CPU per request of each; "CPU × floor" is each target's CPU per request over their sum. WebSocket: uWS echoing the same round-trip load itself (\`scripts/uwsEchoBackend.mjs\` on the proxy's cores), plus a bare session client (raw sockets upgraded by hand, one pre-masked 64-byte frame written and its echo counted by length, no parsing) with as many sessions toward the same backend, CPU per round trip of each; "WS CPU × floor" over their sum.
 
 ${table}
 ${ROUNDS > 1 ? `\n${roundTable}\n` : ''}${skipped.length ? `\nSkipped: ${skipped.join('; ')}.\n` : ''}<!-- bench:end -->`;

@@ -171,7 +171,11 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 const results = targets.map(() => []);
 const ping = await redisRoundTrip();
 for (let round = 0; round < ROUNDS; round++) {
-  for (const [i, target] of targets.entries()) {
+  // Each round starts one target later, so that no target is always the one measured first (right
+  // after another proxy's thousands of connections) or last.
+  for (let k = 0; k < targets.length; k++) {
+    const i = (round + k) % targets.length;
+    const target = targets[i];
     const child = await startTarget(target);
     await handshakes(`ws://127.0.0.1:${target.port}/ws`); // warm-up
     httpLoad(`http://127.0.0.1:${target.port}/`);
@@ -211,7 +215,7 @@ console.log(`\n${table}\n\n${rounds}\nRedis PING round trip: p50 ${ping.p50.toFi
 const section = `<!-- bench:fleet:start -->
 ## Fleet: \`npm run bench:fleet${quick ? ' -- --quick' : ''}\`
 
-Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, Node ${process.version}, redis-server ${redisVersion} (no persistence) on the same host. ${ROUNDS === 1 ? 'One round' : `${ROUNDS} rounds, alternating the targets; medians, each round's figures below`}. Each target is fairway with 2 uws workers, started fresh, one HTTP backend and one WebSocket backend (\`scripts/uwsEchoBackend.mjs\`). Handshakes: ${HANDSHAKES} WebSocket opens, ${CONCURRENCY} at a time, each closed once open, latency from the client's connect to its \`open\` (after a warm-up of as many). HTTP: wrk -t1 -c50, ${HTTP_SECONDS} s. Redis's own round trip from a Node client on this host (PING, 2000 times): p50 ${ping.p50.toFixed(3)} ms, p99 ${ping.p99.toFixed(3)} ms.
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, Node ${process.version}, redis-server ${redisVersion} (no persistence) on the same host. ${ROUNDS === 1 ? 'One round' : `${ROUNDS} rounds, alternating the targets, each round starting one target later; medians, each round's figures below`}. Each target is fairway with 2 uws workers, started fresh, one HTTP backend and one WebSocket backend (\`scripts/uwsEchoBackend.mjs\`). Handshakes: ${HANDSHAKES} WebSocket opens, ${CONCURRENCY} at a time, each closed once open, latency from the client's connect to its \`open\` (after a warm-up of as many). HTTP: wrk -t1 -c50, ${HTTP_SECONDS} s. Redis's own round trip from a Node client on this host (PING, 2000 times): p50 ${ping.p50.toFixed(3)} ms, p99 ${ping.p99.toFixed(3)} ms.
 
 ${table}
 

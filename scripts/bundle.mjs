@@ -9,8 +9,12 @@
 // cache. The primary's imports on demand (fleet, admin) are in cli.bundle.js but run only when
 // configured.
 //
-// Left as requires of their own: native addons, packages that find files beside themselves at
-// run time (piscina's worker), and those loaded only when the config asks for them.
+// piscina is bundled into the command line, and its worker script is a bundle of its own,
+// `worker.js`, the name piscina starts from the directory its code runs in: a worker thread then
+// reads two files with their caches instead of resolving and compiling a dozen small ones (each
+// 15–18 ms of the primary's start here, 4–8 ms of each worker's; docs/BENCHMARKS.md, start-up).
+// Left as requires of their own: native addons, and packages loaded only when the config asks for
+// them.
 
 import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,7 +23,12 @@ import { build } from 'esbuild';
 const { compile } = createRequire(import.meta.url)('./loadBundle.cjs');
 const root = new URL('..', import.meta.url).pathname;
 const outdir = `${root}dist/bundle`;
-const entries = { cli: 'dist/src/cli.js', 'serve-uws': 'dist/src/engine/uws/serveTask.js', 'serve-native-free': 'dist/native-free/serveTask.js' };
+const entries = {
+  cli: 'dist/src/cli.js',
+  worker: 'node_modules/piscina/dist/worker.js',
+  'serve-uws': 'dist/src/engine/uws/serveTask.js',
+  'serve-native-free': 'dist/native-free/serveTask.js',
+};
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 // The package is "type": "module"; the .js files of this one directory are CommonJS.
@@ -36,7 +45,7 @@ await build({
   // an import() in a bundle compiled from its cache fails (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING).
   supported: { 'dynamic-import': false },
   sourcemap: true,
-  external: ['uWebSockets.js', 'bufferutil', 'utf-8-validate', 'piscina', 'ioredis', 'prom-client', 'undici', 'yaml', 'pino-pretty'],
+  external: ['uWebSockets.js', 'bufferutil', 'utf-8-validate', '@napi-rs/nice', 'ioredis', 'prom-client', 'undici', 'yaml', 'pino-pretty'],
   // The sources are ES modules and find their files from import.meta.url.
   define: { 'import.meta.url': 'importMetaUrl' },
   banner: { js: "'use strict';\nconst importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },

@@ -1,6 +1,7 @@
-// The bundles of dist/bundle/ and their V8 code caches (scripts/bundle.mjs, scripts/loadBundle.cjs):
-// the caches the build made are used, a bundle with a stale or missing cache still runs, and what a
-// bundle loads on demand loads when it runs from its cache.
+// The bundles of dist/bundle/ (piscina's worker script among them) and their V8 code caches
+// (scripts/bundle.mjs, scripts/loadBundle.cjs): the caches the build made are used, a bundle with
+// a stale or missing cache still runs, and what a bundle loads on demand loads when it runs from
+// its cache.
 
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -15,7 +16,7 @@ import { YOUNG_GENERATION_MB } from '../dist/src/primary/supervisor.js';
 import { freePort, runCli, START_DEADLINE, startBackend, waitFor } from './helpers.js';
 
 const root = new URL('..', import.meta.url).pathname;
-const BUNDLES = ['cli', 'serve-uws', 'serve-native-free'].map((name) => join(root, 'dist/bundle', `${name}.bundle.js`));
+const BUNDLES = ['cli', 'worker', 'serve-uws', 'serve-native-free'].map((name) => join(root, 'dist/bundle', `${name}.bundle.js`));
 const LOADER = join(root, 'dist/bundle/load.js');
 const { compile } = createRequire(import.meta.url)(LOADER) as { compile: (file: string, cache?: Buffer) => { cachedDataRejected?: boolean } };
 
@@ -30,7 +31,7 @@ test('V8 takes the code cache of every bundle, in the primary and in a worker th
   );
   const rejected = await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
   await worker.terminate();
-  t.deepEqual(rejected, [false, false, false]);
+  t.deepEqual(rejected, BUNDLES.map(() => false));
 });
 
 test('a bundle whose code cache is stale or missing compiles from source and runs', (t) => {

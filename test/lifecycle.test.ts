@@ -106,6 +106,27 @@ test('clients that connect while fairway starts do not keep it from listening', 
   t.is(await res.body.text(), 'a');
 });
 
+test('each worker listens as soon as it is ready: one slow to start does not keep the port shut', async (t) => {
+  const backend = await startBackend(t, 'a');
+  const port = await freePort();
+  // Worker 1 reports ready only once a request on the port is answered, which only worker 0 can do.
+  const hold = { FAIRWAY_TEST_HOOKS: '1', FAIRWAY_TEST_HOLD_WORKER: '1' };
+  const { child, output } = await runCli(t, ['--listen', `127.0.0.1:${port}`, '--to', backend.address, '--workers', '2'], hold);
+  await waitFor('fairway to listen', () => output().includes('fairway is listening'), START_DEADLINE);
+  const workers = Number(/"workers":(\d+)/.exec(output())?.[1]);
+  if (workers === 2) {
+    t.regex(output(), /test hold: another worker answered before this one was ready/);
+    t.notRegex(output(), /test hold: no worker answered/);
+  } else {
+    t.log(`${ENGINE} runs ${workers} worker thread here: no second worker to hold`);
+    t.is(workers, 1);
+  }
+  const res = await request(`http://127.0.0.1:${port}/`, { headers: { connection: 'close' } });
+  t.is(await res.body.text(), 'a');
+  child.kill('SIGTERM');
+  t.is((await once(child, 'exit'))[0], 0);
+});
+
 test('a port already in use is refused before any worker starts', async (t) => {
   const blocker = createServer().listen(0, '127.0.0.1');
   await once(blocker, 'listening');

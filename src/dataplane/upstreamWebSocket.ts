@@ -2,11 +2,9 @@
 // an idle proxied session costs the socket plus one small object, where the `ws` client with its
 // stream-based receiver and the node:http handshake cost about twice as much (docs/BENCHMARKS.md).
 
-import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 // Imported: the global `Buffer` is an accessor, read through a getter at each use.
 import { Buffer, isUtf8 } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
-import { constants as zlib, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import { upstreamFailure } from '../core/errors.js';
@@ -88,6 +86,15 @@ const enum Stage {
   Payload,
 }
 
+/**
+ * node:crypto, loaded with the first upstream WebSocket, and node:zlib with the first compressed
+ * message: a worker that relays none loads neither (4–5 ms of each worker thread's start here).
+ */
+let crypto: typeof import('node:crypto') | undefined;
+let zlib: typeof import('node:zlib') | undefined;
+const cryptoModule = () => (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
+const zlibModule = () => (zlib ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
+
 /** Masking keys, taken 4 bytes at a time from one random block refilled when used up. */
 const maskPool = Buffer.alloc(8192);
 let maskOffset = maskPool.length;
@@ -96,7 +103,7 @@ const KEY = Buffer.alloc(4);
 
 function nextMask(): Buffer {
   if (maskOffset === maskPool.length) {
-    randomFillSync(maskPool);
+    cryptoModule().randomFillSync(maskPool);
     maskOffset = 0;
   }
   for (let i = 0; i < 4; i++) KEY[i] = maskPool[maskOffset++];
@@ -218,7 +225,7 @@ export class UpstreamWebSocket {
   ) {
     this.maxMessage = target.maxMessage;
     this.offeredDeflate = target.compress;
-    this.key = randomBytes(16).toString('base64');
+    this.key = cryptoModule().randomBytes(16).toString('base64');
     this.offered = target.protocols ? target.protocols.split(',').map((p) => p.trim()).filter(Boolean) : [];
     const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Buffer) => this.onRead(length, buffer) };
     const socket = target.tls
@@ -268,7 +275,8 @@ export class UpstreamWebSocket {
     const opcode = isBinary ? OP_BINARY : OP_TEXT;
     if (this.deflate && data.length >= COMPRESS_THRESHOLD && data.length <= COMPRESS_LIMIT) {
       // The fastest level: a proxy's CPU is the scarce part. Sent as it is when it does not shrink.
-      const packed = deflateRawSync(data, { level: zlib.Z_BEST_SPEED, finishFlush: zlib.Z_SYNC_FLUSH });
+      const { constants, deflateRawSync } = zlibModule();
+      const packed = deflateRawSync(data, { level: constants.Z_BEST_SPEED, finishFlush: constants.Z_SYNC_FLUSH });
       if (packed.length - DEFLATE_TAIL.length < data.length) {
         this.socket.write(frame(opcode, packed.subarray(0, packed.length - DEFLATE_TAIL.length), RSV1));
         return;
@@ -403,7 +411,7 @@ export class UpstreamWebSocket {
   }
 
   private completeHandshake(headers: string[]): void {
-    const expected = createHash('sha1').update(`${this.key}${ACCEPT_GUID}`).digest('base64');
+    const expected = cryptoModule().createHash('sha1').update(`${this.key}${ACCEPT_GUID}`).digest('base64');
     const protocol = headerValue(headers, 'sec-websocket-protocol') ?? '';
     let problem = '';
     if (headerValue(headers, 'upgrade')?.toLowerCase() !== 'websocket') problem = 'no "Upgrade: websocket"';
@@ -515,7 +523,8 @@ export class UpstreamWebSocket {
     }
     if (this.messageCompressed) {
       try {
-        payload = inflateRawSync(Buffer.concat([payload, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: Math.max(1, this.maxMessage) });
+        const { constants, inflateRawSync } = zlibModule();
+        payload = inflateRawSync(Buffer.concat([payload, DEFLATE_TAIL]), { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: Math.max(1, this.maxMessage) });
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return this.protocolError(1009, 'a compressed message that inflates past max_message');
         return this.protocolError(1007, 'a compressed message that does not inflate');

@@ -12,6 +12,7 @@ import type { PrimaryMessage, ServeResult, ServeTask, WorkerMessage } from '../e
 import { netReusePort } from '../engine/sockets.js';
 import { TcpListener } from '../engine/tcp/tcpListener.js';
 import { startProfile } from './cpuProfile.js';
+import { holdUntilAnotherAnswers } from './testFaults.js';
 import { FleetSessions } from './fleetSessions.js';
 import { CacheChannel } from './responseCache.js';
 import { closeSpread, shed } from './sessionControl.js';
@@ -58,6 +59,7 @@ export async function serveWorker(task: ServeTask, makeEngine: (context: WorkerC
     context.closeUpstreams();
     throw err;
   }
+  if (task.testHooks && process.env.FAIRWAY_TEST_HOLD_WORKER === String(worker)) await holdUntilAnotherAnswers(config.listen.host, config.listen.port, logger);
   if (!(await channel.readyToListen())) {
     // Stopped while starting (a replacement the primary no longer wants).
     engine.discard();
@@ -125,7 +127,7 @@ export class PrimaryChannel {
 
   /**
    * Tells the primary this worker is set up and waits for its word to listen: the primary holds
-   * the ports until every worker is ready, so that no other process can take them in between.
+   * the ports until the first worker is ready, so that no other process can take them in between.
    * False when a shutdown came first: the worker then stops without listening.
    */
   readyToListen(): Promise<boolean> {

@@ -135,7 +135,7 @@ async function startOnce(config: Config, options: StartOptions): Promise<Fairway
     fleet?.onWorkerDied(worker);
   };
   try {
-    // Workers set up, then the ports are let go of and every worker listens at once.
+    // Workers set up; the ports are let go of when the first is ready, and each listens once it is.
     await supervisor.start(() => releasePorts(held));
   } catch (err) {
     await releasePorts(held);

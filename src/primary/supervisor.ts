@@ -62,17 +62,13 @@ export class Supervisor {
 
   /**
    * Starts every worker; resolves when all listen, rejects if one cannot. Workers report ready
-   * before they listen; once all are, `beforeListen` runs (the primary lets go of the ports it
-   * held), then all are told to listen.
+   * before they listen; when the first is, `beforeListen` runs (the primary lets go of the ports
+   * it held), and each worker is told to listen as soon as it is ready and the ports are free: the
+   * first answers while the others still load (docs/operations.md, start-up).
    */
   async start(beforeListen: () => Promise<void> | void = () => undefined): Promise<void> {
-    let ready = 0;
-    let allReady!: () => void;
-    const gate = new Promise<void>((resolve) => (allReady = resolve)).then(beforeListen);
-    const onReady = () => {
-      if (++ready === this.count) allReady();
-      return gate;
-    };
+    let released: Promise<void> | undefined;
+    const onReady = () => (released ??= Promise.resolve().then(beforeListen));
     const started: Promise<void>[] = [];
     for (let worker = 0; worker < this.count; worker++) started.push(this.launch(worker, RESTART_DELAY_MIN, onReady));
     await Promise.all(started);

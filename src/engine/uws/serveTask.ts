@@ -1,8 +1,8 @@
 // The uws engine's serve task: uWS apps on the shared port until shutdown (the task itself is
 // the shared serveWorker).
 
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Config } from '../../config/types.js';
 import { FAULTS } from '../../core/errors.js';
@@ -133,7 +133,8 @@ async function listenRedirect(uws: UwsModule, at: { host: string; port: number }
 
 /** A digest of the certificate and key files' contents: a renewal at the same paths counts. */
 function fingerprint(tls: NonNullable<Config['tls']>): string {
-  const hash = createHash('sha256');
+  // node:crypto only with TLS: a worker without it does not load the module (docs/BENCHMARKS.md, start-up).
+  const hash = (createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto')).createHash('sha256');
   for (const file of [tls.cert, tls.key, ...tls.certs.flatMap((entry) => [entry.cert, entry.key])]) {
     try {
       hash.update(readFileSync(file));

@@ -3,10 +3,14 @@
 // calls and little else). `npm run bench` and `npm run bench:upstream` both measure it with these.
 // The same two parts for WebSocket round trips: uWS echoing messages itself (the echo backend of
 // scripts/uwsEchoBackend.mjs), and the bare session client below toward that backend.
-// Usage: node bench/floor.mjs uws PORT                       (answers `ok` on 127.0.0.1:PORT)
+// Usage: node bench/floor.mjs uws PORT [READS]               (answers `ok` on 127.0.0.1:PORT, reading
+//                                                             the client's address READS times a request)
 //        node bench/floor.mjs client PORT SECONDS IN_FLIGHT  (GET / from 127.0.0.1:PORT; prints JSON)
 //        node bench/floor.mjs ws PORT SECONDS SESSIONS       (64-byte round trips toward a WebSocket
 //                                                             echo on 127.0.0.1:PORT; prints JSON)
+//        node bench/floor.mjs address PORT                   (µs of one read of the client's address
+//                                                             in a loop, and of a call uWS answers
+//                                                             without the kernel; prints JSON)
 
 import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -163,13 +167,49 @@ export async function bareWebSocketRoundTrips(port, seconds, sessions) {
   return { perSecond: Math.round(roundTrips / elapsed), roundTrips, cpuMicrosPerRoundTrip: (cpu.user + cpu.system) / roundTrips };
 }
 
+/**
+ * Inside one request's handler, CPU µs of a call of `getRemoteAddress` (uWS asks the kernel:
+ * getpeername, then an ArrayBuffer) and of `getProxiedRemoteAddress` (an ArrayBuffer of what
+ * uWS keeps itself, no system call), each timed over 20 000 calls.
+ */
+function addressReads(port) {
+  const uWS = createRequire(import.meta.url)('uWebSockets.js');
+  const CALLS = 20_000;
+  const perCall = (res, method) => {
+    const before = process.cpuUsage();
+    for (let i = 0; i < CALLS; i++) res[method]();
+    const cpu = process.cpuUsage(before);
+    return (cpu.user + cpu.system) / CALLS;
+  };
+  return new Promise((resolve, reject) => {
+    uWS
+      .App()
+      .any('/*', (res) => {
+        perCall(res, 'getRemoteAddress'); // warm-up
+        resolve({ getRemoteAddress: perCall(res, 'getRemoteAddress'), getProxiedRemoteAddress: perCall(res, 'getProxiedRemoteAddress') });
+        res.end('ok\n');
+      })
+      .listen('127.0.0.1', port, (token) => {
+        if (!token) return reject(new Error(`cannot listen on ${port}`));
+        const socket = connect({ host: '127.0.0.1', port }, () => socket.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n'));
+        socket.on('error', reject);
+      });
+  });
+}
+
 if (process.argv[1] === new URL(import.meta.url).pathname) {
   const [mode, port, seconds = '4', inFlight = '50'] = process.argv.slice(2);
   if (mode === 'uws') {
     const uWS = createRequire(import.meta.url)('uWebSockets.js');
+    // READS > 0: what reading the client's address costs (fairway reads it once a request, for
+    // X-Forwarded-For; uWS asks the kernel each time: one getpeername).
+    const reads = Number(process.argv[4] ?? 0);
     uWS
       .App()
-      .any('/*', (res) => res.cork(() => res.end('ok\n')))
+      .any('/*', (res) => {
+        for (let i = 0; i < reads; i++) res.getRemoteAddress();
+        res.cork(() => res.end('ok\n'));
+      })
       .listen('127.0.0.1', Number(port), (token) => {
         if (!token) process.exit(1);
         console.log(`uws answering on ${port}`);
@@ -180,6 +220,9 @@ if (process.argv[1] === new URL(import.meta.url).pathname) {
     await drive(client, 1, Number(inFlight));
     console.log(JSON.stringify(await drive(client, Number(seconds), Number(inFlight))));
     client.close();
+    process.exit(0);
+  } else if (mode === 'address') {
+    console.log(JSON.stringify(await addressReads(Number(port))));
     process.exit(0);
   } else if (mode === 'ws') {
     console.log(JSON.stringify(await bareWebSocketRoundTrips(Number(port), Number(seconds), Number(inFlight))));

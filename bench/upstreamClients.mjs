@@ -3,7 +3,8 @@
 // (Pool.dispatch), undici's request(), node:http with a keep-alive Agent, and the bare client on raw
 // sockets of bench/floor.mjs that only knows Content-Length responses (the floor: the syscalls and little else). 50 requests in flight, keep-alive, GET / from one backend on 127.0.0.1.
 // Each client's answer is checked before it is timed.
-// Then, with wrk: uWS answering requests itself (the client side of any proxy on uWS), fairway
+// Then, with wrk: uWS answering requests itself (the client side of any proxy on uWS), and again
+// reading the client's address once a request as fairway must for X-Forwarded-For, fairway
 // (1 worker) and HAProxy (1 thread) in front of the same backend, so that the floor of a proxy on
 // Node and uWS (uWS alone + the bare client) stands next to whole proxies, in one run.
 // Usage: npm run bench:upstream [-- SECONDS]
@@ -171,10 +172,25 @@ if (!has('wrk')) {
   process.exit(0);
 }
 const servers = [];
-const uwsAlone = spawn(process.execPath, [join(root, 'bench/floor.mjs'), 'uws', '9452'], { stdio: 'ignore' });
-process.on('exit', () => uwsAlone.kill('SIGTERM'));
-servers.push({ name: 'uWS answering itself (1 thread): the client side of a proxy on uWS', ...(await underWrk(uwsAlone, 9452)) });
-uwsAlone.kill('SIGTERM');
+// uWS alone, without and with one read of the client's address a request, alternated three times
+// (the host's drift falls on both); each row the median of its three.
+{
+  const runs = [[], []];
+  for (let round = 0; round < 3; round++) {
+    for (const reads of [0, 1]) {
+      const port = 9460 + 2 * round + reads;
+      const uwsAlone = spawn(process.execPath, [join(root, 'bench/floor.mjs'), 'uws', String(port), String(reads)], { stdio: 'ignore' });
+      const stop = () => uwsAlone.kill('SIGTERM');
+      process.on('exit', stop);
+      runs[reads].push(await underWrk(uwsAlone, port));
+      stop();
+      await new Promise((resolve) => uwsAlone.once('exit', resolve));
+    }
+  }
+  const median = (rows) => rows.sort((a, b) => a.cpuMicrosPerRequest - b.cpuMicrosPerRequest)[1];
+  servers.push({ name: 'uWS answering itself (1 thread): the client side of a proxy on uWS', ...median(runs[0]) });
+  servers.push({ name: "uWS answering itself, reading the client's address once a request (one getpeername), as fairway does for X-Forwarded-For", ...median(runs[1]) });
+}
 {
   const dir = mkdtempSync(join(tmpdir(), 'fairway-bench-fairway-'));
   const config = { listen: '127.0.0.1:9454', workers: 1, engine: 'uws', log: { level: 'warn', access: false }, pools: { http: { backends: [`127.0.0.1:${PORT}`] } } };
@@ -200,5 +216,12 @@ console.log('| server | req/s | µs CPU / request |');
 console.log('| --- | ---: | ---: |');
 for (const row of servers) console.log(`| ${row.name} | ${row.perSecond || '–'} | ${Number.isNaN(row.cpuMicrosPerRequest) ? '–' : row.cpuMicrosPerRequest.toFixed(1)} |`);
 const nodeFloor = servers[0].cpuMicrosPerRequest + floor;
-console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the bare client): ${nodeFloor.toFixed(1)} µs CPU per request; fairway spends ${(servers[1].cpuMicrosPerRequest - nodeFloor).toFixed(1)} µs above it.`);
+const fairwayRow = servers[2];
+const addressRead = servers[1].cpuMicrosPerRequest - servers[0].cpuMicrosPerRequest;
+console.log(`\nFloor of a proxy on Node and uWS (uWS answering itself + the bare client): ${nodeFloor.toFixed(1)} µs CPU per request; fairway spends ${(fairwayRow.cpuMicrosPerRequest - nodeFloor).toFixed(1)} µs above it (${(fairwayRow.cpuMicrosPerRequest / nodeFloor).toFixed(2)}×).`);
+const calls = JSON.parse(spawnSync(process.execPath, [join(root, 'bench/floor.mjs'), 'address', '9466'], { encoding: 'utf8' }).stdout);
+console.log(
+  `Reading the client's address through uWS: ${addressRead.toFixed(1)} µs a request under wrk (the second row less the first), ${((100 * addressRead) / nodeFloor).toFixed(0)} % of the floor; ` +
+    `${calls.getRemoteAddress.toFixed(2)} µs a call in a loop, of which ${calls.getProxiedRemoteAddress.toFixed(2)} µs is the ArrayBuffer uWS returns (a call without getpeername).`,
+);
 process.exit(0);

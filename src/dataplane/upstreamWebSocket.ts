@@ -90,9 +90,9 @@ const enum Stage {
  * node:crypto, loaded with the first upstream WebSocket, and node:zlib with the first compressed
  * message: a worker that relays none loads neither (4–5 ms of each worker thread's start here).
  */
-let crypto: typeof import('node:crypto') | undefined;
+let nodeCrypto: typeof import('node:crypto') | undefined;
 let zlib: typeof import('node:zlib') | undefined;
-const cryptoModule = () => (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
+const cryptoModule = () => (nodeCrypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
 const zlibModule = () => (zlib ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
 
 /** Masking keys, taken 4 bytes at a time from one random block refilled when used up. */
